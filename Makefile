@@ -1,0 +1,41 @@
+# visret: `make demo` runs the main job on a small real dataset; `make test` runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO := build/demo
+
+.PHONY: demo test setup setup-dev benchmarks clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# The stamps are rebuilt whenever a pyproject changes.
+$(VENV)/.setup: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.setup-dev: pyproject.toml tests/plugin_example/pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -e tests/plugin_example
+	touch $(VENV)/.setup $@
+
+setup: $(VENV)/.setup
+setup-dev: $(VENV)/.setup-dev
+
+demo: $(VENV)/.setup
+	rm -rf $(DEMO)
+	$(BIN)/python -m visret.sample_data $(DEMO)/digits
+	$(BIN)/visret index $(DEMO)/digits/train --extractor hog --param size=32 --param pixels_per_cell=4 --index $(DEMO)/index
+	$(BIN)/visret info --index $(DEMO)/index
+	$(BIN)/visret query $(DEMO)/digits/test/3/$$(ls $(DEMO)/digits/test/3 | head -n 1) \
+		$(DEMO)/digits/test/8/$$(ls $(DEMO)/digits/test/8 | head -n 1) --index $(DEMO)/index -k 5
+	$(BIN)/visret evaluate $(DEMO)/digits/test --index $(DEMO)/index -k 5
+
+test: $(VENV)/.setup-dev
+	$(BIN)/python -m pytest
+
+benchmarks: $(VENV)/.setup
+	$(BIN)/python benchmarks/spine.py
+
+clean:
+	rm -rf build $(VENV)

@@ -1,0 +1,103 @@
+"""Shared fixtures: small real image folders (scikit-learn digits) and a CLI runner."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import visret
+from visret import plugins
+from visret.sample_data import write_digits
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory) -> Path:
+    """Digits in ImageFolder layout, 20 per class: ``train`` (150 images) and ``test`` (50)."""
+    return write_digits(tmp_path_factory.mktemp("digits"), test_size=0.25, seed=0, limit=20)
+
+
+@pytest.fixture(scope="session")
+def digits_index(digits, tmp_path_factory) -> Path:
+    """A HOG index of the digits' train part (built with one worker: fast and deterministic)."""
+    path = tmp_path_factory.mktemp("index") / "hog"
+    visret.build_index(
+        digits / "train", "hog", path, params={"size": 32, "pixels_per_cell": 4}, workers=1
+    ).close()
+    return path
+
+
+def broken_files() -> dict[str, bytes]:
+    """One unreadable file of each kind the indexer must skip, by file name."""
+    png = io.BytesIO()
+    Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(png, format="PNG")
+    jpeg = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(jpeg, format="JPEG")
+    bomb = io.BytesIO()
+    Image.new("L", (4000, 4000)).save(bomb, format="PNG")  # 16 Mpx, over the tests' 1 Mpx limit
+    return {
+        "empty.png": b"",
+        "truncated.jpg": jpeg.getvalue()[: len(jpeg.getvalue()) // 2],
+        "truncated.png": png.getvalue()[:60],
+        "not-an-image.jpg": b"this is text, not pixels\n" * 10,
+        "bomb.png": bomb.getvalue(),
+    }
+
+
+@pytest.fixture
+def folder_with_broken_files(tmp_path) -> Path:
+    """Two labelled classes of good images, with every kind of broken file mixed in."""
+    rng = np.random.default_rng(1)
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        for i in range(3):
+            pixels = rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / label / f"good{i}.png")
+    for name, data in broken_files().items():
+        (tmp_path / "a" / name).write_bytes(data)
+    return tmp_path
+
+
+@pytest.fixture
+def cli():
+    """Invoke the CLI in-process; ``cli(*args)`` returns the click result."""
+    from visret.cli import add_plugin_commands, app
+
+    add_plugin_commands()
+    runner = CliRunner()
+
+    def invoke(*args: str, env: dict[str, str] | None = None):
+        return runner.invoke(app, [str(a) for a in args], env=env)
+
+    return invoke
+
+
+@pytest.fixture
+def register_plugin():
+    """Register plugin objects for one test and unregister them afterwards."""
+    registered = []
+
+    def register(plugin, name: str):
+        plugins.pm.register(plugin, name=name)
+        registered.append(name)
+        plugins.reset_registry()
+        return plugin
+
+    yield register
+    for name in registered:
+        if plugins.pm.has_plugin(name):
+            plugins.pm.unregister(name=name)
+    plugins.reset_registry()
+
+
+@pytest.fixture
+def project_env():
+    """Environment for subprocesses running visret from this checkout's virtual environment."""
+    env = dict(os.environ)
+    env.pop("VISRET_LOAD_PLUGINS", None)
+    return env

@@ -1,0 +1,96 @@
+"""The command line contract: outputs, JSON shapes, and one-line user errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+VISRET = str(Path(sys.executable).with_name("visret"))
+
+
+@pytest.fixture(scope="module")
+def cli_index(digits, tmp_path_factory):
+    from typer.testing import CliRunner
+
+    from visret.cli import app
+
+    path = tmp_path_factory.mktemp("cli") / "ix"
+    result = CliRunner().invoke(
+        app, ["index", str(digits / "train"), "-e", "hog", "-p", "size=32", "-p", "pixels_per_cell=4", "--index", str(path), "--workers", "1"]
+    )
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("indexed 150 images, skipped 0,")
+    assert "images/s" in result.stdout
+    return path
+
+
+def test_query_json(cli, cli_index, digits):
+    images = [sorted((digits / "test" / d).iterdir())[0] for d in ("3", "8")]
+    result = cli("query", *images, "--index", cli_index, "-k", "4", "--json")
+    assert result.exit_code == 0, result.stderr
+    answers = json.loads(result.stdout)
+    assert [a["query"] for a in answers] == [str(p) for p in images]
+    for answer in answers:
+        assert set(answer) >= {"query", "prediction", "neighbors"}
+        assert len(answer["neighbors"]) == 4
+        assert set(answer["neighbors"][0]) >= {"path", "label", "distance"}
+    assert answers[0]["prediction"] == "3" and answers[1]["prediction"] == "8"
+
+
+def test_query_table_shows_ranks_and_prediction(cli, cli_index, digits):
+    image = sorted((digits / "train" / "5").iterdir())[0]
+    result = cli("query", image, "--index", cli_index, "-k", "2")
+    assert result.exit_code == 0
+    assert "predicted: 5" in result.stdout and "0.0000" in result.stdout
+
+
+def test_evaluate_json(cli, cli_index, digits):
+    result = cli("evaluate", digits / "test", "--index", cli_index, "-k", "5", "--json", "--workers", "1")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert {"accuracy", "map", "precision_at_k", "per_class", "n_queries", "confusion_matrix"} <= set(report)
+    assert report["n_queries"] == 50 and 0.85 < report["accuracy"] <= 1.0
+
+
+def test_evaluate_table(cli, cli_index, digits):
+    result = cli("evaluate", digits / "test", "--index", cli_index, "--workers", "1")
+    assert result.exit_code == 0 and "accuracy" in result.stdout and "per class" in result.stdout
+
+
+def test_info_json_and_table(cli, cli_index):
+    info = json.loads(cli("info", "--index", cli_index, "--json").stdout)
+    assert info["count"] == 150 and info["extractor"]["name"] == "hog" and info["bytes"] > 0
+    table = cli("info", "--index", cli_index).stdout
+    assert "entries" in table and "150" in table
+
+
+def test_index_reports_skipped_files(cli, folder_with_broken_files, tmp_path):
+    result = cli("index", folder_with_broken_files, "--index", tmp_path / "ix", "--max-pixels", "1000000", "--workers", "1")
+    assert result.exit_code == 0, result.stderr
+    assert "indexed 6 images, skipped 5" in result.stdout
+    assert len([line for line in result.stderr.splitlines() if line.startswith("warning: skipped")]) == 5
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["query", "{img}", "--index", "{tmp}/missing"], "error: no index at"),
+        (["index", "{data}", "--extractor", "sift9000", "--index", "{tmp}/x"], "error: unknown extractor 'sift9000'"),
+        (["index", "{data}", "-e", "hog", "-p", "pixels_per_cell=big", "--index", "{tmp}/x"], "error: extractor 'hog': pixels_per_cell must be"),
+        (["index", "{data}", "-p", "novalue", "--index", "{tmp}/x"], "error: parameter 'novalue' is not KEY=VALUE"),
+        (["index", "{tmp}/nowhere", "--index", "{tmp}/x"], "is not a folder"),
+        (["index", "{data}", "--metric", "hamming", "--index", "{tmp}/x"], "error: metric must be one of"),
+        (["query", "{tmp}/notes.txt", "--index", "{index}"], "error: cannot read query image"),
+    ],
+)
+def test_user_errors_exit_1_with_one_line_and_no_traceback(args, message, cli_index, digits, tmp_path, project_env):
+    (tmp_path / "notes.txt").write_text("not an image")
+    values = {"img": sorted((digits / "test" / "1").iterdir())[0], "tmp": tmp_path, "data": digits / "test", "index": cli_index}
+    argv = [a.format(**values) for a in args]
+    done = subprocess.run([VISRET, *argv], capture_output=True, text=True, env=project_env, timeout=120)
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], done.stderr
+    assert "Traceback" not in done.stderr

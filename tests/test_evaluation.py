@@ -1,0 +1,56 @@
+"""k-NN evaluation reports, checked against an independent computation."""
+
+import numpy as np
+import pytest
+from sklearn.neighbors import KNeighborsClassifier
+
+from visret import VisretError, evaluate_knn, get_extractor, open_index
+from visret.dataset import scan_folder
+from visret.images import read_image
+from visret.metrics import average_precision
+
+HOG32 = {"size": 32, "pixels_per_cell": 4}
+
+
+def features(folder, extractor):
+    records = scan_folder(folder)
+    images = [read_image(r.path, extractor.input_spec)[0] for r in records]
+    return extractor.extract(images), np.array([r.label for r in records])
+
+
+def test_report_matches_an_independent_brute_force_computation(digits, digits_index):
+    report = evaluate_knn(digits / "test", digits_index, k=5, workers=1)
+    extractor = get_extractor("hog", **HOG32)
+    X_train, y_train = features(digits / "train", extractor)
+    X_test, y_test = features(digits / "test", extractor)
+    knn = KNeighborsClassifier(5, algorithm="brute").fit(X_train, y_train)
+    distances = np.linalg.norm(X_test[:, None] - X_train[None], axis=-1)
+    order = np.argsort(distances, axis=1, kind="stable")
+    relevant = y_train[order] == y_test[:, None]
+    assert report.n_queries == 50 and report.k == 5
+    assert report.accuracy == pytest.approx(np.mean(knn.predict(X_test) == y_test), abs=0.021)  # one tie may differ
+    assert report.map == pytest.approx(np.mean(average_precision(relevant, [15] * 50)), abs=1e-4)
+    assert report.precision_at_k == pytest.approx(relevant[:, :5].mean(), abs=1e-6)
+    assert np.array(report.confusion_matrix).sum() == 50
+    assert np.trace(report.confusion_matrix) == round(report.accuracy * 50)
+    assert set(report.per_class) == {str(d) for d in range(10)}
+    assert report.accuracy > 0.85
+
+
+def test_training_folder_and_extractor_give_the_same_report_as_a_saved_index(digits, digits_index):
+    from_index = evaluate_knn(digits / "test", digits_index, k=3, workers=1).to_dict()
+    from_folder = evaluate_knn(digits / "test", train=digits / "train", extractor="hog", params=HOG32, k=3, workers=1)
+    assert from_folder.to_dict() == from_index
+
+
+def test_evaluation_needs_labels(digits_index, tmp_path):
+    from PIL import Image
+
+    Image.new("L", (8, 8)).save(tmp_path / "unlabelled.png")
+    with pytest.raises(VisretError, match="no labelled images"):
+        evaluate_knn(tmp_path, digits_index)
+    with pytest.raises(VisretError, match="either an index or a training folder"):
+        evaluate_knn(tmp_path, digits_index, train=tmp_path)
+    with open_index(digits_index) as index:
+        with pytest.raises(VisretError, match="k must be at least 1"):
+            evaluate_knn(tmp_path, index, k=0)

@@ -1,0 +1,26 @@
+"""TensorFlow stays out of processes that only use handcrafted features."""
+
+import json
+import subprocess
+import sys
+
+
+def modules_after(code: str, env) -> dict:
+    probe = code + "\nimport json, sys\nprint(json.dumps({m: m in sys.modules for m in ('tensorflow', 'keras')}))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_import_visret_does_not_import_tensorflow(project_env):
+    assert modules_after("import visret", project_env) == {"tensorflow": False, "keras": False}
+
+
+def test_cli_query_on_a_handcrafted_index_does_not_import_tensorflow(digits_index, digits, project_env):
+    image = sorted((digits / "test" / "2").iterdir())[0]
+    code = (
+        "import sys\nfrom visret.cli import main\n"
+        f"sys.argv = ['visret', 'query', {str(image)!r}, '--index', {str(digits_index)!r}, '--json']\n"
+        "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
+    )
+    assert modules_after(code, project_env) == {"tensorflow": False, "keras": False}

@@ -1,0 +1,48 @@
+"""Metrics on hand-computed examples."""
+
+import numpy as np
+import pytest
+
+from visret.metrics import average_precision, confusion_matrix, per_class_scores, precision_at_k
+
+
+def test_average_precision_by_hand():
+    # relevant at ranks 1, 3, 6 of 6; 4 relevant items in the collection (one never retrieved)
+    relevant = np.array([[1, 0, 1, 0, 0, 1]], bool)
+    expected = (1 / 1 + 2 / 3 + 3 / 6) / 4
+    assert average_precision(relevant, [4])[0] == pytest.approx(expected)
+    assert average_precision(relevant, [3])[0] == pytest.approx((1 + 2 / 3 + 0.5) / 3)
+
+
+def test_average_precision_extremes():
+    assert average_precision(np.array([[1, 1, 0, 0]], bool), [2])[0] == 1.0
+    assert average_precision(np.array([[0, 0, 0]], bool), [2])[0] == 0.0
+    assert np.isnan(average_precision(np.array([[0, 0]], bool), [0])[0])
+
+
+def test_average_precision_equals_scikit_learn_on_a_full_ranking():
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(3)
+    truth = rng.random(50) < 0.3
+    scores = rng.random(50)
+    ranked = truth[np.argsort(-scores)]
+    assert average_precision(ranked[None], [truth.sum()])[0] == pytest.approx(average_precision_score(truth, scores))
+
+
+def test_precision_at_k():
+    relevant = np.array([[1, 0, 1, 1], [0, 0, 0, 1]], bool)
+    np.testing.assert_allclose(precision_at_k(relevant, 2), [0.5, 0.0])
+    np.testing.assert_allclose(precision_at_k(relevant, 4), [0.75, 0.25])
+
+
+def test_confusion_and_per_class_scores():
+    classes = ["cat", "dog", "fox"]
+    true = ["cat", "cat", "cat", "dog", "dog", "fox"]
+    pred = ["cat", "dog", "cat", "dog", "cat", ""]  # the fox query abstained
+    matrix = confusion_matrix(true, pred, classes)
+    assert matrix.tolist() == [[2, 1, 0], [1, 1, 0], [0, 0, 0]]
+    scores = per_class_scores(matrix, classes)
+    assert scores["cat"] == {"precision": 2 / 3, "recall": 2 / 3, "f1": pytest.approx(2 / 3), "support": 3}
+    assert scores["dog"]["precision"] == 0.5 and scores["dog"]["recall"] == 0.5
+    assert scores["fox"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}

@@ -1,0 +1,158 @@
+"""Plugin discovery through entry points, registration, isolation of broken plugins, listings."""
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pytest
+
+import visret
+from visret import VisretError, get_classifier, get_extractor
+from visret.plugins import extractor_classes, plugin_report
+
+VISRET = str(Path(sys.executable).with_name("visret"))
+
+
+class Brightness(visret.FeatureExtractor):
+    """Mean grey level (a test extractor)."""
+
+    name: ClassVar[str] = "test/brightness"
+
+    @property
+    def input_spec(self):
+        return visret.InputSpec(mode="L", size=(8, 8))
+
+    @property
+    def dim(self):
+        return 1
+
+    def extract(self, images):
+        return np.array([[image.mean() / 255.0] for image in images], np.float32)
+
+
+class BrightnessPlugin:
+    @visret.hookimpl
+    def register_extractors(self, register):
+        register(Brightness)
+
+
+class RaisingPlugin:
+    @visret.hookimpl
+    def register_extractors(self, register):
+        raise RuntimeError("boom")
+
+
+class ImpostorPlugin:
+    @visret.hookimpl
+    def register_extractors(self, register):
+        class FakeHog(Brightness):
+            name = "hog"
+
+        register(FakeHog)
+
+
+def by_name():
+    return {row["name"]: row for row in plugin_report()}
+
+
+def test_builtin_plugins_load_through_entry_points():
+    rows = by_name()
+    assert rows["handcrafted"]["version"] == visret.__version__
+    assert rows["handcrafted"]["extractors"] == ["color-hist", "hog", "lbp", "pixels"]
+    assert rows["handcrafted"]["hooks"] == ["register_extractors"]
+    assert rows["heads"]["classifiers"] == ["knn"]
+    assert get_classifier("knn", k=3).k == 3
+
+
+def test_third_party_plugin_is_discovered_from_its_installed_entry_point():
+    rows = by_name()
+    assert rows["example"]["status"] == "loaded"
+    assert rows["example"]["extractors"] == ["example/mean-color"]
+    assert rows["example"]["hooks"] == ["register_commands", "register_extractors"]
+    red = np.zeros((32, 32, 3), np.uint8)
+    red[..., 0] = 255
+    assert get_extractor("example/mean-color").extract([red]).tolist() == [[1.0, 0.0, 0.0]]
+
+
+def test_third_party_command_runs(cli):
+    result = cli("hello", "--name", "tester")
+    assert result.exit_code == 0
+    assert result.stdout == "hello tester from visret-plugin-example\n"
+
+
+def test_registered_plugin_works_end_to_end_and_goes_away(register_plugin, digits, tmp_path):
+    register_plugin(BrightnessPlugin(), "brightness")
+    assert "test/brightness" in extractor_classes()
+    assert by_name()["brightness"]["extractors"] == ["test/brightness"]
+    index = visret.build_index(digits / "train", "test/brightness", tmp_path / "ix", workers=1)
+    with index:
+        assert len(index) == 150 and index.extractor.dim == 1
+    visret.plugins.pm.unregister(name="brightness")
+    visret.plugins.reset_registry()
+    assert "test/brightness" not in extractor_classes()
+    with pytest.raises(VisretError, match="cannot be created"):
+        visret.open_index(tmp_path / "ix")
+
+
+def test_a_plugin_that_raises_is_reported_and_the_rest_still_work(register_plugin):
+    register_plugin(RaisingPlugin(), "raiser")
+    rows = by_name()
+    assert rows["raiser"]["status"] == "failed"
+    assert "RuntimeError: boom" in rows["raiser"]["error"]
+    assert rows["handcrafted"]["status"] == "loaded"
+    assert get_extractor("hog").dim == 1764
+
+
+def test_two_plugins_registering_one_name_is_an_error_naming_both(register_plugin):
+    register_plugin(ImpostorPlugin(), "impostor")
+    with pytest.raises(VisretError, match="'hog' is registered by two plugins: (handcrafted and impostor|impostor and handcrafted)"):
+        get_extractor("hog")
+
+
+def test_plugins_and_extractors_list_as_json(cli):
+    plugins = json.loads(cli("plugins", "--json").stdout)
+    assert {"name", "version", "hooks", "extractors", "classifiers", "status", "error"} <= set(plugins[0])
+    extractors = {row["name"]: row for row in json.loads(cli("extractors", "--json").stdout)}
+    assert extractors["hog"]["params"]["pixels_per_cell"] == 16
+    assert extractors["lbp"]["params"] == {"points": 8, "radius": 1.0, "method": "uniform", "size": 128}
+    assert extractors["color-hist"]["description"].startswith("Joint HSV colour histogram")
+
+
+def fake_distribution(root: Path, module_source: str) -> None:
+    """An installed-looking distribution (dist-info + entry point) whose module is ``module_source``."""
+    info = root / "broken_plugin-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[visret]\nbroken = broken_plugin\n")
+    (root / "broken_plugin.py").write_text(textwrap.dedent(module_source))
+
+
+def run_visret(*args, env, extra_path=None):
+    if extra_path is not None:
+        env = {**env, "PYTHONPATH": str(extra_path)}
+    return subprocess.run([VISRET, *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_a_plugin_that_fails_to_import_never_breaks_the_cli(tmp_path, project_env):
+    fake_distribution(tmp_path, "import a_module_that_does_not_exist\n")
+    listing = run_visret("plugins", "--json", env=project_env, extra_path=tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    rows = {row["name"]: row for row in json.loads(listing.stdout)}
+    assert rows["broken"]["status"] == "failed"
+    assert rows["broken"]["version"] == "1.0"
+    assert "ModuleNotFoundError" in rows["broken"]["error"]
+    assert rows["handcrafted"]["status"] == "loaded"
+    warnings = [line for line in listing.stderr.splitlines() if line]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: plugin broken failed")
+    assert run_visret("extractors", env=project_env, extra_path=tmp_path).returncode == 0
+
+
+def test_visret_load_plugins_restricts_what_loads(project_env):
+    listing = run_visret("plugins", "--json", env={**project_env, "VISRET_LOAD_PLUGINS": "handcrafted"})
+    assert [row["name"] for row in json.loads(listing.stdout)] == ["handcrafted"]
+    by_dist = run_visret("plugins", "--json", env={**project_env, "VISRET_LOAD_PLUGINS": "visret-plugin-example"})
+    assert [row["name"] for row in json.loads(by_dist.stdout)] == ["example"]

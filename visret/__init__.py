@@ -1,0 +1,32 @@
+"""visret: image retrieval and classification with handcrafted and deep features.
+
+The public API is small: build an index from a folder, open it, query it, evaluate k-NN on
+held-out images. Extractors and classifier heads come from plugins (see ``visret.hookspecs``).
+"""
+
+__version__ = "0.1.0"
+
+from visret.classifier import Classifier
+from visret.errors import VisretError
+from visret.evaluation import KnnReport, evaluate_knn
+from visret.extractor import FeatureExtractor, InputSpec
+from visret.index import Index, Neighbor, QueryResult, build_index, open_index
+from visret.plugins import get_classifier, get_extractor, hookimpl
+
+__all__ = [
+    "Classifier",
+    "FeatureExtractor",
+    "Index",
+    "InputSpec",
+    "KnnReport",
+    "Neighbor",
+    "QueryResult",
+    "VisretError",
+    "__version__",
+    "build_index",
+    "evaluate_knn",
+    "get_classifier",
+    "get_extractor",
+    "hookimpl",
+    "open_index",
+]

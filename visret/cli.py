@@ -1,0 +1,265 @@
+"""The ``visret`` command line: index, query, evaluate, info, and what plugins provide."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from typer.core import TyperGroup
+
+from visret.errors import VisretError
+
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+
+class _Commands(TyperGroup):
+    """Turns a ``VisretError`` from any command, a plugin's too, into one line on stderr and exit 1."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except VisretError as exc:
+            err.print(f"error: {exc}", markup=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    cls=_Commands,
+    name="visret",
+    help="Image retrieval and classification with handcrafted and deep features.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+@app.callback()
+def _root() -> None:
+    """Image retrieval and classification with handcrafted and deep features."""
+    _configure_logging()
+
+
+IndexPath = Annotated[
+    Optional[Path],
+    typer.Option("--index", help="Index directory [default: $VISRET_INDEX or indexes/default]."),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+K = Annotated[int, typer.Option("-k", "--k", min=1, help="Number of neighbours.")]
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def _params(pairs: list[str] | None) -> dict[str, Any]:
+    from visret.params import parse_params
+
+    try:
+        return parse_params(pairs or [])
+    except ValueError as exc:
+        raise VisretError(str(exc)) from None
+
+
+@app.command("index")
+def index_command(
+    folder: Annotated[Path, typer.Argument(help="Folder of images; sub-folders are class labels.")],
+    extractor: Annotated[str, typer.Option("--extractor", "-e", help="Extractor name (see 'visret extractors').")] = "color-hist",
+    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Extractor parameter KEY=VALUE (repeatable).")] = None,
+    index: IndexPath = None,
+    metric: Annotated[str, typer.Option(help="Distance: l2, cosine or l1.")] = "l2",
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 32,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="Worker processes [default: CPU count].")] = None,
+    max_pixels: Annotated[Optional[int], typer.Option(min=1, help="Skip images with more pixels (decompression bombs).")] = None,
+) -> None:
+    """Embed every image of FOLDER and save them as an index."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from visret.images import DEFAULT_MAX_PIXELS
+    from visret.index import build_index, resolve_extractor
+
+    chosen = resolve_extractor(extractor, _params(param))  # a bad name or parameter fails before the bar
+    start = time.perf_counter()
+    with Progress(
+        TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err, transient=True
+    ) as bar:
+        task = bar.add_task("index", total=None)
+        built = build_index(
+            folder,
+            chosen,
+            index,
+            metric=metric,
+            batch_size=batch_size,
+            workers=workers,
+            max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    seconds = time.perf_counter() - start
+    build = built.manifest["build"]
+    rate = build["indexed"] / seconds if seconds > 0 else 0.0
+    out.print(
+        f"indexed {build['indexed']} images, skipped {build['skipped']}, "
+        f"{seconds:.1f} s ({rate:.1f} images/s) -> {built.path}"
+    )
+
+
+@app.command("query")
+def query_command(
+    images: Annotated[list[Path], typer.Argument(help="Query image files.")],
+    index: IndexPath = None,
+    k: K = 5,
+    as_json: AsJson = False,
+) -> None:
+    """Find the indexed images nearest to each query image."""
+    from visret.index import open_index
+
+    with open_index(index) as opened:
+        results = opened.query_batch([str(p) for p in images], k=k)
+    if as_json:
+        _print_json([r.to_dict() for r in results])
+        return
+    for result in results:
+        title = f"{result.query}" + (f"  ->  predicted: [bold]{result.prediction}[/]" if result.prediction else "")
+        table = Table("rank", "path", "label", "distance", title=title, title_justify="left")
+        table.columns[1].overflow = "fold"
+        for rank, n in enumerate(result.neighbors, start=1):
+            table.add_row(str(rank), n.path, n.label or "", f"{n.distance:.4f}")
+        out.print(table)
+
+
+@app.command("evaluate")
+def evaluate_command(
+    test_dir: Annotated[Path, typer.Argument(help="Labelled test folder (ImageFolder layout).")],
+    index: IndexPath = None,
+    k: K = 5,
+    weights: Annotated[str, typer.Option(help="Vote weighting: uniform or distance.")] = "uniform",
+    workers: Annotated[Optional[int], typer.Option(min=1, help="Worker processes [default: CPU count].")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """k-NN accuracy and retrieval quality of the index on a labelled test folder."""
+    from visret.evaluation import evaluate_knn
+
+    report = evaluate_knn(test_dir, index, k=k, weights=weights, workers=workers)
+    if as_json:
+        _print_json(report.to_dict())
+        return
+    summary = Table("queries", "accuracy", "mAP", f"precision@{k}", "skipped", title="k-NN evaluation", title_justify="left")
+    summary.add_row(
+        str(report.n_queries), f"{report.accuracy:.4f}", f"{report.map:.4f}", f"{report.precision_at_k:.4f}", str(report.skipped)
+    )
+    out.print(summary)
+    per_class = Table("class", "precision", "recall", "f1", "support", title="per class", title_justify="left")
+    for label, scores in report.per_class.items():
+        per_class.add_row(
+            label, f"{scores['precision']:.3f}", f"{scores['recall']:.3f}", f"{scores['f1']:.3f}", str(scores["support"])
+        )
+    out.print(per_class)
+
+
+@app.command("info")
+def info_command(index: IndexPath = None, as_json: AsJson = False) -> None:
+    """What an index holds and how it was built."""
+    from visret.index import open_index
+
+    with open_index(index) as opened:
+        info = opened.info()
+    if as_json:
+        _print_json(info)
+        return
+    table = Table("field", "value", show_header=False)
+    extractor = info["extractor"]
+    rows = {
+        "path": info["path"],
+        "entries": info["count"],
+        "extractor": f"{extractor['name']} {json.dumps(extractor['params'])}",
+        "dim": info["dim"],
+        "metric": info["metric"],
+        "factory": info["factory"],
+        "classes": len(info["classes"]),
+        "bytes": info["bytes"],
+        "built": json.dumps(info["build"]),
+        "visret": info["visret_version"],
+    }
+    for key, value in rows.items():
+        table.add_row(key, str(value))
+    out.print(table)
+
+
+@app.command("plugins")
+def plugins_command(as_json: AsJson = False) -> None:
+    """The loaded plugins and what each registered."""
+    from visret.plugins import plugin_report
+
+    rows = plugin_report()
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("plugin", "version", "status", "hooks", "registered")
+    for row in rows:
+        registered = ", ".join(row["extractors"] + row["classifiers"])
+        status = row["status"] if row["error"] is None else f"[red]failed[/]: {row['error']}"
+        table.add_row(row["name"], row["version"] or "", status, ", ".join(row["hooks"]), registered)
+    out.print(table)
+
+
+@app.command("extractors")
+def extractors_command(as_json: AsJson = False) -> None:
+    """Every available extractor with its parameters and defaults."""
+    from visret.plugins import extractor_classes
+
+    rows = [
+        {"name": name, "description": cls.summary(), "params": cls.param_defaults()}
+        for name, cls in extractor_classes().items()
+    ]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("extractor", "parameters (defaults)", "description")
+    for row in rows:
+        params = ", ".join(f"{k}={json.dumps(v)}" for k, v in row["params"].items())
+        table.add_row(row["name"], params, row["description"])
+    out.print(table)
+
+
+class _StderrHandler(logging.Handler):
+    """Warnings as one plain line each, on whatever ``sys.stderr`` is now (rich may redirect it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sys.stderr.write(f"{record.levelname.lower()}: {record.getMessage()}\n")
+
+
+def _configure_logging() -> None:
+    logger = logging.getLogger("visret")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        logger.addHandler(_StderrHandler())
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+_plugin_commands_added = False
+
+
+def add_plugin_commands() -> None:
+    """Let every plugin add its commands to ``app``, once."""
+    global _plugin_commands_added
+    if not _plugin_commands_added:
+        from visret.plugins import call_each_plugin, load_plugins
+
+        _plugin_commands_added = True
+        load_plugins()
+        call_each_plugin("register_commands", lambda plugin_name: app)
+
+
+def main() -> None:
+    try:
+        add_plugin_commands()
+    except VisretError as exc:  # e.g. two plugins registering one name
+        err.print(f"error: {exc}", markup=False, soft_wrap=True)
+        raise SystemExit(1) from None
+    app()

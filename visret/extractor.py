@@ -1,0 +1,64 @@
+"""The ``FeatureExtractor`` interface every extractor plugin implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Sequence
+
+import numpy as np
+
+from visret.params import Configurable
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What an extractor wants its images to look like, so each file is decoded and resized once.
+
+    ``mode`` is a Pillow mode, ``"RGB"`` or ``"L"``; ``size`` is ``(height, width)`` or ``None``
+    for the image's own size.
+    """
+
+    mode: str = "RGB"
+    size: tuple[int, int] | None = None
+
+
+class FeatureExtractor(Configurable):
+    """Turns a batch of decoded images into fixed-length float32 vectors.
+
+    Subclasses follow scikit-learn conventions: ``__init__`` stores its keyword arguments as
+    attributes of the same name and does nothing else; learned state (set by ``fit``) ends in
+    ``_``. Parameters are JSON-serialisable so that an index records how it was built.
+    """
+
+    name: ClassVar[str] = ""
+    #: Extractors that learn from the indexed images (codebooks, PCA) set this to True.
+    requires_fit: ClassVar[bool] = False
+    #: True when extraction is CPU-bound Python/numpy work that scales across worker processes.
+    parallel: ClassVar[bool] = True
+
+    @property
+    def input_spec(self) -> InputSpec:
+        raise NotImplementedError
+
+    @property
+    def dim(self) -> int:
+        raise NotImplementedError
+
+    def extract(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Return a float32 array of shape ``(len(images), dim)``.
+
+        Images arrive as uint8 arrays shaped by ``input_spec``: ``(h, w, 3)`` for RGB,
+        ``(h, w)`` for L.
+        """
+        raise NotImplementedError
+
+    def fit(self, images: Sequence[np.ndarray], labels: Sequence[str] | None = None) -> FeatureExtractor:
+        """Learn state from the images to be indexed; a no-op for extractors without state."""
+        return self
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Learned state as named arrays, saved next to the index (never pickled)."""
+        return {}
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what ``get_state`` returned."""

@@ -1,0 +1,31 @@
+"""The hooks a visret plugin can implement.
+
+Each hook receives a ``register`` callback (or the typer app) so that a plugin states what it
+adds and visret can attribute every name to the plugin that registered it.
+"""
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("visret")
+hookimpl = pluggy.HookimplMarker("visret")
+
+
+@hookspec
+def register_extractors(register):
+    """Register feature extractors: call ``register(ExtractorClass)`` once per class.
+
+    The class must subclass ``visret.FeatureExtractor`` and set a unique ``name``.
+    """
+
+
+@hookspec
+def register_classifiers(register):
+    """Register classifier heads: call ``register(ClassifierClass)`` once per class.
+
+    The class must subclass ``visret.Classifier`` and set a unique ``name``.
+    """
+
+
+@hookspec
+def register_commands(app):
+    """Add commands to the ``visret`` typer app: ``@app.command()`` on your functions."""

@@ -1,0 +1,88 @@
+"""Parameters of extractors and heads: read from constructors, parsed from the command line, checked.
+
+Extractors and classifiers share the scikit-learn convention that ``__init__`` keyword arguments
+are the parameters, stored under the same attribute names.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from typing import Any, Iterable
+
+
+class Configurable:
+    """Parameter introspection shared by ``FeatureExtractor`` and ``Classifier``."""
+
+    name: str = ""
+
+    @classmethod
+    def param_defaults(cls) -> dict[str, Any]:
+        """The constructor's parameters and their defaults, read from its signature."""
+        return {
+            p.name: p.default
+            for p in inspect.signature(cls.__init__).parameters.values()
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        }
+
+    @classmethod
+    def summary(cls) -> str:
+        """The first line of the class docstring, for listings."""
+        doc = inspect.getdoc(cls) or ""
+        return doc.splitlines()[0] if doc else ""
+
+    def get_params(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in self.param_defaults()}
+
+    def get_config(self) -> dict[str, Any]:
+        """Everything needed to re-create this object (learned state aside)."""
+        return {"name": self.name, "params": self.get_params()}
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming a bad parameter; called by the registry on creation."""
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+
+def parse_value(text: str) -> Any:
+    """``16`` -> 16, ``0.5`` -> 0.5, ``true`` -> True, ``8,8,8`` -> [8, 8, 8], else the string."""
+    if "," in text and not text.lstrip().startswith(("[", "{", '"')):
+        return [parse_value(part.strip()) for part in text.split(",")]
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_params(pairs: Iterable[str]) -> dict[str, Any]:
+    """Parse ``KEY=VALUE`` strings from ``--param`` options."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"parameter {pair!r} is not KEY=VALUE")
+        params[key.strip().replace("-", "_")] = parse_value(value.strip())
+    return params
+
+
+def check_positive_int(name: str, value: Any, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def check_choice(name: str, value: Any, choices: Iterable[str]) -> None:
+    choices = tuple(choices)
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def as_int_tuple(name: str, value: Any, length: int, minimum: int = 1) -> tuple[int, ...]:
+    """Accept an int (repeated) or a sequence of ``length`` ints."""
+    values = [value] * length if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(values, (list, tuple)) or len(values) != length:
+        raise ValueError(f"{name} must be an integer or {length} integers, got {value!r}")
+    for v in values:
+        check_positive_int(name, v, minimum)
+    return tuple(values)

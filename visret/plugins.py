@@ -1,0 +1,213 @@
+"""Plugin loading and the registries of extractors and classifiers.
+
+Plugins, built-in ones included, are found through the ``visret`` entry-point group. A plugin
+that fails to import or to register is recorded and reported, never fatal to the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Callable
+
+import pluggy
+
+from visret import hookspecs
+from visret.classifier import Classifier
+from visret.errors import VisretError
+from visret.extractor import FeatureExtractor
+from visret.hookspecs import hookimpl
+
+__all__ = ["hookimpl", "pm", "get_extractor", "get_classifier", "extractor_classes", "classifier_classes"]
+
+ENTRY_POINT_GROUP = "visret"
+log = logging.getLogger("visret")
+
+pm = pluggy.PluginManager("visret")
+pm.add_hookspecs(hookspecs)
+
+
+@dataclass
+class PluginFailure:
+    name: str
+    version: str | None
+    error: str
+
+
+@dataclass
+class _Registry:
+    """What the registering hooks produced: name -> (class, plugin name)."""
+
+    extractors: dict[str, tuple[type, str]] = field(default_factory=dict)
+    classifiers: dict[str, tuple[type, str]] = field(default_factory=dict)
+
+
+_load_failures: list[PluginFailure] = []
+_register_failures: list[PluginFailure] = []
+_versions: dict[str, str | None] = {}
+_loaded = False
+_registry: _Registry | None = None
+
+
+def _wanted_plugins() -> set[str] | None:
+    value = os.environ.get("VISRET_LOAD_PLUGINS")
+    if value is None:
+        return None
+    return {name.strip() for name in value.split(",") if name.strip()}
+
+
+def load_plugins() -> None:
+    """Import and register every plugin of the entry-point group, once."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    wanted = _wanted_plugins()
+    for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        dist = getattr(ep, "dist", None)
+        dist_name = dist.metadata["Name"] if dist is not None else None
+        if wanted is not None and ep.name not in wanted and dist_name not in wanted:
+            continue
+        version = dist.version if dist is not None else None
+        if pm.has_plugin(ep.name):
+            continue
+        try:
+            pm.register(ep.load(), name=ep.name)
+            _versions[ep.name] = version
+        except Exception as exc:  # a broken plugin must not break visret
+            _record_failure(_load_failures, ep.name, version, f"{type(exc).__name__}: {exc}")
+
+
+def _record_failure(failures: list[PluginFailure], name: str, version: str | None, error: str) -> None:
+    failures.append(PluginFailure(name, version, error))
+    log.warning("plugin %s failed: %s", name, error)
+
+
+def reset_registry() -> None:
+    """Forget registered names so the next lookup asks the plugins again (after (un)registering)."""
+    global _registry
+    _registry = None
+    _register_failures.clear()
+
+
+def call_each_plugin(hook_name: str, argument_for: Callable[[str], Any]) -> None:
+    """Call a one-argument hook plugin by plugin, so a failing plugin is isolated and attributed.
+
+    ``argument_for(plugin_name)`` gives the argument passed to that plugin's implementation.
+    """
+    hook = getattr(pm.hook, hook_name)
+    for impl in reversed(hook.get_hookimpls()):
+        name = impl.plugin_name
+        try:
+            impl.function(**{hook.spec.argnames[0]: argument_for(name)})
+        except VisretError:
+            raise
+        except Exception as exc:
+            error = f"{hook_name}: {type(exc).__name__}: {exc}"
+            _record_failure(_register_failures, name, _versions.get(name), error)
+
+
+def _register_into(kind: str, base: type, table: dict[str, tuple[type, str]]):
+    def for_plugin(plugin_name: str):
+        def register(cls: type) -> type:
+            if not (isinstance(cls, type) and issubclass(cls, base)) or not getattr(cls, "name", ""):
+                raise TypeError(f"{cls!r} is not a named {base.__name__} subclass")
+            if cls.name in table and table[cls.name][0] is not cls:
+                other = table[cls.name][1]
+                raise VisretError(
+                    f"{kind} {cls.name!r} is registered by two plugins: {other} and {plugin_name}; "
+                    f"uninstall one or restrict VISRET_LOAD_PLUGINS"
+                )
+            table[cls.name] = (cls, plugin_name)
+            return cls
+
+        return register
+
+    return for_plugin
+
+
+def registry() -> _Registry:
+    global _registry
+    if _registry is None:
+        load_plugins()
+        reg = _Registry()
+        call_each_plugin("register_extractors", _register_into("extractor", FeatureExtractor, reg.extractors))
+        call_each_plugin("register_classifiers", _register_into("classifier", Classifier, reg.classifiers))
+        _registry = reg
+    return _registry
+
+
+def extractor_classes() -> dict[str, type[FeatureExtractor]]:
+    return {name: cls for name, (cls, _) in sorted(registry().extractors.items())}
+
+
+def classifier_classes() -> dict[str, type[Classifier]]:
+    return {name: cls for name, (cls, _) in sorted(registry().classifiers.items())}
+
+
+def _create(kind: str, table: dict[str, tuple[type, str]], name: str, params: dict[str, Any]):
+    if name not in table:
+        known = ", ".join(sorted(table)) or "none"
+        raise VisretError(f"unknown {kind} {name!r} (available: {known}); see 'visret plugins'")
+    cls = table[name][0]
+    defaults = cls.param_defaults()
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        raise VisretError(
+            f"{kind} {name!r} has no parameter {', '.join(unknown)} (parameters: {', '.join(defaults) or 'none'})"
+        )
+    try:
+        obj = cls(**params)
+        obj.validate()
+    except (TypeError, ValueError) as exc:
+        raise VisretError(f"{kind} {name!r}: {exc}") from None
+    return obj
+
+
+def get_extractor(name: str, **params: Any) -> FeatureExtractor:
+    """Create a registered extractor: ``get_extractor("hog", pixels_per_cell=16)``."""
+    return _create("extractor", registry().extractors, name, params)
+
+
+def get_classifier(name: str, **params: Any) -> Classifier:
+    """Create a registered classifier head: ``get_classifier("knn", k=5)``."""
+    return _create("classifier", registry().classifiers, name, params)
+
+
+def plugin_report() -> list[dict[str, Any]]:
+    """One dict per plugin: name, version, hooks, what it registered, status and error."""
+    reg = registry()
+    rows = []
+    for name, plugin in sorted(pm.list_name_plugin(), key=lambda item: item[0]):
+        if plugin is None:
+            continue
+        rows.append(
+            {
+                "name": name,
+                "version": _versions.get(name),
+                "hooks": sorted(impl.name for impl in pm.get_hookcallers(plugin) or []),
+                "extractors": sorted(n for n, (_, owner) in reg.extractors.items() if owner == name),
+                "classifiers": sorted(n for n, (_, owner) in reg.classifiers.items() if owner == name),
+                "status": "loaded",
+                "error": None,
+            }
+        )
+    for failure in _load_failures + _register_failures:
+        existing = next((row for row in rows if row["name"] == failure.name), None)
+        if existing is not None:
+            existing.update(status="failed", error=failure.error)
+        else:
+            rows.append(
+                {
+                    "name": failure.name,
+                    "version": failure.version,
+                    "hooks": [],
+                    "extractors": [],
+                    "classifiers": [],
+                    "status": "failed",
+                    "error": failure.error,
+                }
+            )
+    return sorted(rows, key=lambda row: row["name"])
