@@ -257,6 +257,7 @@ def add_plugin_commands() -> None:
 
 
 def main() -> None:
+    _configure_logging()  # plugin loading below may already warn
     try:
         add_plugin_commands()
     except VisretError as exc:  # e.g. two plugins registering one name
