@@ -32,7 +32,7 @@ def test_color_histogram_of_a_uniform_image_is_one_bin():
     extractor = get_extractor("color-hist", bins=[8, 4, 4])
     red = np.zeros((128, 128, 3), np.uint8)
     red[..., 0] = 255  # hue 0, saturation 1, value 1
-    hist = extractor.extract([red])[0]
+    hist = extractor.extract([as_array(red, extractor.input_spec)])[0]
     expected = np.zeros(128, np.float32)
     expected[np.ravel_multi_index((0, 3, 3), (8, 4, 4))] = 1.0
     assert np.array_equal(hist, expected)

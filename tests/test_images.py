@@ -58,6 +58,12 @@ def test_sixteen_bit_grey_is_scaled_not_clipped():
     assert out.tolist() == [[0, 100, 255]]
 
 
+def test_hsv_mode_scales_every_channel_to_bytes():
+    pixels = np.array([[[255, 0, 0], [0, 0, 255], [128, 128, 128]]], np.uint8)
+    hsv = as_array(pixels, InputSpec(mode="HSV"))
+    assert hsv.tolist() == [[[0, 255, 255], [170, 255, 255], [0, 0, 128]]]
+
+
 def test_transparency_is_composited_on_white():
     rgba = np.zeros((4, 4, 4), np.uint8)
     rgba[..., 0] = 255  # red

@@ -88,9 +88,17 @@ def _extract_batch_in_worker(paths: Sequence[Path], max_pixels: int):
     return extract_batch(_worker_extractor, paths, max_pixels)
 
 
-def _pool_context():
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+def _pool_context(extractor: FeatureExtractor):
+    """A fork server (never a bare fork: OpenMP and TensorFlow threads do not survive one).
+
+    The server imports visret and the extractor's module once, so each worker starts as a
+    cheap fork of it instead of a fresh interpreter.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__, type(extractor).__module__])
+    return context
 
 
 def extract_records(
@@ -109,7 +117,7 @@ def extract_records(
     if use_pool:
         executor = ProcessPoolExecutor(
             max_workers=min(workers, len(batches)),
-            mp_context=_pool_context(),
+            mp_context=_pool_context(extractor),
             initializer=_init_worker,
             initargs=(extractor,),
         )

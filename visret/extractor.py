@@ -14,8 +14,8 @@ from visret.params import Configurable
 class InputSpec:
     """What an extractor wants its images to look like, so each file is decoded and resized once.
 
-    ``mode`` is a Pillow mode, ``"RGB"`` or ``"L"``; ``size`` is ``(height, width)`` or ``None``
-    for the image's own size.
+    ``mode`` is a Pillow mode: ``"RGB"``, ``"L"`` or ``"HSV"`` (each channel 0-255, hue
+    included); ``size`` is ``(height, width)`` or ``None`` for the image's own size.
     """
 
     mode: str = "RGB"
@@ -47,7 +47,7 @@ class FeatureExtractor(Configurable):
     def extract(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Return a float32 array of shape ``(len(images), dim)``.
 
-        Images arrive as uint8 arrays shaped by ``input_spec``: ``(h, w, 3)`` for RGB,
+        Images arrive as uint8 arrays shaped by ``input_spec``: ``(h, w, 3)`` for RGB and HSV,
         ``(h, w)`` for L.
         """
         raise NotImplementedError

@@ -54,6 +54,8 @@ def _to_mode(image: Image.Image, mode: str) -> Image.Image:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
+    if mode == "HSV":  # Pillow converts to HSV from RGB only
+        return image.convert("RGB").convert("HSV")
     return image.convert(mode)
 
 

@@ -5,20 +5,17 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-from skimage.color import rgb2hsv
-
 from visret import FeatureExtractor, InputSpec
 from visret.params import as_int_tuple, check_positive_int
 
 
 def joint_histograms(values: np.ndarray, bins: tuple[int, ...]) -> np.ndarray:
-    """Normalised joint histograms of per-pixel channel values in [0, 1].
+    """Normalised joint histograms of uint8 channel values.
 
     ``values`` has shape ``(n, pixels, channels)``; the result ``(n, prod(bins))``, rows sum to 1.
     """
     n, pixels, _ = values.shape
-    bins_arr = np.asarray(bins)
-    cells = np.minimum((values * bins_arr).astype(np.int64), bins_arr - 1)
+    cells = values.astype(np.int64) * np.asarray(bins) // 256
     flat = np.ravel_multi_index(tuple(np.moveaxis(cells, -1, 0)), bins)
     n_bins = int(np.prod(bins))
     flat += (np.arange(n) * n_bins)[:, None]
@@ -41,12 +38,12 @@ class ColorHistogram(FeatureExtractor):
 
     @property
     def input_spec(self) -> InputSpec:
-        return InputSpec(mode="RGB", size=(self.size, self.size))
+        return InputSpec(mode="HSV", size=(self.size, self.size))
 
     @property
     def dim(self) -> int:
         return int(np.prod(as_int_tuple("bins", self.bins, 3)))
 
     def extract(self, images):
-        hsv = rgb2hsv(np.stack(images))
-        return joint_histograms(hsv.reshape(len(images), -1, 3), as_int_tuple("bins", self.bins, 3))
+        hsv = np.stack(images).reshape(len(images), -1, 3)
+        return joint_histograms(hsv, as_int_tuple("bins", self.bins, 3))

@@ -1,0 +1,129 @@
+"""Benchmarks for the spine: cold query latency, worker scaling, TensorFlow kept out.
+
+Run from the repository root: ``.venv/bin/python benchmarks/spine.py`` (about 4 minutes on 2 cores).
+Needs ``../shared/datasets`` (MNIST test split, COIL-100). Every timing is paired with a baseline
+measured in the same run on the same machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+import visret
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+VISRET = str(Path(sys.executable).with_name("visret"))
+
+
+def write_mnist_test(folder: Path) -> Path:
+    """The 10,000 MNIST test digits as PNGs in ImageFolder layout."""
+    raw = SHARED / "mnist-test"
+    images = np.frombuffer(gzip.open(raw / "t10k-images-idx3-ubyte.gz").read()[16:], np.uint8).reshape(-1, 28, 28)
+    labels = np.frombuffer(gzip.open(raw / "t10k-labels-idx1-ubyte.gz").read()[8:], np.uint8)
+    for i, (image, label) in enumerate(zip(images, labels)):
+        target = folder / str(label)
+        target.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(target / f"{i:05d}.png")
+    return folder
+
+
+def wall(argv: list[str], repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run(argv, check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def cold_query(workdir: Path, repeats: int) -> dict:
+    data = write_mnist_test(workdir / "mnist")
+    index = workdir / "mnist-hog"
+    visret.build_index(data, "hog", index, params={"size": 28, "pixels_per_cell": 7}).close()
+    query = sorted((data / "7").iterdir())[0]
+    argv = [VISRET, "query", str(query), "--index", str(index), "-k", "10", "--json"]
+    answer = json.loads(subprocess.run(argv, check=True, capture_output=True, text=True).stdout)
+    assert answer[0]["neighbors"][0]["distance"] == 0.0
+    probe = (
+        "import sys\nfrom visret.cli import main\n"
+        f"sys.argv = {argv!r}\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('TF', 'tensorflow' in sys.modules, file=sys.stderr)"
+    )
+    tf_loaded = "TF True" in subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stderr
+    query_times = wall(argv, repeats)
+    baseline = wall([sys.executable, "-c", "import numpy"], repeats)
+    return {
+        "entries": 10_000,
+        "cold_query_s_median": statistics.median(query_times),
+        "cold_query_s_max": max(query_times),
+        "python_numpy_startup_s_median": statistics.median(baseline),
+        "ratio_to_startup": statistics.median(query_times) / statistics.median(baseline),
+        "tensorflow_imported": tf_loaded,
+    }
+
+
+def worker_scaling(workdir: Path, extractors: list[str]) -> list[dict]:
+    """Extraction stage alone and the whole ``build_index``, with 1 and 2 worker processes."""
+    from visret.dataset import scan_folder
+    from visret.extraction import extract_records
+
+    rows = []
+    data = SHARED / "coil100"
+    records = scan_folder(data)
+    for record in records:  # warm the page cache so that neither run pays for the disk
+        record.path.read_bytes()
+    n = len(records)
+    for name in extractors:
+        extractor = visret.get_extractor(name)
+        stage, whole = {}, {}
+        for workers in (1, 2):
+            start = time.perf_counter()
+            extract_records(extractor, records, workers=workers)
+            stage[workers] = time.perf_counter() - start
+            start = time.perf_counter()
+            visret.build_index(data, name, workdir / f"coil-{name}-{workers}", workers=workers).close()
+            whole[workers] = time.perf_counter() - start
+        rows.append(
+            {
+                "extractor": name,
+                "images": n,
+                "extraction_images_per_s_1_worker": n / stage[1],
+                "extraction_images_per_s_2_workers": n / stage[2],
+                "extraction_speedup": stage[1] / stage[2],
+                "build_index_images_per_s_1_worker": n / whole[1],
+                "build_index_images_per_s_2_workers": n / whole[2],
+                "build_index_speedup": whole[1] / whole[2],
+            }
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--extractors", default="color-hist,hog,lbp")
+    args = parser.parse_args()
+    print(f"cores: {len(os.sched_getaffinity(0))}, visret {visret.__version__}", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="visret-bench-") as tmp:
+        results = {
+            "cold_query": cold_query(Path(tmp), args.repeats),
+            "worker_scaling_coil100": worker_scaling(Path(tmp), args.extractors.split(",")),
+        }
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
