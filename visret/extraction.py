@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
+import itertools
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -18,7 +20,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from visret.dataset import ImageRecord
-from visret.extractor import FeatureExtractor
+from visret.errors import VisretError
+from visret.extractor import FeatureExtractor, InputSpec
 from visret.images import DEFAULT_MAX_PIXELS, ImageReadError, read_image
 
 log = logging.getLogger("visret")
@@ -42,6 +45,8 @@ def _featurise(extractor: FeatureExtractor, images: list[np.ndarray]) -> tuple[n
     """Extract a batch; if the batch fails, retry image by image to isolate the culprit."""
     try:
         return np.asarray(extractor.extract(images), dtype=np.float32), list(range(len(images))), []
+    except VisretError:
+        raise  # the extractor cannot work at all (e.g. weights missing): not one image's fault
     except Exception:
         rows, ok, errors = [], [], []
         for i, image in enumerate(images):
@@ -53,24 +58,50 @@ def _featurise(extractor: FeatureExtractor, images: list[np.ndarray]) -> tuple[n
         return np.array(rows, dtype=np.float32).reshape(len(rows), extractor.dim), ok, errors
 
 
-def extract_batch(extractor: FeatureExtractor, paths: Sequence[Path], max_pixels: int):
-    """Read and featurise one batch: ``(positions, hashes, features, skipped)``."""
+def read_batch(spec: InputSpec, paths: Sequence[Path], max_pixels: int):
+    """Decode one batch: ``(images, positions, hashes, skipped)``."""
     images, positions, hashes, skipped = [], [], [], []
     for position, path in enumerate(paths):
         try:
-            image, digest = read_image(path, extractor.input_spec, max_pixels)
+            image, digest = read_image(path, spec, max_pixels)
         except ImageReadError as exc:
             skipped.append((position, str(exc)))
             continue
         images.append(image)
         positions.append(position)
         hashes.append(digest)
+    return images, positions, hashes, skipped
+
+
+def featurise_batch(extractor: FeatureExtractor, decoded):
+    """Featurise a decoded batch: ``(positions, hashes, features, skipped)``."""
+    images, positions, hashes, skipped = decoded
     if not images:
         return [], [], np.zeros((0, extractor.dim), np.float32), skipped
     features, ok, errors = _featurise(extractor, images)
     failed = sorted(set(range(len(images))) - set(ok))
     skipped.extend((positions[i], error) for i, error in zip(failed, errors))
     return [positions[i] for i in ok], [hashes[i] for i in ok], features, skipped
+
+
+def extract_batch(extractor: FeatureExtractor, paths: Sequence[Path], max_pixels: int):
+    """Read and featurise one batch: ``(positions, hashes, features, skipped)``."""
+    return featurise_batch(extractor, read_batch(extractor.input_spec, paths, max_pixels))
+
+
+def _decoded_ahead(extractor: FeatureExtractor, path_batches, max_pixels: int, threads: int):
+    """Featurise batches in order while threads decode the next ones (Pillow releases the GIL)."""
+    spec = extractor.input_spec
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        pending = deque()
+        batches = iter(path_batches)
+        for paths in itertools.islice(batches, threads + 1):
+            pending.append(pool.submit(read_batch, spec, paths, max_pixels))
+        while pending:
+            decoded = pending.popleft().result()
+            for paths in itertools.islice(batches, 1):
+                pending.append(pool.submit(read_batch, spec, paths, max_pixels))
+            yield featurise_batch(extractor, decoded)
 
 
 _worker_extractor: FeatureExtractor | None = None
@@ -111,10 +142,13 @@ def extract_records(
 ) -> Extracted:
     """Featurise ``records``; ``progress(n)`` is called as each batch of ``n`` files finishes."""
     workers = default_workers() if workers is None else workers
+    out = Extracted(features=np.zeros((0, extractor.dim), np.float32))  # dim first: fails early
     batches = [list(records[i : i + batch_size]) for i in range(0, len(records), batch_size)]
     path_batches = [[r.path for r in batch] for batch in batches]
-    use_pool = extractor.parallel and workers > 1 and len(batches) > 1
-    if use_pool:
+    executor = None
+    if not extractor.parallel:
+        results = _decoded_ahead(extractor, path_batches, max_pixels, max(1, workers))
+    elif workers > 1 and len(batches) > 1:
         executor = ProcessPoolExecutor(
             max_workers=min(workers, len(batches)),
             mp_context=_pool_context(extractor),
@@ -123,9 +157,7 @@ def extract_records(
         )
         results = executor.map(_extract_batch_in_worker, path_batches, [max_pixels] * len(batches))
     else:
-        executor = None
         results = (extract_batch(extractor, paths, max_pixels) for paths in path_batches)
-    out = Extracted(features=np.zeros((0, extractor.dim), np.float32))
     chunks = []
     try:
         for batch, (positions, hashes, features, skipped) in zip(batches, results):

@@ -33,8 +33,12 @@ class FeatureExtractor(Configurable):
     name: ClassVar[str] = ""
     #: Extractors that learn from the indexed images (codebooks, PCA) set this to True.
     requires_fit: ClassVar[bool] = False
-    #: True when extraction is CPU-bound Python/numpy work that scales across worker processes.
+    #: True when extraction is CPU-bound Python/numpy work that scales across worker processes;
+    #: False for extractors that use every core themselves (TensorFlow): files are then decoded
+    #: in threads while the previous batch is extracted.
     parallel: ClassVar[bool] = True
+    #: The parameter that ``name:VALUE`` sets (``model:net.keras`` -> ``path="net.keras"``).
+    shorthand: ClassVar[str | None] = None
 
     @property
     def input_spec(self) -> InputSpec:

@@ -148,6 +148,9 @@ def classifier_classes() -> dict[str, type[Classifier]]:
 
 
 def _create(kind: str, table: dict[str, tuple[type, str]], name: str, params: dict[str, Any]):
+    prefix, colon, value = name.partition(":")
+    if name not in table and colon and getattr(table.get(prefix, (None,))[0], "shorthand", None):
+        name, params = prefix, {table[prefix][0].shorthand: value, **params}
     if name not in table:
         known = ", ".join(sorted(table)) or "none"
         raise VisretError(f"unknown {kind} {name!r} (available: {known}); see 'visret plugins'")

@@ -1,0 +1,72 @@
+"""TensorFlow/Keras set-up, imported only when a CNN extractor is used.
+
+Quiet logs, GPU memory growth, a compiled forward pass, and a one-line message when ImageNet
+weights cannot be downloaded.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from visret import VisretError
+
+
+@functools.cache
+def tensorflow():
+    """Import TensorFlow once, quietly, with memory growth on every GPU it sees."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # already initialised by the caller: leave their choice
+            pass
+    return tf
+
+
+def keras():
+    tensorflow()
+    import keras
+
+    return keras
+
+
+def compiled_forward(model):
+    """``model(x, training=False)`` as a traced graph over any batch size."""
+    tf = tensorflow()
+    shape = [None, *model.input_shape[1:]]
+    spec = tf.TensorSpec(shape, tf.float32)
+    return tf.function(lambda x: model(x, training=False), input_signature=[spec])
+
+
+def run(forward, batch: np.ndarray) -> np.ndarray:
+    return np.asarray(forward(batch), dtype=np.float32)
+
+
+def keras_cache_dir() -> Path:
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "models"
+
+
+def download_error(label: str, exc: Exception) -> VisretError:
+    """Turn Keras' download failure into one line saying which file to put where."""
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    match = re.search(r"(https?://\S+?)(?::|\s|$)", message)
+    name = match.group(1).rsplit("/", 1)[-1] if match else "the weights file"
+    return VisretError(
+        f"cannot download ImageNet weights for {label} (offline?): put {name} in {keras_cache_dir()}/ "
+        f"or pass weights=PATH to a local weights file"
+    )
+
+
+def check_weights(weights) -> None:
+    """``imagenet``, ``none`` or the path of an existing weights file."""
+    if weights in ("imagenet", "none", None):
+        return
+    if not isinstance(weights, str) or not Path(weights).expanduser().is_file():
+        raise ValueError(f"weights must be 'imagenet', 'none' or an existing weights file, got {weights!r}")

@@ -1,0 +1,58 @@
+"""A feature extraction network cut from a trained ``.keras`` model: ``model:PATH``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from visret.storage import sha256_file
+from visret_keras import runtime
+from visret_keras.architectures import cut_before_head
+from visret_keras.base import KerasExtractor
+
+
+class SavedModel(KerasExtractor):
+    """A saved Keras model (loaded in safe mode) cut before its classification head.
+
+    Cut at ``layer`` (a name), or drop the last ``drop`` layers, or by default take the input of
+    the last Dense layer. ``rescale`` multiplies pixel values (0-255) before the model, for
+    models trained on other ranges. The file's SHA-256 is recorded, and checked when reopened.
+    """
+
+    name: ClassVar[str] = "model"
+    shorthand: ClassVar[str] = "path"
+
+    def __init__(self, path: str = "", layer: str | None = None, drop: int | None = None, rescale: float = 1.0, normalize: bool = False, sha256: str | None = None):
+        self.path = path
+        self.layer = layer
+        self.drop = drop
+        self.rescale = rescale
+        self.normalize = normalize
+        self.sha256 = sha256
+
+    def validate(self) -> None:
+        file = Path(str(self.path)).expanduser()
+        if not self.path or not file.is_file():
+            raise ValueError(f"path must be a saved .keras model file, got {self.path!r}")
+        if file.suffix != ".keras":
+            raise ValueError(f"{self.path} is not a .keras file (the only format loaded, in safe mode)")
+        if self.layer is not None and self.drop is not None:
+            raise ValueError("pass layer or drop, not both")
+        if self.sha256 is not None and sha256_file(file) != self.sha256:
+            raise ValueError(f"{self.path} has changed since the index was built (SHA-256 differs)")
+
+    def get_params(self) -> dict[str, Any]:
+        """The parameters, with the model file's hash filled in."""
+        params = super().get_params()
+        if params["sha256"] is None:
+            params["sha256"] = sha256_file(Path(str(self.path)).expanduser())
+        params["path"] = str(Path(str(self.path)).expanduser().absolute())
+        return params
+
+    def preprocess(self, batch):
+        return batch * self.rescale if self.rescale != 1.0 else batch
+
+    def build_model(self):
+        keras = runtime.keras()
+        model = keras.saving.load_model(Path(str(self.path)).expanduser(), compile=False, safe_mode=True)
+        return cut_before_head(model, layer=self.layer, drop=self.drop)
