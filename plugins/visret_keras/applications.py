@@ -20,8 +20,8 @@ from visret_keras.base import KerasExtractor
 class Family:
     """Where a Keras Application lives and how it wants its input."""
 
-    module: str  # keras.applications submodule holding the constructor and preprocess_input
-    constructor: str
+    module: str  # keras.applications submodule holding its preprocess_input
+    constructor: str  # the constructor's name in keras.applications
     size: int  # the family's own input size (what its ImageNet weights were trained at)
     min_size: int = 32
 
@@ -63,16 +63,30 @@ FAMILIES: dict[str, Family] = {
 
 
 class KerasApplication(KerasExtractor):
-    """A Keras Application without its classifier, globally pooled (subclassed per family)."""
+    """A Keras Application without its classifier, globally pooled (subclassed per family).
+
+    ``weights`` is ``imagenet`` (Keras downloads and caches them), a local weights file, or
+    ``none``: random weights drawn from ``seed`` (Keras' global seed is set while building), so
+    an index built with them can be queried later.
+    """
 
     family: ClassVar[Family]
 
-    def __init__(self, size: int | None = None, pooling: str = "avg", weights: str = "imagenet", layer: str | None = None, normalize: bool = False):
+    def __init__(
+        self,
+        size: int | None = None,
+        pooling: str = "avg",
+        weights: str = "imagenet",
+        layer: str | None = None,
+        normalize: bool = False,
+        seed: int = 0,
+    ):
         self.size = size
         self.pooling = pooling
         self.weights = weights
         self.layer = layer
         self.normalize = normalize
+        self.seed = seed
 
     @property
     def input_size(self) -> int:
@@ -82,6 +96,7 @@ class KerasApplication(KerasExtractor):
         if self.size is not None:
             check_positive_int("size", self.size, minimum=self.family.min_size)
         check_choice("pooling", self.pooling, ("avg", "max"))
+        check_positive_int("seed", self.seed, minimum=0)
         runtime.check_weights(self.weights)
         if not isinstance(self.normalize, bool):
             raise ValueError(f"normalize must be true or false, got {self.normalize!r}")
@@ -103,8 +118,15 @@ class KerasApplication(KerasExtractor):
 
     def build_model(self):
         keras = runtime.keras()
-        weights = {"none": None, None: None, "imagenet": "imagenet"}.get(self.weights) or str(Path(self.weights).expanduser())
-        constructor = getattr(self._module(), self.family.constructor)
+        if self.weights in ("none", None):
+            weights = None
+            # random weights must be the same ones when the index is reopened for queries
+            keras.utils.set_random_seed(self.seed)
+        elif self.weights == "imagenet":
+            weights = "imagenet"
+        else:
+            weights = str(Path(self.weights).expanduser())
+        constructor = getattr(keras.applications, self.family.constructor)
         try:
             base = constructor(include_top=False, weights=weights, input_shape=(self.input_size, self.input_size, 3))
         except Exception as exc:

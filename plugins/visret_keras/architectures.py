@@ -79,4 +79,5 @@ def cut_before_head(model, layer: str | None = None, drop: int | None = None):
         output = dense[-1].input
     if len(output.shape) == 4:
         output = keras.layers.GlobalAveragePooling2D(name="visret_pool")(output)
-    return keras.Model(model.inputs, output, name=f"{model.name}_features")
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    return keras.Model(inputs, output, name=f"{model.name}_features")

@@ -6,9 +6,11 @@ weights cannot be downloaded.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +18,30 @@ import numpy as np
 from visret import VisretError
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Hide what TensorFlow's C++ start-up prints straight to file descriptor 2."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 @functools.cache
 def tensorflow():
     """Import TensorFlow once, quietly, with memory growth on every GPU it sees."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    with _native_stderr_silenced():
+        import tensorflow as tf
 
+        tf.constant(0.0) + 1.0  # the first op prints CPU-feature notices too
+
+    tf.get_logger().setLevel("ERROR")  # e.g. retracing notices when many models are built
     for gpu in tf.config.list_physical_devices("GPU"):
         try:
             tf.config.experimental.set_memory_growth(gpu, True)
@@ -46,7 +66,7 @@ def compiled_forward(model):
 
 
 def run(forward, batch: np.ndarray) -> np.ndarray:
-    return np.asarray(forward(batch), dtype=np.float32)
+    return forward(batch).numpy().astype(np.float32, copy=False)
 
 
 def keras_cache_dir() -> Path:
