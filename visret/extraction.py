@@ -12,7 +12,7 @@ import multiprocessing
 import os
 import itertools
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -89,13 +89,17 @@ def extract_batch(extractor: FeatureExtractor, paths: Sequence[Path], max_pixels
     return featurise_batch(extractor, read_batch(extractor.input_spec, paths, max_pixels))
 
 
-def _decoded_ahead(extractor: FeatureExtractor, path_batches, max_pixels: int, threads: int):
-    """Featurise batches in order while threads decode the next ones (Pillow releases the GIL)."""
+def _decoded_ahead(extractor: FeatureExtractor, path_batches, max_pixels: int, workers: int):
+    """Featurise batches in order in this process while worker processes decode the next ones.
+
+    For extractors that use every core themselves (TensorFlow): decoding overlaps with their
+    work, and at most ``workers + 1`` decoded batches wait in memory.
+    """
     spec = extractor.input_spec
-    with ThreadPoolExecutor(max_workers=threads) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(extractor)) as pool:
         pending = deque()
         batches = iter(path_batches)
-        for paths in itertools.islice(batches, threads + 1):
+        for paths in itertools.islice(batches, workers + 1):
             pending.append(pool.submit(read_batch, spec, paths, max_pixels))
         while pending:
             decoded = pending.popleft().result()
@@ -146,9 +150,11 @@ def extract_records(
     batches = [list(records[i : i + batch_size]) for i in range(0, len(records), batch_size)]
     path_batches = [[r.path for r in batch] for batch in batches]
     executor = None
-    if not extractor.parallel:
-        results = _decoded_ahead(extractor, path_batches, max_pixels, max(1, workers))
-    elif workers > 1 and len(batches) > 1:
+    if workers <= 1 or len(batches) <= 1:
+        results = (extract_batch(extractor, paths, max_pixels) for paths in path_batches)
+    elif not extractor.parallel:
+        results = _decoded_ahead(extractor, path_batches, max_pixels, workers)
+    else:
         executor = ProcessPoolExecutor(
             max_workers=min(workers, len(batches)),
             mp_context=_pool_context(extractor),
@@ -156,8 +162,6 @@ def extract_records(
             initargs=(extractor,),
         )
         results = executor.map(_extract_batch_in_worker, path_batches, [max_pixels] * len(batches))
-    else:
-        results = (extract_batch(extractor, paths, max_pixels) for paths in path_batches)
     chunks = []
     try:
         for batch, (positions, hashes, features, skipped) in zip(batches, results):

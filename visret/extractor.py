@@ -35,7 +35,7 @@ class FeatureExtractor(Configurable):
     requires_fit: ClassVar[bool] = False
     #: True when extraction is CPU-bound Python/numpy work that scales across worker processes;
     #: False for extractors that use every core themselves (TensorFlow): files are then decoded
-    #: in threads while the previous batch is extracted.
+    #: in worker processes while this process extracts the previous batch.
     parallel: ClassVar[bool] = True
     #: The parameter that ``name:VALUE`` sets (``model:net.keras`` -> ``path="net.keras"``).
     shorthand: ClassVar[str | None] = None

@@ -326,7 +326,7 @@ def build_index(
         "seconds": round(seconds, 3),
     }
     write_index(path, extractor, extracted, metric=metric, build=build)
-    return open_index(path)
+    return _open(path, extractor)
 
 
 def fit_extractor(extractor: FeatureExtractor, records: Sequence[ImageRecord], max_pixels: int) -> None:
@@ -377,7 +377,12 @@ def _verified(path: Path, manifest: dict[str, Any], role: str) -> Path:
 
 def open_index(path: str | Path | None = None) -> Index:
     """Open a saved index, checking its format, checksums and extractor."""
-    path = Path(path) if path is not None else default_index_path()
+    return _open(Path(path) if path is not None else default_index_path())
+
+
+def _open(path: Path, extractor: FeatureExtractor | None = None) -> Index:
+    """Open the index at ``path``; ``extractor``, when given, is the one that just wrote it
+    (already built and fitted), used instead of creating another from the manifest."""
     manifest = _read_manifest(path)
     try:
         config, dim = manifest["extractor"], int(manifest["dim"])
@@ -387,13 +392,14 @@ def open_index(path: str | Path | None = None) -> Index:
         name, params = config["name"], config["params"]
     except (KeyError, TypeError, ValueError):
         raise VisretError(f"index at {path} is corrupt: incomplete {MANIFEST}") from None
-    try:
-        extractor = get_extractor(name, **params)
-    except VisretError as exc:
-        raise VisretError(f"index at {path} was built with extractor {name!r}, which cannot be created: {exc}") from None
-    if state_file is not None:
-        with np.load(state_file, allow_pickle=False) as data:
-            extractor.set_state({key: data[key] for key in data.files})
+    if extractor is None:
+        try:
+            extractor = get_extractor(name, **params)
+        except VisretError as exc:
+            raise VisretError(f"index at {path} was built with extractor {name!r}, which cannot be created: {exc}") from None
+        if state_file is not None:
+            with np.load(state_file, allow_pickle=False) as data:
+                extractor.set_state({key: data[key] for key in data.files})
     if extractor.dim != dim:
         raise VisretError(
             f"index at {path} holds {dim}-d vectors but extractor {name!r} now gives {extractor.dim}-d; rebuild it"

@@ -18,7 +18,7 @@ class KerasExtractor(FeatureExtractor):
     ``preprocess`` (identity unless the family needs its own scaling).
     """
 
-    parallel: ClassVar[bool] = False  # TensorFlow uses every core itself; decoding overlaps in threads
+    parallel: ClassVar[bool] = False  # TensorFlow uses every core itself; decoding overlaps in workers
     normalize: bool = False
 
     def build_model(self):
