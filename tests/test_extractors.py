@@ -9,12 +9,15 @@ import visret
 from visret import VisretError, get_extractor
 from visret.images import as_array
 
-BUILTIN = ["color-hist", "hog", "lbp", "pixels"]
+BUILTIN = [
+    "color-hist", "color-moments", "color-correlogram", "hog", "lbp", "glcm", "gabor", "gist", "shape", "edges", "pixels",
+]
 
 
 def sample_images():
-    """Real photos of varied sizes and modes from scikit-image."""
-    return [skdata.astronaut(), skdata.camera(), skdata.coffee()[:200, :333], skdata.coins()]
+    """Real photos of varied sizes and modes from scikit-image (RGB, grey, RGBA, tiny)."""
+    rgba = np.dstack([skdata.chelsea(), np.full(skdata.chelsea().shape[:2], 200, np.uint8)])
+    return [skdata.astronaut(), skdata.camera(), skdata.coffee()[:200, :333], skdata.coins(), rgba, skdata.astronaut()[::40, ::40]]
 
 
 @pytest.mark.parametrize("name", BUILTIN)
@@ -22,10 +25,10 @@ def test_fixed_length_and_deterministic_for_varied_sizes_and_modes(name):
     extractor = get_extractor(name)
     images = [as_array(image, extractor.input_spec) for image in sample_images()]
     first = extractor.extract(images)
-    assert first.shape == (4, extractor.dim) and first.dtype == np.float32
+    assert first.shape == (6, extractor.dim) and first.dtype == np.float32
     assert np.isfinite(first).all()
     assert np.array_equal(first, extractor.extract(images))
-    assert len({row.tobytes() for row in first}) == 4  # different photos, different features
+    assert len({row.tobytes() for row in first}) == 6  # different photos, different features
 
 
 def test_color_histogram_of_a_uniform_image_is_one_bin():
@@ -79,8 +82,19 @@ def test_pixels_are_the_resized_image_scaled_to_unit_range():
         ("hog", {"size": 0}, "size must be an integer >= 1"),
         ("hog", {"size": 16, "pixels_per_cell": 16}, "fewer than cells_per_block"),
         ("hog", {"block_norm": "L3"}, "block_norm must be one of"),
-        ("lbp", {"method": "ror"}, "method must be one of"),
-        ("lbp", {"radius": -1}, "radius must be a positive number"),
+        ("lbp", {"method": "var"}, "method must be one of"),
+        ("lbp", {"radius": -1}, "radius must be positive"),
+        ("lbp", {"points": [8, 16], "radius": 1}, "points and radius must have the same length"),
+        ("glcm", {"properties": ["contrast", "beauty"]}, "properties must be one of"),
+        ("glcm", {"levels": 512}, "levels must be at most 256"),
+        ("gabor", {"frequencies": [0.8]}, "frequencies must be in"),
+        ("shape", {"threshold": 300}, "threshold must be 'otsu' or a grey level"),
+        ("color-hist", {"space": "cmyk"}, "space must be one of"),
+        ("color-correlogram", {"distances": [100], "size": 64}, "does not fit in size 64"),
+        ("bovw", {"descriptor": "surf"}, "descriptor must be one of"),
+        ("combine", {"parts": ["hog", "nope"]}, "unknown extractor 'nope'"),
+        ("combine", {"parts": ["hog", "lbp"], "weights": [1]}, "2 parts but 1 weights"),
+        ("post", {"steps": ["pca:x"]}, "unknown step 'pca:x'"),
         ("color-hist", {"bins": [8, 8]}, "bins must be an integer or 3 integers"),
         ("pixels", {"mode": "CMYK"}, "mode must be one of"),
         ("hog", {"colour": 1}, "has no parameter colour"),

@@ -64,6 +64,13 @@ def test_hsv_mode_scales_every_channel_to_bytes():
     assert hsv.tolist() == [[[0, 255, 255], [170, 255, 255], [0, 0, 128]]]
 
 
+def test_lab_mode_centres_the_colour_axes():
+    pixels = np.array([[[255, 255, 255], [0, 0, 0], [255, 0, 0], [0, 255, 0]]], np.uint8)
+    lab = as_array(pixels, InputSpec(mode="LAB")).astype(int)
+    assert lab[0, 0].tolist() == [255, 128, 128] and lab[0, 1].tolist() == [0, 128, 128]
+    assert lab[0, 2, 1] > 180 and lab[0, 3, 1] < 70  # red is +a*, green is -a*
+
+
 def test_transparency_is_composited_on_white():
     rgba = np.zeros((4, 4, 4), np.uint8)
     rgba[..., 0] = 255  # red

@@ -14,8 +14,9 @@ from visret.params import Configurable
 class InputSpec:
     """What an extractor wants its images to look like, so each file is decoded and resized once.
 
-    ``mode`` is a Pillow mode: ``"RGB"``, ``"L"`` or ``"HSV"`` (each channel 0-255, hue
-    included); ``size`` is ``(height, width)`` or ``None`` for the image's own size.
+    ``mode`` is ``"RGB"``, ``"L"``, ``"HSV"`` or ``"LAB"``, each channel as a byte (HSV hue
+    0-255; CIE L*a*b* with L* scaled to 0-255 and a*, b* offset by 128); ``size`` is
+    ``(height, width)`` or ``None`` for the image's own size.
     """
 
     mode: str = "RGB"
@@ -51,14 +52,17 @@ class FeatureExtractor(Configurable):
     def extract(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Return a float32 array of shape ``(len(images), dim)``.
 
-        Images arrive as uint8 arrays shaped by ``input_spec``: ``(h, w, 3)`` for RGB and HSV,
-        ``(h, w)`` for L.
+        Images arrive as uint8 arrays shaped by ``input_spec``: ``(h, w)`` for L, else ``(h, w, 3)``.
         """
         raise NotImplementedError
 
     def fit(self, images: Sequence[np.ndarray], labels: Sequence[str] | None = None) -> FeatureExtractor:
         """Learn state from the images to be indexed; a no-op for extractors without state."""
         return self
+
+    def fit_sample_size(self) -> int | None:
+        """How many of the images to be indexed ``fit`` needs (a seeded sample); None for all."""
+        return None
 
     def get_state(self) -> dict[str, np.ndarray]:
         """Learned state as named arrays, saved next to the index (never pickled)."""

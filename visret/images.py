@@ -7,13 +7,14 @@ reason, which callers turn into a logged skip.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageCms, ImageOps
 
 from visret.extractor import InputSpec
 
@@ -56,7 +57,15 @@ def _to_mode(image: Image.Image, mode: str) -> Image.Image:
         image = Image.alpha_composite(background, rgba)
     if mode == "HSV":  # Pillow converts to HSV from RGB only
         return image.convert("RGB").convert("HSV")
+    if mode == "LAB":
+        return ImageCms.applyTransform(image.convert("RGB"), _srgb_to_lab())
     return image.convert(mode)
+
+
+@functools.cache
+def _srgb_to_lab():
+    srgb, lab = ImageCms.createProfile("sRGB"), ImageCms.createProfile("LAB")
+    return ImageCms.buildTransformFromOpenProfiles(srgb, lab, "RGB", "LAB")
 
 
 def prepare(image: Image.Image, spec: InputSpec) -> np.ndarray:
@@ -65,7 +74,10 @@ def prepare(image: Image.Image, spec: InputSpec) -> np.ndarray:
     image = _to_mode(image, spec.mode)
     if spec.size is not None and image.size != (spec.size[1], spec.size[0]):
         image = image.resize((spec.size[1], spec.size[0]), Image.Resampling.BILINEAR)
-    return np.asarray(image, dtype=np.uint8)
+    array = np.asarray(image, dtype=np.uint8)
+    if spec.mode == "LAB":  # Pillow stores a* and b* as signed bytes: shift them to 0-255 (0 -> 128)
+        array = array ^ np.array([0, 0x80, 0x80], np.uint8)
+    return array
 
 
 def decode(data: bytes, spec: InputSpec, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:

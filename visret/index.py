@@ -329,10 +329,14 @@ def build_index(
     return _open(path, extractor)
 
 
-def fit_extractor(extractor: FeatureExtractor, records: Sequence[ImageRecord], max_pixels: int) -> None:
-    """Fit a learning extractor on the readable images among ``records``."""
+def fit_extractor(extractor: FeatureExtractor, records: Sequence[ImageRecord], max_pixels: int, seed: int = 0) -> None:
+    """Fit a learning extractor on the readable images among ``records`` (or a seeded sample)."""
     from visret.images import read_image
 
+    wanted = extractor.fit_sample_size()
+    if wanted is not None and wanted < len(records):
+        chosen = np.sort(np.random.default_rng(seed).choice(len(records), wanted, replace=False))
+        records = [records[i] for i in chosen]
     images, labels = [], []
     for record in records:
         try:
@@ -342,7 +346,10 @@ def fit_extractor(extractor: FeatureExtractor, records: Sequence[ImageRecord], m
             continue  # reported once, by the extraction pass
     if not images:
         raise VisretError("no readable image to fit the extractor on")
-    extractor.fit(images, labels if all(label is not None for label in labels) else None)
+    try:
+        extractor.fit(images, labels if all(label is not None for label in labels) else None)
+    except ValueError as exc:
+        raise VisretError(f"cannot fit extractor {extractor.name!r}: {exc}") from None
 
 
 # ---- opening -------------------------------------------------------------------------------

@@ -174,6 +174,16 @@ def get_extractor(name: str, **params: Any) -> FeatureExtractor:
     return _create("extractor", registry().extractors, name, params)
 
 
+def extractor_from_spec(spec: str | dict[str, Any]) -> FeatureExtractor:
+    """An extractor from a name (``"hog"``, ``"model:net.keras"``) or ``{"name": ..., "params": {...}}``,
+    the form nested extractors take in the parameters of ``combine`` and ``post``."""
+    if isinstance(spec, str):
+        return get_extractor(spec)
+    if isinstance(spec, dict) and isinstance(spec.get("name"), str) and set(spec) <= {"name", "params"}:
+        return get_extractor(spec["name"], **(spec.get("params") or {}))
+    raise VisretError(f'an extractor must be a name or {{"name": ..., "params": {{...}}}}, got {spec!r}')
+
+
 def get_classifier(name: str, **params: Any) -> Classifier:
     """Create a registered classifier head: ``get_classifier("knn", k=5)``."""
     return _create("classifier", registry().classifiers, name, params)

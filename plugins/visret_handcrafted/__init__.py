@@ -1,11 +1,19 @@
-"""visret's built-in handcrafted extractors: colour histograms, HOG, LBP and raw pixels."""
+"""visret's built-in handcrafted extractors: colour, texture, shape, edges, local descriptors, pixels."""
 
 from visret import hookimpl
-from visret_handcrafted.color import ColorHistogram
+from visret_handcrafted.color import ColorCorrelogram, ColorHistogram, ColorMoments
+from visret_handcrafted.edges import EdgeHistogram
+from visret_handcrafted.gabor import GIST, GaborEnergy
+from visret_handcrafted.local import BagOfVisualWords
 from visret_handcrafted.pixels import RawPixels
-from visret_handcrafted.texture import HOG, LBP
+from visret_handcrafted.shape import RegionShape
+from visret_handcrafted.texture import GLCM, HOG, LBP
 
-EXTRACTORS = (ColorHistogram, HOG, LBP, RawPixels)
+EXTRACTORS = (
+    ColorHistogram, ColorMoments, ColorCorrelogram,
+    HOG, LBP, GLCM, GaborEnergy, GIST,
+    RegionShape, EdgeHistogram, BagOfVisualWords, RawPixels,
+)
 
 
 @hookimpl

@@ -1,20 +1,35 @@
-"""Texture and gradient descriptors: HOG and LBP."""
+"""Texture and gradient descriptors: HOG, LBP (multi-scale, gridded) and GLCM / Haralick features."""
 
 from __future__ import annotations
 
+import functools
 from typing import ClassVar
 
 import numpy as np
-from skimage.feature import hog, local_binary_pattern
+from skimage.feature import graycomatrix, graycoprops, hog, local_binary_pattern
 
 from visret import FeatureExtractor, InputSpec
 from visret.params import check_choice, check_positive_int
+from visret_handcrafted.grid import grid_cells
 
 HOG_BLOCK_NORMS = ("L1", "L1-sqrt", "L2", "L2-Hys")
 
 
+def check_bool(name: str, value) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+
+
+def as_list(name: str, value, kind=(int, float)) -> list:
+    """A scalar or a non-empty list of scalars, as a list."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    if not values or any(isinstance(v, bool) or not isinstance(v, kind) for v in values):
+        raise ValueError(f"{name} must be a number or a list of numbers, got {value!r}")
+    return list(values)
+
+
 class HOG(FeatureExtractor):
-    """Histogram of oriented gradients on a grey image resized to ``size`` x ``size``."""
+    """Histogram of oriented gradients (all of scikit-image's options) on an image resized to ``size``."""
 
     name: ClassVar[str] = "hog"
 
@@ -25,17 +40,23 @@ class HOG(FeatureExtractor):
         pixels_per_cell: int = 16,
         cells_per_block: int = 2,
         block_norm: str = "L2-Hys",
+        transform_sqrt: bool = False,
+        color: bool = False,
     ):
         self.size = size
         self.orientations = orientations
         self.pixels_per_cell = pixels_per_cell
         self.cells_per_block = cells_per_block
         self.block_norm = block_norm
+        self.transform_sqrt = transform_sqrt
+        self.color = color
 
     def validate(self) -> None:
         for key in ("size", "orientations", "pixels_per_cell", "cells_per_block"):
             check_positive_int(key, getattr(self, key))
         check_choice("block_norm", self.block_norm, HOG_BLOCK_NORMS)
+        check_bool("transform_sqrt", self.transform_sqrt)
+        check_bool("color", self.color)
         if self.size // self.pixels_per_cell < self.cells_per_block:
             raise ValueError(
                 f"size {self.size} holds {self.size // self.pixels_per_cell} cells of {self.pixels_per_cell} px, "
@@ -44,7 +65,7 @@ class HOG(FeatureExtractor):
 
     @property
     def input_spec(self) -> InputSpec:
-        return InputSpec(mode="L", size=(self.size, self.size))
+        return InputSpec(mode="RGB" if self.color else "L", size=(self.size, self.size))
 
     @property
     def dim(self) -> int:
@@ -57,33 +78,66 @@ class HOG(FeatureExtractor):
             pixels_per_cell=(self.pixels_per_cell, self.pixels_per_cell),
             cells_per_block=(self.cells_per_block, self.cells_per_block),
             block_norm=self.block_norm,
+            transform_sqrt=self.transform_sqrt,
             feature_vector=True,
+            channel_axis=-1 if self.color else None,
         )
         return np.stack([hog(image, **options) for image in images]).astype(np.float32)
 
 
-LBP_METHODS = {"uniform": lambda p: p + 2, "nri_uniform": lambda p: p * (p - 1) + 3}
+@functools.cache
+def _rotation_invariant_codes(points: int) -> tuple[np.ndarray, int]:
+    """Map each ``ror`` LBP code (its minimal rotation) to a compact bin; return (lookup, n_bins)."""
+    codes = np.arange(2**points)
+    rotations = [((codes >> s) | (codes << (points - s))) & (2**points - 1) for s in range(points)]
+    minimal = np.min(rotations, axis=0)
+    distinct, lookup = np.unique(minimal, return_inverse=True)
+    return lookup, len(distinct)
+
+
+def lbp_bins(points: int, method: str) -> int:
+    if method == "uniform":
+        return points + 2
+    if method == "nri_uniform":
+        return points * (points - 1) + 3
+    return _rotation_invariant_codes(points)[1]
 
 
 class LBP(FeatureExtractor):
-    """Histogram of local binary patterns (uniform: rotation invariant) on a grey image."""
+    """Local binary pattern histograms at one or more (points, radius) scales, whole image or per grid cell.
+
+    ``method``: ``uniform`` (rotation invariant, P+2 bins), ``ror`` (all rotation-invariant
+    patterns) or ``nri_uniform`` (not rotation invariant). Border pixels, whose codes compare
+    against padding, are left out.
+    """
 
     name: ClassVar[str] = "lbp"
 
-    def __init__(self, points: int = 8, radius: float = 1.0, method: str = "uniform", size: int = 128):
+    def __init__(self, points=8, radius=1.0, method: str = "uniform", grid: int = 1, size: int = 128):
         self.points = points
         self.radius = radius
         self.method = method
+        self.grid = grid
         self.size = size
 
+    def scales(self) -> list[tuple[int, float]]:
+        points, radii = as_list("points", self.points, int), as_list("radius", self.radius)
+        if len(points) != len(radii):
+            raise ValueError(f"points and radius must have the same length, got {self.points!r} and {self.radius!r}")
+        return list(zip(points, radii))
+
     def validate(self) -> None:
-        check_positive_int("points", self.points, minimum=4)
+        check_choice("method", self.method, ("uniform", "ror", "nri_uniform"))
         check_positive_int("size", self.size)
-        if isinstance(self.radius, (int, float)) and self.size <= 2 * np.ceil(self.radius):
-            raise ValueError(f"size {self.size} leaves no pixel inside a border of radius {self.radius}")
-        check_choice("method", self.method, LBP_METHODS)
-        if not isinstance(self.radius, (int, float)) or isinstance(self.radius, bool) or self.radius <= 0:
-            raise ValueError(f"radius must be a positive number, got {self.radius!r}")
+        check_positive_int("grid", self.grid)
+        for points, radius in self.scales():
+            check_positive_int("points", points, minimum=4)
+            if self.method == "ror" and points > 16:
+                raise ValueError("method ror supports at most 16 points")
+            if radius <= 0:
+                raise ValueError(f"radius must be positive, got {radius!r}")
+            if self.size - 2 * int(np.ceil(radius)) < self.grid:
+                raise ValueError(f"size {self.size} leaves too few pixels inside a border of radius {radius}")
 
     @property
     def input_spec(self) -> InputSpec:
@@ -91,13 +145,88 @@ class LBP(FeatureExtractor):
 
     @property
     def dim(self) -> int:
-        return LBP_METHODS[self.method](self.points)
+        return sum(lbp_bins(p, self.method) for p, _ in self.scales()) * self.grid**2
+
+    def _codes(self, image: np.ndarray, points: int, radius: float) -> np.ndarray:
+        method = "default" if self.method == "ror" else self.method
+        codes = local_binary_pattern(image, points, radius, method=method).astype(np.int64)
+        border = int(np.ceil(radius))
+        codes = codes[border:-border, border:-border]
+        return _rotation_invariant_codes(points)[0][codes] if self.method == "ror" else codes
 
     def extract(self, images):
         rows = []
-        border = int(np.ceil(self.radius))  # codes there compare against padding, not the image
         for image in images:
-            codes = local_binary_pattern(image, self.points, self.radius, method=self.method).astype(np.int64)
-            codes = codes[border:-border, border:-border]
-            rows.append(np.bincount(codes.ravel(), minlength=self.dim)[: self.dim] / codes.size)
+            parts = []
+            for points, radius in self.scales():
+                codes, bins = self._codes(image, points, radius), lbp_bins(points, self.method)
+                for cell in grid_cells(codes, self.grid):
+                    parts.append(np.bincount(cell.ravel(), minlength=bins) / max(cell.size, 1))
+            rows.append(np.concatenate(parts))
+        return np.asarray(rows, dtype=np.float32)
+
+
+GLCM_PROPERTIES = ("contrast", "dissimilarity", "homogeneity", "ASM", "energy", "correlation", "entropy", "mean", "variance", "std")
+
+
+class GLCM(FeatureExtractor):
+    """Grey-level co-occurrence (Haralick) properties per distance, averaged over angles unless asked not to."""
+
+    name: ClassVar[str] = "glcm"
+
+    def __init__(
+        self,
+        distances=(1, 2, 4),
+        angles: int = 4,
+        levels: int = 32,
+        properties=("contrast", "dissimilarity", "homogeneity", "energy", "correlation", "entropy"),
+        average_angles: bool = True,
+        size: int = 128,
+    ):
+        self.distances = distances
+        self.angles = angles
+        self.levels = levels
+        self.properties = properties
+        self.average_angles = average_angles
+        self.size = size
+
+    def validate(self) -> None:
+        for d in as_list("distances", self.distances, int):
+            check_positive_int("distances", d)
+        check_positive_int("angles", self.angles)
+        check_positive_int("levels", self.levels, minimum=2)
+        if self.levels > 256:
+            raise ValueError(f"levels must be at most 256, got {self.levels}")
+        check_positive_int("size", self.size)
+        check_bool("average_angles", self.average_angles)
+        properties = self.properties if isinstance(self.properties, (list, tuple)) else [self.properties]
+        if not properties:
+            raise ValueError("properties must name at least one property")
+        for p in properties:
+            check_choice("properties", p, GLCM_PROPERTIES)
+
+    @property
+    def input_spec(self) -> InputSpec:
+        return InputSpec(mode="L", size=(self.size, self.size))
+
+    def _properties(self) -> list[str]:
+        return list(self.properties) if isinstance(self.properties, (list, tuple)) else [self.properties]
+
+    @property
+    def dim(self) -> int:
+        per_distance = 1 if self.average_angles else self.angles
+        return len(self._properties()) * len(as_list("distances", self.distances, int)) * per_distance
+
+    def extract(self, images):
+        distances = as_list("distances", self.distances, int)
+        angles = np.arange(self.angles) * np.pi / self.angles
+        rows = []
+        for image in images:
+            quantised = (image.astype(np.int64) * self.levels // 256).astype(np.uint8)
+            matrix = graycomatrix(quantised, distances, angles, levels=self.levels, symmetric=True, normed=True)
+            values = []
+            for prop in self._properties():
+                table = graycoprops(matrix, prop)  # (distances, angles)
+                values.append(table.mean(axis=1) if self.average_angles else table.ravel())
+            rows.append(np.concatenate(values))
         return np.asarray(rows, dtype=np.float32)
