@@ -62,7 +62,11 @@ def by_name():
 def test_builtin_plugins_load_through_entry_points():
     rows = by_name()
     assert rows["handcrafted"]["version"] == visret.__version__
-    assert rows["handcrafted"]["extractors"] == ["color-hist", "hog", "lbp", "pixels"]
+    assert rows["handcrafted"]["extractors"] == sorted(
+        ["color-hist", "color-moments", "color-correlogram", "hog", "lbp", "glcm", "gabor", "gist", "shape", "edges", "bovw", "pixels"]
+    )
+    assert rows["compose"]["extractors"] == ["combine", "post"]
+    assert "keras/mobilenet_v2" in rows["keras"]["extractors"] and "model" in rows["keras"]["extractors"]
     assert rows["handcrafted"]["hooks"] == ["register_extractors"]
     assert rows["heads"]["classifiers"] == ["knn"]
     assert get_classifier("knn", k=3).k == 3
@@ -118,8 +122,8 @@ def test_plugins_and_extractors_list_as_json(cli):
     assert {"name", "version", "hooks", "extractors", "classifiers", "status", "error"} <= set(plugins[0])
     extractors = {row["name"]: row for row in json.loads(cli("extractors", "--json").stdout)}
     assert extractors["hog"]["params"]["pixels_per_cell"] == 16
-    assert extractors["lbp"]["params"] == {"points": 8, "radius": 1.0, "method": "uniform", "size": 128}
-    assert extractors["color-hist"]["description"].startswith("Joint HSV colour histogram")
+    assert extractors["lbp"]["params"] == {"points": 8, "radius": 1.0, "method": "uniform", "grid": 1, "size": 128}
+    assert extractors["color-hist"]["description"].startswith("Colour histogram in RGB, HSV or Lab")
 
 
 def fake_distribution(root: Path, module_source: str) -> None:
