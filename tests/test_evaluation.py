@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from sklearn.neighbors import KNeighborsClassifier
 
+import visret
 from visret import VisretError, evaluate_knn, get_extractor, open_index
 from visret.dataset import scan_folder
 from visret.images import read_image
@@ -52,5 +53,17 @@ def test_evaluation_needs_labels(digits_index, tmp_path):
     with pytest.raises(VisretError, match="either an index or a training folder"):
         evaluate_knn(tmp_path, digits_index, train=tmp_path)
     with open_index(digits_index) as index:
-        with pytest.raises(VisretError, match="k must be at least 1"):
+        with pytest.raises(VisretError, match="k and cut-offs must be at least 1"):
             evaluate_knn(tmp_path, index, k=0)
+
+
+def test_evaluating_embeddings_directly_equals_evaluating_the_index(digits, digits_index):
+    extractor = get_extractor("hog", **HOG32)
+    X_train, y_train = features(digits / "train", extractor)
+    X_test, y_test = features(digits / "test", extractor)
+    direct = visret.evaluate_features(X_train, y_train, X_test, y_test, k=5, at=(1, 10))
+    via_index = evaluate_knn(digits / "test", digits_index, k=5, at=(1, 10), workers=1)
+    assert direct.to_dict() == via_index.to_dict()
+    assert set(direct.precision_at) == {1, 10}
+    relevant = y_train[np.argsort(np.linalg.norm(X_test[:, None] - X_train[None], axis=-1), axis=1, kind="stable")]
+    assert direct.precision_at[10] == pytest.approx(np.mean(relevant[:, :10] == y_test[:, None]), abs=1e-6)

@@ -8,7 +8,7 @@ __version__ = "0.1.0"
 
 from visret.classifier import Classifier
 from visret.errors import VisretError
-from visret.evaluation import KnnReport, evaluate_knn
+from visret.evaluation import KnnReport, evaluate_features, evaluate_knn
 from visret.extractor import FeatureExtractor, InputSpec
 from visret.index import Index, Neighbor, QueryResult, build_index, open_index
 from visret.plugins import get_classifier, get_extractor, hookimpl
@@ -24,6 +24,7 @@ __all__ = [
     "VisretError",
     "__version__",
     "build_index",
+    "evaluate_features",
     "evaluate_knn",
     "get_classifier",
     "get_extractor",
