@@ -109,18 +109,44 @@ def index_command(
     )
 
 
+def _cutoffs(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise VisretError(f"cut-offs must be integers separated by commas, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise VisretError(f"cut-offs must be integers of at least 1, got {text!r}")
+    return values
+
+
+def _pictures_written(paths: list[Path]) -> None:
+    for path in paths:
+        err.print(f"wrote {path}", markup=False)
+
+
 @app.command("query")
 def query_command(
     images: Annotated[list[Path], typer.Argument(help="Query image files.")],
     index: IndexPath = None,
     k: K = 5,
     as_json: AsJson = False,
+    montage: Annotated[Optional[Path], typer.Option(help="Write a PNG of each query and its neighbours here.")] = None,
 ) -> None:
     """Find the indexed images nearest to each query image."""
     from visret.index import open_index
 
     with open_index(index) as opened:
         results = opened.query_batch([str(p) for p in images], k=k)
+        classes = set(opened.classes.tolist())
+    if montage is not None:
+        from visret.plots import save_montage
+
+        written = []
+        for n, (image, result) in enumerate(zip(images, results), start=1):
+            target = montage if len(images) == 1 else montage.with_name(f"{montage.stem}-{n}{montage.suffix}")
+            label = image.parent.name if image.parent.name in classes else None  # an ImageFolder query knows its class
+            written.append(save_montage(result, target, query_label=label))
+        _pictures_written(written)
     if as_json:
         _print_json([r.to_dict() for r in results])
         return
@@ -133,26 +159,11 @@ def query_command(
         out.print(table)
 
 
-@app.command("evaluate")
-def evaluate_command(
-    test_dir: Annotated[Path, typer.Argument(help="Labelled test folder (ImageFolder layout).")],
-    index: IndexPath = None,
-    k: K = 5,
-    weights: Annotated[str, typer.Option(help="Vote weighting: uniform or distance.")] = "uniform",
-    workers: Annotated[Optional[int], typer.Option(min=1, help="Worker processes [default: CPU count].")] = None,
-    as_json: AsJson = False,
-) -> None:
-    """k-NN accuracy and retrieval quality of the index on a labelled test folder."""
-    from visret.evaluation import evaluate_knn
-
-    report = evaluate_knn(test_dir, index, k=k, weights=weights, workers=workers)
-    if as_json:
-        _print_json(report.to_dict())
-        return
-    summary = Table("queries", "accuracy", "mAP", f"precision@{k}", "skipped", title="k-NN evaluation", title_justify="left")
-    summary.add_row(
-        str(report.n_queries), f"{report.accuracy:.4f}", f"{report.map:.4f}", f"{report.precision_at_k:.4f}", str(report.skipped)
-    )
+def _print_report(report, k: int) -> None:
+    summary = Table("metric", "value", title=f"k-NN evaluation ({report.protocol}, {report.n_queries} queries)", title_justify="left")
+    for key, value in report.summary().items():
+        summary.add_row(key, f"{value:.4f}")
+    summary.add_row("skipped", str(report.skipped))
     out.print(summary)
     per_class = Table("class", "precision", "recall", "f1", "support", title="per class", title_justify="left")
     for label, scores in report.per_class.items():
@@ -160,6 +171,113 @@ def evaluate_command(
             label, f"{scores['precision']:.3f}", f"{scores['recall']:.3f}", f"{scores['f1']:.3f}", str(scores["support"])
         )
     out.print(per_class)
+
+
+@app.command("evaluate")
+def evaluate_command(
+    test_dir: Annotated[
+        Optional[Path], typer.Argument(help="Labelled test folder; omit it for leave-one-out over the index.")
+    ] = None,
+    index: IndexPath = None,
+    k: K = 5,
+    at: Annotated[str, typer.Option("--at", help="Cut-offs for P@k, R@k, mAP@k, nDCG@k.")] = "1,5,10",
+    weights: Annotated[str, typer.Option(help="Vote weighting: uniform or distance.")] = "uniform",
+    workers: Annotated[Optional[int], typer.Option(min=1, help="Worker processes [default: CPU count].")] = None,
+    confusion: Annotated[Optional[Path], typer.Option(help="Write a confusion-matrix heat map (PNG) here.")] = None,
+    tsne: Annotated[Optional[Path], typer.Option(help="Write a t-SNE map of the query embeddings (PNG) here.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """k-NN accuracy and retrieval quality of the index on a labelled test folder (or leave-one-out)."""
+    from visret.evaluation import evaluate_knn
+
+    report, embeddings, labels = evaluate_knn(
+        test_dir, index, k=k, weights=weights, at=_cutoffs(at), workers=workers, return_embeddings=True
+    )
+    written = []
+    if confusion is not None:
+        from visret.plots import save_confusion
+
+        written.append(save_confusion(report.confusion_matrix, report.classes, confusion))
+    if tsne is not None:
+        from visret.plots import save_tsne
+
+        written.append(save_tsne(embeddings, labels, tsne))
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        _print_report(report, k)
+    _pictures_written(written)
+
+
+@app.command("compare")
+def compare_command(
+    data_dir: Annotated[Path, typer.Argument(help="Labelled folder (holdout: with train/ and test/ inside).")],
+    extractors: Annotated[str, typer.Option("--extractors", "-e", help="Extractor names, comma-separated.")] = "color-hist,hog,lbp",
+    protocol: Annotated[str, typer.Option(help="split, kfold, loo or holdout.")] = "split",
+    test_size: Annotated[float, typer.Option(help="Query share of each class for split.")] = 0.2,
+    folds: Annotated[int, typer.Option(min=2, help="Folds for kfold.")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of the split or folds.")] = 0,
+    k: Annotated[str, typer.Option("--k", help="Cut-offs for P@k, R@k, mAP@k, nDCG@k.")] = "1,5,10",
+    neighbors: Annotated[int, typer.Option(min=1, help="Neighbours in the k-NN vote (accuracy).")] = 5,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="Worker processes [default: CPU count].")] = None,
+    as_json: AsJson = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
+    pr_curve: Annotated[Optional[Path], typer.Option(help="Write the precision-recall curves (PNG) here.")] = None,
+    html: Annotated[Optional[Path], typer.Option(help="Write an HTML report (tables and pictures) here.")] = None,
+) -> None:
+    """A leaderboard of extractors on one folder, all under the same protocol and split."""
+    from visret.comparison import compare
+
+    names = [name.strip() for name in extractors.split(",") if name.strip()]
+    result = compare(
+        data_dir, names, protocol=protocol, test_size=test_size, folds=folds, seed=seed, k=neighbors, at=_cutoffs(k), workers=workers
+    )
+    written = []
+    if pr_curve is not None or html is not None:
+        from visret.plots import save_pr_curves
+
+        curves = {name: report.pr_curve for name, report in result.reports.items()}
+        written.append(save_pr_curves(curves, pr_curve or html.with_suffix(".pr.png")))
+    if html is not None:
+        from visret.html_report import write_html
+        from visret.plots import save_confusion
+
+        best = max(result.reports, key=lambda name: result.reports[name].map)
+        confusion = save_confusion(result.reports[best].confusion_matrix, result.reports[best].classes, html.with_suffix(".confusion.png"), title=f"confusion matrix of {best}")
+        written += [confusion, write_html(result, html, {"precision-recall": written[0], f"confusion matrix: {best}": confusion})]
+    if as_json:
+        _print_json(result.to_dict())
+    elif as_csv:
+        sys.stdout.write(result.to_csv())
+    elif markdown:
+        sys.stdout.write(result.to_markdown() + "\n")
+    else:
+        rows, best = result.rows(compact=True), result.best(compact=True)
+        title = f"comparison ({protocol}, {result.settings['images']} images; best in green)"
+        table = Table(*[SHORT_HEADERS.get(c, c) for c in rows[0]], title=title, title_justify="left")
+        table.columns[0].overflow = "fold"
+        for row in rows:
+            cells = {c: _cell(v / 2**20 if c == "index_bytes" and v else v) for c, v in row.items()}
+            table.add_row(*[f"[bold green]{cells[c]}[/]" if c in best and v == best[c] else cells[c] for c, v in row.items()])
+        out.print(table)
+    _pictures_written(written)
+
+
+SHORT_HEADERS = {
+    "accuracy": "acc",
+    "balanced_accuracy": "bal acc",
+    "map": "mAP",
+    "extraction_images_per_s": "img/s",
+    "query_ms_p50": "query ms",
+    "index_bytes": "MiB",
+}
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
+    return "" if value is None else str(value)
 
 
 @app.command("info")

@@ -110,6 +110,13 @@ class Index:
         ids = np.array([r[0] for r in rows], dtype=np.int64)
         return ids, np.array([r[1] for r in rows], dtype=str)
 
+    def vectors(self, ids: Sequence[int]) -> np.ndarray:
+        """The stored embeddings of the given ids (normalised ones for the cosine metric)."""
+        inner = faiss.downcast_index(self._vectors.index)
+        stored = inner.reconstruct_n(0, inner.ntotal)
+        row_of_id = {int(i): row for row, i in enumerate(faiss.vector_to_array(self._vectors.id_map))}
+        return stored[[row_of_id[int(i)] for i in ids]]
+
     # ---- search --------------------------------------------------------------------------
     def search(self, features: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Raw FAISS search on embeddings: ``(distances, ids)``."""

@@ -1,0 +1,124 @@
+"""Pictures of results (matplotlib, PNG): query montages, confusion matrices, t-SNE maps, PR curves.
+
+matplotlib is imported only when a picture is drawn, with the non-interactive Agg backend.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from visret.extractor import InputSpec
+from visret.images import ImageReadError, as_array
+
+CORRECT, WRONG, NEUTRAL = "#1a9850", "#d73027", "#777777"
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _thumbnail(image: Any, size: int) -> np.ndarray:
+    try:
+        return as_array(image, InputSpec(mode="RGB", size=(size, size)))
+    except ImageReadError:
+        return np.full((size, size, 3), 230, np.uint8)
+
+
+def _save(figure, out: str | Path) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=100, bbox_inches="tight")
+    _pyplot().close(figure)
+    return out
+
+
+def save_montage(result, out: str | Path, query_label: str | None = None, size: int = 128) -> Path:
+    """The query and its neighbours in rank order, each with label and distance; framed green
+    when its label is the query's (``query_label``, else the k-NN prediction), red otherwise."""
+    plt = _pyplot()
+    expected = query_label if query_label is not None else result.prediction
+    n = len(result.neighbors) + 1
+    figure, axes = plt.subplots(1, n, figsize=(2.2 * n, 2.6), squeeze=False)
+    tiles = [(result.query, f"query\n{expected or ''}", NEUTRAL)]
+    for rank, neighbor in enumerate(result.neighbors, start=1):
+        colour = NEUTRAL if expected is None or neighbor.label is None else CORRECT if neighbor.label == expected else WRONG
+        tiles.append((neighbor.path, f"#{rank} {neighbor.label or ''}\nd={neighbor.distance:.3f}", colour))
+    for axis, (image, title, colour) in zip(axes[0], tiles):
+        axis.imshow(_thumbnail(image, size))
+        axis.set_title(title, fontsize=9)
+        axis.set_xticks([])
+        axis.set_yticks([])
+        for spine in axis.spines.values():
+            spine.set_edgecolor(colour)
+            spine.set_linewidth(4)
+    return _save(figure, out)
+
+
+def save_confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], out: str | Path, title: str = "") -> Path:
+    """A heat map of counts, true classes as rows; rows are normalised for the colours."""
+    plt = _pyplot()
+    counts = np.asarray(matrix, dtype=float)
+    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    side = max(4.0, 0.45 * len(classes) + 2)
+    figure, axis = plt.subplots(figsize=(side, side))
+    shown = axis.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    axis.set_xticks(range(len(classes)), classes, rotation=90, fontsize=8)
+    axis.set_yticks(range(len(classes)), classes, fontsize=8)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    if len(classes) <= 30:
+        for (i, j), value in np.ndenumerate(counts):
+            if value:
+                axis.text(j, i, int(value), ha="center", va="center", fontsize=7, color="white" if rates[i, j] > 0.5 else "black")
+    figure.colorbar(shown, ax=axis, fraction=0.046)
+    axis.set_title(title or "confusion matrix (row-normalised colours)")
+    return _save(figure, out)
+
+
+def save_tsne(embeddings: np.ndarray, labels: Sequence[str], out: str | Path, seed: int = 0, max_points: int = 3000) -> Path:
+    """A 2-D t-SNE map of embeddings coloured by class (a seeded sample of ``max_points``)."""
+    from sklearn.manifold import TSNE
+
+    plt = _pyplot()
+    embeddings, labels = np.asarray(embeddings, np.float32), np.asarray(labels)
+    if len(embeddings) > max_points:
+        keep = np.sort(np.random.default_rng(seed).choice(len(embeddings), max_points, replace=False))
+        embeddings, labels = embeddings[keep], labels[keep]
+    perplexity = float(min(30, max(2, (len(embeddings) - 1) / 3)))
+    points = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(embeddings)
+    figure, axis = plt.subplots(figsize=(7, 6))
+    classes = sorted(set(labels.tolist()))
+    colours = plt.get_cmap("tab20" if len(classes) > 10 else "tab10")
+    for i, label in enumerate(classes):
+        members = labels == label
+        axis.scatter(points[members, 0], points[members, 1], s=8, color=colours(i % colours.N), label=str(label))
+    if len(classes) <= 20:
+        axis.legend(markerscale=2, fontsize=7, loc="best")
+    axis.set_xticks([])
+    axis.set_yticks([])
+    axis.set_title(f"t-SNE of {len(points)} embeddings")
+    return _save(figure, out)
+
+
+def save_pr_curves(curves: dict[str, dict[str, list[float]]], out: str | Path) -> Path:
+    """Mean interpolated precision against recall, one line per extractor."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 5))
+    for name, curve in curves.items():
+        axis.plot(curve["recall"], curve["precision"], marker="o", markersize=3, label=name)
+    axis.set_xlabel("recall")
+    axis.set_ylabel("interpolated precision")
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1.02)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    axis.set_title("precision-recall (mean over queries)")
+    return _save(figure, out)
