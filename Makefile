@@ -36,6 +36,9 @@ test: $(VENV)/.setup-dev
 
 benchmarks: $(VENV)/.setup
 	$(BIN)/python benchmarks/spine.py
+	$(BIN)/python benchmarks/extraction_speed.py
+	$(BIN)/python benchmarks/cnn.py --limit-large 1440
+	$(BIN)/python benchmarks/handcrafted.py
 
 clean:
 	rm -rf build $(VENV)

@@ -23,6 +23,9 @@ from PIL import Image
 
 import visret
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from extraction_speed import worker_scaling  # noqa: E402
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 VISRET = str(Path(sys.executable).with_name("visret"))
 
@@ -75,42 +78,6 @@ def cold_query(workdir: Path, repeats: int) -> dict:
     }
 
 
-def worker_scaling(workdir: Path, extractors: list[str]) -> list[dict]:
-    """Extraction stage alone and the whole ``build_index``, with 1 and 2 worker processes."""
-    from visret.dataset import scan_folder
-    from visret.extraction import extract_records
-
-    rows = []
-    data = SHARED / "coil100"
-    records = scan_folder(data)
-    for record in records:  # warm the page cache so that neither run pays for the disk
-        record.path.read_bytes()
-    n = len(records)
-    for name in extractors:
-        extractor = visret.get_extractor(name)
-        stage, whole = {}, {}
-        for workers in (1, 2):
-            start = time.perf_counter()
-            extract_records(extractor, records, workers=workers)
-            stage[workers] = time.perf_counter() - start
-            start = time.perf_counter()
-            visret.build_index(data, name, workdir / f"coil-{name}-{workers}", workers=workers).close()
-            whole[workers] = time.perf_counter() - start
-        rows.append(
-            {
-                "extractor": name,
-                "images": n,
-                "extraction_images_per_s_1_worker": n / stage[1],
-                "extraction_images_per_s_2_workers": n / stage[2],
-                "extraction_speedup": stage[1] / stage[2],
-                "build_index_images_per_s_1_worker": n / whole[1],
-                "build_index_images_per_s_2_workers": n / whole[2],
-                "build_index_speedup": whole[1] / whole[2],
-            }
-        )
-    return rows
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -120,7 +87,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="visret-bench-") as tmp:
         results = {
             "cold_query": cold_query(Path(tmp), args.repeats),
-            "worker_scaling_coil100": worker_scaling(Path(tmp), args.extractors.split(",")),
+            "worker_scaling_coil100": worker_scaling(args.extractors.split(","), build_dir=Path(tmp)),
         }
     print(json.dumps(results, indent=2))
 
