@@ -26,7 +26,7 @@ from datasets import materialise, stratified_test_mask  # noqa: E402
 import visret  # noqa: E402
 from visret.dataset import scan_folder  # noqa: E402
 from visret.extraction import extract_records  # noqa: E402
-from visret.index import fit_extractor  # noqa: E402
+from visret.indexing import fit_extractor  # noqa: E402
 from visret.plugins import extractor_from_spec  # noqa: E402
 from visret_compose.combine import normalise_rows  # noqa: E402
 

@@ -20,7 +20,15 @@ HOG32 = {"size": 32, "pixels_per_cell": 4}
 
 
 def data_files(path: Path) -> list[str]:
-    return sorted(p.name for p in path.iterdir())
+    """The index's files (not its lock, nor an interrupted run's staging area)."""
+    return sorted(
+        p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file() and p.name != ".lock" and ".staging" not in p.parts
+    )
+
+
+def referenced(path: Path) -> set[str]:
+    manifest = json.loads((path / "manifest.json").read_text())
+    return {"manifest.json"} | {f["name"] for f in manifest["files"].values()} | {s["name"] for s in manifest["shards"]}
 
 
 def test_a_query_of_an_indexed_image_returns_it_first_at_distance_zero(digits_index, digits):
@@ -152,12 +160,14 @@ def test_an_interrupted_or_failed_rebuild_leaves_the_old_index_whole(digits, tmp
     assert {name: (path / name).read_bytes() for name in before} == before
     with open_index(path) as index:
         assert len(index) == 150 and index.extractor.name == "color-hist"
-    # the next successful write leaves exactly one generation of files
+    # each successful write keeps its own generation and the previous one (for readers opening it)
     build_index(digits / "test", "pixels", path, workers=1).close()
-    names = data_files(path)
-    assert len(names) == 3 and "manifest.json" in names
+    first = referenced(path)
+    build_index(digits / "test", "lbp", path, workers=1).close()
+    assert set(data_files(path)) == referenced(path) | (first - {"manifest.json"}) | {"manifest.json"}
+    assert not (path / ".staging").exists()
     with open_index(path) as index:
-        assert len(index) == 50 and index.extractor.name == "pixels"
+        assert len(index) == 50 and index.extractor.name == "lbp"
 
 
 def corrupt(path: Path, edit) -> None:

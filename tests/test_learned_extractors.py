@@ -120,7 +120,7 @@ def test_process_pool_output_equals_single_process_output(textures, name, params
     extractor = get_extractor(name, **params)
     records = scan_folder(textures / "train")
     if extractor.requires_fit:
-        visret.index.fit_extractor(extractor, records, max_pixels=10**8)
+        visret.indexing.fit_extractor(extractor, records, max_pixels=10**8)
     single = extract_records(extractor, records, batch_size=5, workers=1)
     pooled = extract_records(extractor, records, batch_size=5, workers=2)
     np.testing.assert_array_equal(single.features, pooled.features)

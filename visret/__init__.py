@@ -10,7 +10,8 @@ from visret.classifier import Classifier
 from visret.errors import VisretError
 from visret.evaluation import KnnReport, evaluate_features, evaluate_knn
 from visret.extractor import FeatureExtractor, InputSpec
-from visret.index import Index, Neighbor, QueryResult, build_index, open_index
+from visret.index import Index, Neighbor, QueryResult, open_index
+from visret.indexing import add_images, build_index, remove_images, sync_index
 from visret.plugins import get_classifier, get_extractor, hookimpl
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "QueryResult",
     "VisretError",
     "__version__",
+    "add_images",
     "build_index",
     "evaluate_features",
     "evaluate_knn",
@@ -30,4 +32,6 @@ __all__ = [
     "get_extractor",
     "hookimpl",
     "open_index",
+    "remove_images",
+    "sync_index",
 ]

@@ -82,7 +82,7 @@ def index_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from visret.images import DEFAULT_MAX_PIXELS
-    from visret.index import build_index, resolve_extractor
+    from visret.indexing import build_index, resolve_extractor
 
     chosen = resolve_extractor(extractor, _params(param))  # a bad name or parameter fails before the bar
     start = time.perf_counter()

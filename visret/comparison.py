@@ -20,7 +20,7 @@ from visret.dataset import ImageRecord, scan_folder
 from visret.errors import VisretError
 from visret.evaluation import KnnReport, _check, _Scores, peak_rss_mib, query_latency_ms, score_features
 from visret.extraction import extract_records
-from visret.index import fit_extractor
+from visret.indexing import fit_extractor
 from visret.images import DEFAULT_MAX_PIXELS
 from visret.plugins import extractor_from_spec
 from visret.protocols import PROTOCOLS, stratified_folds, stratified_test_mask

@@ -21,7 +21,8 @@ from visret.dataset import scan_folder
 from visret.errors import VisretError
 from visret.extraction import extract_records
 from visret.extractor import FeatureExtractor
-from visret.index import Index, build_index, open_index
+from visret.index import Index, open_index
+from visret.indexing import build_index
 from visret.knn import WEIGHTINGS, vote
 from visret.metrics import (
     RECALL_LEVELS,
