@@ -67,6 +67,45 @@ def _params(pairs: list[str] | None) -> dict[str, Any]:
         raise VisretError(str(exc)) from None
 
 
+Workers = Annotated[Optional[int], typer.Option(min=1, help="Worker processes [default: CPU count].")]
+BatchSize = Annotated[int, typer.Option(min=1, help="Images per batch.")]
+MaxPixels = Annotated[Optional[int], typer.Option(min=1, help="Skip images with more pixels (decompression bombs).")]
+Nprobe = Annotated[Optional[int], typer.Option(min=1, help="IVF lists probed per query.")]
+EfSearch = Annotated[Optional[int], typer.Option(min=1, help="HNSW search beam per query.")]
+
+
+def _memory(text: str | None) -> int | None:
+    """``512M``, ``2G``, ``1.5G`` or a number of bytes."""
+    if text is None:
+        return None
+    units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    number, unit = (text[:-1], text[-1].upper()) if text[-1:].upper() in units else (text, "")
+    try:
+        return int(float(number) * units.get(unit, 1))
+    except ValueError:
+        raise VisretError(f"memory must be a size like 512M or 2G, got {text!r}") from None
+
+
+class _ProgressBar:
+    """A transient rich progress bar on stderr; ``update(done, total)`` is the progress callback."""
+
+    def __init__(self, label: str):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err, transient=True)
+
+    def __enter__(self):
+        self.progress.__enter__()
+        self.task = self.progress.add_task("work", total=None)
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def update(self, done: int, total: int) -> None:
+        self.progress.update(self.task, completed=done, total=total)
+
+
 @app.command("index")
 def index_command(
     folder: Annotated[Path, typer.Argument(help="Folder of images; sub-folders are class labels.")],
@@ -74,39 +113,89 @@ def index_command(
     param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Extractor parameter KEY=VALUE (repeatable).")] = None,
     index: IndexPath = None,
     metric: Annotated[str, typer.Option(help="Distance: l2, cosine or l1.")] = "l2",
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 32,
-    workers: Annotated[Optional[int], typer.Option(min=1, help="Worker processes [default: CPU count].")] = None,
-    max_pixels: Annotated[Optional[int], typer.Option(min=1, help="Skip images with more pixels (decompression bombs).")] = None,
+    factory: Annotated[str, typer.Option(help="FAISS index-factory string (Flat, IVF1024,Flat, HNSW32, IVF4096,PQ32...) or auto.")] = "Flat",
+    max_memory: Annotated[Optional[str], typer.Option(help="Memory budget for --factory auto (e.g. 2G).")] = None,
+    nprobe: Nprobe = 16,
+    ef_search: EfSearch = 64,
+    batch_size: BatchSize = 32,
+    workers: Workers = None,
+    max_pixels: MaxPixels = None,
+    shard_size: Annotated[int, typer.Option(min=1, help="Images per committed part (the unit of resuming).")] = 2048,
 ) -> None:
-    """Embed every image of FOLDER and save them as an index."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
+    """Embed every image of FOLDER and save them as an index (an interrupted run resumes)."""
     from visret.images import DEFAULT_MAX_PIXELS
     from visret.indexing import build_index, resolve_extractor
 
     chosen = resolve_extractor(extractor, _params(param))  # a bad name or parameter fails before the bar
     start = time.perf_counter()
-    with Progress(
-        TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err, transient=True
-    ) as bar:
-        task = bar.add_task("index", total=None)
+    with _ProgressBar("indexing") as bar:
         built = build_index(
-            folder,
-            chosen,
-            index,
-            metric=metric,
-            batch_size=batch_size,
-            workers=workers,
-            max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            folder, chosen, index, metric=metric, batch_size=batch_size, workers=workers,
+            max_pixels=max_pixels or DEFAULT_MAX_PIXELS, progress=bar.update, factory=factory,
+            max_memory=_memory(max_memory), nprobe=nprobe, ef_search=ef_search, shard_size=shard_size,
         )
     seconds = time.perf_counter() - start
     build = built.manifest["build"]
     rate = build["indexed"] / seconds if seconds > 0 else 0.0
     out.print(
         f"indexed {build['indexed']} images, skipped {build['skipped']}, "
-        f"{seconds:.1f} s ({rate:.1f} images/s) -> {built.path}"
+        f"{seconds:.1f} s ({rate:.1f} images/s) -> {built.path} [{built.manifest['factory']}]"
     )
+
+
+def _report_changes(changes, index_path) -> None:
+    out.print(
+        f"added {changes.added}, removed {changes.removed}, unchanged {changes.unchanged}, "
+        f"skipped {changes.skipped}, {changes.seconds:.1f} s -> {index_path}"
+    )
+
+
+@app.command("add")
+def add_command(
+    inputs: Annotated[list[Path], typer.Argument(help="Folders and image files to add.")],
+    index: IndexPath = None,
+    batch_size: BatchSize = 32,
+    workers: Workers = None,
+    max_pixels: MaxPixels = None,
+) -> None:
+    """Embed and add only what is new (by content hash); what is already indexed is skipped."""
+    from visret.images import DEFAULT_MAX_PIXELS
+    from visret.index import default_index_path
+    from visret.indexing import add_images
+
+    with _ProgressBar("adding") as bar:
+        changes = add_images(inputs, index, batch_size, workers, max_pixels or DEFAULT_MAX_PIXELS, bar.update)
+    _report_changes(changes, index or default_index_path())
+
+
+@app.command("remove")
+def remove_command(
+    paths: Annotated[list[Path], typer.Argument(help="Indexed files, or folders whose files to remove.")],
+    index: IndexPath = None,
+) -> None:
+    """Remove entries from the index."""
+    from visret.index import default_index_path
+    from visret.indexing import remove_images
+
+    _report_changes(remove_images(paths, index), index or default_index_path())
+
+
+@app.command("sync")
+def sync_command(
+    folder: Annotated[Path, typer.Argument(help="Folder whose indexed entries should match its files.")],
+    index: IndexPath = None,
+    batch_size: BatchSize = 32,
+    workers: Workers = None,
+    max_pixels: MaxPixels = None,
+) -> None:
+    """Add new and changed files of FOLDER, remove entries of deleted ones."""
+    from visret.images import DEFAULT_MAX_PIXELS
+    from visret.index import default_index_path
+    from visret.indexing import sync_index
+
+    with _ProgressBar("syncing") as bar:
+        changes = sync_index(folder, index, batch_size, workers, max_pixels or DEFAULT_MAX_PIXELS, bar.update)
+    _report_changes(changes, index or default_index_path())
 
 
 def _cutoffs(text: str) -> list[int]:
@@ -131,11 +220,14 @@ def query_command(
     k: K = 5,
     as_json: AsJson = False,
     montage: Annotated[Optional[Path], typer.Option(help="Write a PNG of each query and its neighbours here.")] = None,
+    nprobe: Nprobe = None,
+    ef_search: EfSearch = None,
 ) -> None:
     """Find the indexed images nearest to each query image."""
     from visret.index import open_index
 
     with open_index(index) as opened:
+        opened.set_search_params(nprobe, ef_search)
         results = opened.query_batch([str(p) for p in images], k=k)
         classes = set(opened.classes.tolist())
     if montage is not None:
@@ -281,12 +373,19 @@ def _cell(value) -> str:
 
 
 @app.command("info")
-def info_command(index: IndexPath = None, as_json: AsJson = False) -> None:
+def info_command(
+    index: IndexPath = None,
+    as_json: AsJson = False,
+    recall: Annotated[bool, typer.Option("--recall", help="Measure recall@10 against exact search on a sample.")] = False,
+    verify: Annotated[bool, typer.Option("--verify", help="Checksum every file, large ones and shards included.")] = False,
+) -> None:
     """What an index holds and how it was built."""
     from visret.index import open_index
 
-    with open_index(index) as opened:
+    with open_index(index, verify=verify) as opened:
         info = opened.info()
+        if recall:
+            info["recall_at_10"] = opened.recall_at_10()
     if as_json:
         _print_json(info)
         return
@@ -298,12 +397,16 @@ def info_command(index: IndexPath = None, as_json: AsJson = False) -> None:
         "extractor": f"{extractor['name']} {json.dumps(extractor['params'])}",
         "dim": info["dim"],
         "metric": info["metric"],
-        "factory": info["factory"],
+        "factory": f"{info['factory']} {json.dumps(info['search'])}",
+        "shards": len(info["shards"]),
+        "removed, not yet compacted": info["tombstones"],
         "classes": len(info["classes"]),
         "bytes": info["bytes"],
         "built": json.dumps(info["build"]),
         "visret": info["visret_version"],
     }
+    if "recall_at_10" in info:
+        rows["recall@10 (vs exact)"] = f"{info['recall_at_10']:.4f}"
     for key, value in rows.items():
         table.add_row(key, str(value))
     out.print(table)

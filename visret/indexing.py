@@ -35,6 +35,8 @@ DATA_PREFIXES = ("vectors-", "entries-", "extractor-")
 SHARDS = "shards"
 #: Images embedded per committed part (and per shard).
 SHARD_SIZE = 2048
+#: Seconds a writer waits for another writer before giving up.
+LOCK_TIMEOUT = 60.0
 #: Removed HNSW entries (which FAISS cannot delete) trigger a rebuild past this share of the index.
 TOMBSTONE_REBUILD = 0.25
 
@@ -95,7 +97,7 @@ class _Lock:
     """The writer lock, with a one-line error when another writer holds it too long."""
 
     def __init__(self, path: Path):
-        self.context = writer_lock(path)
+        self.context = writer_lock(path, LOCK_TIMEOUT)
 
     def __enter__(self):
         try:
@@ -317,7 +319,11 @@ def build_index(
         except ValueError as exc:
             raise VisretError(str(exc)) from None
         ids = np.arange(1, len(rows) + 1)
-        vectors.train_and_add(faiss_index, embeddings, ids, metric)
+        try:
+            vectors.train_and_add(faiss_index, embeddings, ids, metric)
+        except RuntimeError as exc:
+            reason = str(exc).split("Error: ")[-1].splitlines()[0]
+            raise VisretError(f"cannot train a {chosen} index on {len(rows)} vectors: {reason}") from None
         now = time.time()
         entry_rows = [(int(i), p, label, sha, now, shard, row) for i, (p, label, sha), (shard, row) in zip(ids, rows, placements)]
         previous = read_manifest(path) if (path / MANIFEST).exists() else None
