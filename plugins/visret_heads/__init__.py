@@ -1,9 +1,11 @@
-"""visret's built-in classifier heads."""
+"""visret's built-in classifier heads: k-NN (FAISS) and scikit-learn heads (saved with skops)."""
 
 from visret import hookimpl
 from visret.knn import KNNClassifier
+from visret_heads.sklearn_heads import LinearSVMHead, LogisticHead, RandomForestHead
 
 
 @hookimpl
 def register_classifiers(register):
-    register(KNNClassifier)
+    for head in (KNNClassifier, LogisticHead, LinearSVMHead, RandomForestHead):
+        register(head)

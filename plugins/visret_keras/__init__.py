@@ -10,6 +10,13 @@ from visret_keras.saved_model import SavedModel
 
 
 @hookimpl
+def register_commands(app):
+    from visret_keras.commands import register
+
+    register(app)
+
+
+@hookimpl
 def register_extractors(register):
     for extractor in (*APPLICATIONS, LeNet5, VGGSmall, SavedModel):
         register(extractor)

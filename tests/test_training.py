@@ -1,0 +1,163 @@
+"""Training: splits, augmentation, mixup, transfer and fine-tuning, TTA, saved models, heads, CLI."""
+
+import json
+
+import numpy as np
+import pytest
+
+import visret
+from visret import VisretError, get_classifier
+
+keras = pytest.importorskip("keras")
+
+
+def test_splits_are_disjoint_stratified_and_saved(digits, tmp_path):
+    from visret.dataset import scan_folder
+    from visret_keras.training import split_records, train
+
+    parts = split_records(scan_folder(digits / "train"), val_split=0.2, test_split=0.2, seed=0)
+    paths = {name: {str(r.path) for r in part} for name, part in parts.items()}
+    assert not (paths["train"] & paths["test"]) and not (paths["val"] & paths["test"]) and not (paths["train"] & paths["val"])
+    assert sum(len(p) for p in paths.values()) == 150
+    assert {r.label for r in parts["test"]} == {str(d) for d in range(10)}
+    report = train(digits / "train", model="cnn/lenet5", epochs=1, out=tmp_path / "m.keras", verbose=0, val_split=0.2, test_split=0.2)
+    saved = json.loads((tmp_path / "m.split.json").read_text())
+    assert set(saved["test"]) == paths["test"] and set(saved["train"]) == paths["train"]
+    assert report.sizes == {"train": len(paths["train"]), "val": len(paths["val"]), "test": len(paths["test"])}
+
+
+def test_trained_lenet_has_the_textbook_size_and_reloads_in_safe_mode(digits, tmp_path):
+    from visret_keras.training import _predict, load_classifier, train
+
+    report = train(digits / "train", model="cnn/lenet5", epochs=2, out=tmp_path / "lenet.keras", verbose=0)
+    model, classes = load_classifier(tmp_path / "lenet.keras")
+    assert model.count_params() == 61_706 and classes == [str(d) for d in range(10)]
+    assert (tmp_path / "lenet.curves.png").stat().st_size > 1000 and (tmp_path / "lenet.log.csv").is_file()
+    x = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 1)).astype(np.float32)
+    reloaded = _predict(model)(x)
+    again = _predict(keras.saving.load_model(tmp_path / "lenet.keras", safe_mode=True))(x)
+    np.testing.assert_allclose(reloaded, again, rtol=1e-6)
+    np.testing.assert_allclose(reloaded.sum(axis=1), 1.0, rtol=1e-5)
+    assert report.epochs == 2 and 0 <= report.test_accuracy <= 1
+
+
+def test_augmentation_is_active_only_in_training():
+    from visret_keras.augment import augmentation_model, parse_augment
+
+    layers = augmentation_model(parse_augment("flip=horizontal,rotate=0.2,translate=0.1,zoom=0.1,contrast=0.3,brightness=0.2"))
+    x = np.random.default_rng(1).integers(0, 256, (4, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(layers(x, training=False)), x)
+    assert not np.allclose(np.asarray(layers(x, training=True)), x)
+    with pytest.raises(ValueError, match="unknown augmentation 'blur'"):
+        parse_augment("blur=0.1")
+
+
+def test_mixup_mixes_images_and_labels_alike():
+    from visret_keras.augment import mixup
+
+    rng = np.random.default_rng(2)
+    images = rng.random((64, 8, 8, 1)).astype(np.float32)
+    labels = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 64)]
+    mixed_images, mixed_labels = (np.asarray(t) for t in mixup(images, labels, alpha=0.4, seed=3))
+    np.testing.assert_allclose(mixed_labels.sum(axis=1), 1.0, rtol=1e-6)
+    assert (mixed_labels >= 0).all() and not np.allclose(mixed_labels, labels)
+    assert mixed_images.min() >= images.min() - 1e-6 and mixed_images.max() <= images.max() + 1e-6
+
+
+def test_frozen_layers_do_not_change_in_transfer_and_do_after_unfreezing():
+    from visret_keras.training import _dataset, classifier, feature_network, unfreeze_top
+
+    fen, spec, preprocess = feature_network("keras/resnet50", {"weights": "none", "size": 32})  # non-zero random features
+    net = classifier(fen, spec, preprocess, 3, {}, 0.0, frozen=True, seed=0)
+    rng = np.random.default_rng(4)
+    x, y = rng.integers(0, 256, (48, 32, 32, 3)).astype(np.float32), rng.integers(0, 3, 48)
+    data = _dataset(x, y, 3, 16, True, None, 0)
+    before = [w.copy() for w in fen.get_weights()]  # kernels and BatchNorm moving statistics
+    head_before = net.get_layer("head").get_weights()[0].copy()
+    net.compile(optimizer=keras.optimizers.Adam(1e-2), loss="categorical_crossentropy")
+    net.fit(data, epochs=1, verbose=0)
+    assert all(np.array_equal(a, b) for a, b in zip(before, fen.get_weights()))
+    assert not np.allclose(head_before, net.get_layer("head").get_weights()[0])
+    assert unfreeze_top(fen, 20) > 0
+    net.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy")
+    net.fit(data, epochs=1, verbose=0)
+    changed = [not np.array_equal(a, b) for a, b in zip(before, fen.get_weights())]
+    assert any(changed) and not all(changed)  # the top layers learnt, the rest stayed
+    bn = [l for l in fen.layers if isinstance(l, keras.layers.BatchNormalization)]
+    moving = [w for l in bn for w in l.non_trainable_weights]
+    assert moving and all(not v.trainable for v in moving)
+
+
+def test_tta_averages_the_image_and_n_augmentations():
+    from visret_keras.training import predict_tta
+
+    calls = []
+
+    def predict(images):
+        calls.append(images.copy())
+        return np.stack([images.mean(axis=(1, 2, 3)), 1 - images.mean(axis=(1, 2, 3))], axis=1)
+
+    images = np.full((2, 4, 4, 1), 0.2, np.float32)
+    shifts = iter([0.1, 0.3, 0.5])
+    result = predict_tta(predict, images, 3, lambda x: x + next(shifts))
+    assert len(calls) == 4
+    np.testing.assert_allclose(result[:, 0], np.mean([0.2, 0.3, 0.5, 0.7]))
+
+
+@pytest.mark.parametrize("module", ["mobilenet_v2", "resnet", "densenet", "efficientnet"])
+def test_preprocessing_layers_equal_the_familys_preprocess_input(module):
+    import importlib
+
+    from visret_keras.preprocessing import preprocessing_layers
+
+    x = np.random.default_rng(5).integers(0, 256, (2, 8, 8, 3)).astype(np.float32)
+    expected = importlib.import_module(f"keras.applications.{module}").preprocess_input(x.copy())
+    out = x
+    for layer in preprocessing_layers(module):
+        out = np.asarray(layer(out))
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["knn", "logistic", "linear-svm", "random-forest"])
+def test_heads_classify_embeddings_and_round_trip(name, tmp_path):
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    head = get_classifier(name).fit(X[:1200], y[:1200])
+    accuracy = np.mean(head.predict(X[1200:]) == y[1200:].astype(str))
+    assert accuracy > 0.85
+    path = tmp_path / f"head.{'npz' if name == 'knn' else 'skops'}"
+    head.save(path)
+    again = type(head).load(path)
+    np.testing.assert_allclose(again.predict_proba(X[1200:]), head.predict_proba(X[1200:]))
+    np.testing.assert_array_equal(again.classes_, head.classes_)
+
+
+def test_a_head_file_with_unexpected_types_is_refused(tmp_path):
+    from sklearn.datasets import load_digits
+
+    from visret_heads.sklearn_heads import LogisticHead
+
+    X, y = load_digits(return_X_y=True)
+    get_classifier("random-forest", trees=3).fit(X, y).save(tmp_path / "forest.skops")
+    with pytest.raises(ValueError, match="does not use: sklearn.tree._tree.Tree"):
+        LogisticHead.load(tmp_path / "forest.skops")
+
+
+def test_cli_train_then_classify_then_index_with_the_model(cli, digits, tmp_path):
+    model = tmp_path / "lenet.keras"
+    trained = cli("train", digits / "train", "--model", "cnn/lenet5", "--epochs", "2", "--augment", "translate=0.1", "--mixup", "0.2", "--tta", "2", "--out", model, "--json")
+    assert trained.exit_code == 0, trained.stderr
+    report = json.loads(trained.stdout)
+    assert report["test_accuracy"] is not None and report["test_accuracy_tta"] is not None
+    image = sorted((digits / "test" / "7").iterdir())[0]
+    classified = cli("classify", image, "--model", model, "--json", "--tta", "2", "--top", "10")
+    assert classified.exit_code == 0, classified.stderr
+    result = json.loads(classified.stdout)[0]
+    assert set(result["probabilities"]) == {str(d) for d in range(10)}
+    assert result["label"] == max(result["probabilities"], key=result["probabilities"].get)
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    indexed = cli("index", digits / "train", "-e", f"model:{model}", "--index", tmp_path / "ix", "--workers", "1")
+    assert indexed.exit_code == 0, indexed.stderr
+    bad = cli("train", digits / "train", "--augment", "blur=1", "--out", tmp_path / "x.keras")
+    assert bad.exit_code == 1 and "unknown augmentation 'blur'" in bad.stderr
