@@ -23,6 +23,9 @@ import numpy as np
 
 from visret import vectors
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results import emit  # noqa: E402
+
 FACTORIES = {
     "Flat": ("Flat", {}),
     "IVF": ("IVF{nlist},Flat", {"nprobe": 16}),
@@ -44,7 +47,6 @@ def clustered(n: int, dim: int, clusters: int = 1000, seed: int = 0) -> np.ndarr
 
 def real_embeddings() -> np.ndarray:
     """GIST (512-d) of every COIL-100, MNIST-test and Animal-MNIST image."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from datasets import materialise
 
     from visret import get_extractor
@@ -154,10 +156,7 @@ def main() -> None:
         data = makers[name]()
         results[name] = bench_collection(name, data, args.queries)
         del data
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    emit(results, args.out)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ through the pipeline on train and test like the others.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results import emit  # noqa: E402
 from datasets import materialise, stratified_test_mask  # noqa: E402
 
 import visret  # noqa: E402
@@ -121,10 +121,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="visret-bench-") as tmp:
         for dataset in args.datasets.split(","):
             results[dataset] = run(dataset, Path(tmp), args.workers)
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    emit(results, args.out)
 
 
 if __name__ == "__main__":

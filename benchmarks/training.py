@@ -8,7 +8,6 @@ Test parts are never seen by training, early stopping or model selection.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results import emit  # noqa: E402
 from datasets import materialise, stratified_test_mask  # noqa: E402
 
 import visret  # noqa: E402
@@ -94,10 +94,7 @@ def main() -> None:
                           "epochs": report.epochs, "seconds": time.perf_counter() - start}
             print("coil", name, coil[name], file=sys.stderr)
         results["coil100_angle_split_vgg_small"] = coil
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    emit(results, args.out)
 
 
 if __name__ == "__main__":

@@ -430,6 +430,13 @@ def _rebuilt(path, manifest, base, entry_rows, removals, extractor):
     return faiss_index, write_entries
 
 
+def _existing_index(index: str | Path | None) -> Path:
+    """The path of an index that must exist already (a one-line error otherwise)."""
+    path = Path(index) if index is not None else default_index_path()
+    read_manifest(path)
+    return path
+
+
 def add_images(
     inputs: Sequence[str | Path],
     index: str | Path | None = None,
@@ -440,8 +447,7 @@ def add_images(
     shard_size: int = SHARD_SIZE,
 ) -> Changes:
     """Embed and add only the images whose content is not in the index yet (by SHA-256)."""
-    path = Path(index) if index is not None else default_index_path()
-    read_manifest(path)
+    path = _existing_index(index)
     start = time.perf_counter()
     records = _gather(inputs)
     with _Lock(path):
@@ -479,8 +485,7 @@ def _ids_under(current: Index, targets: Sequence[Path]) -> list[int]:
 
 def remove_images(paths: Sequence[str | Path], index: str | Path | None = None) -> Changes:
     """Remove the entries of these files (or of every file under these folders)."""
-    path = Path(index) if index is not None else default_index_path()
-    read_manifest(path)
+    path = _existing_index(index)
     start = time.perf_counter()
     with _Lock(path):
         with open_at(path) as current:
@@ -501,8 +506,7 @@ def sync_index(
     shard_size: int = SHARD_SIZE,
 ) -> Changes:
     """Make the index's entries under ``folder`` match it: add new and changed files, remove deleted ones."""
-    path = Path(index) if index is not None else default_index_path()
-    read_manifest(path)
+    path = _existing_index(index)
     start = time.perf_counter()
     records = {str(r.path): r for r in scan_folder(folder)}
     with _Lock(path):

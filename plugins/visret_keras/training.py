@@ -259,7 +259,7 @@ def train(
 
     def fit(rate: float, n_epochs: int) -> None:
         net.compile(optimizer=keras.optimizers.Adam(rate), loss="categorical_crossentropy", metrics=["accuracy"])
-        run = net.fit(train_data, validation_data=val_data, epochs=n_epochs, callbacks=callbacks, class_weight=weights, verbose=verbose)
+        run = net.fit(train_data, validation_data=val_data, epochs=n_epochs, callbacks=callbacks, class_weight=weights, shuffle=False, verbose=verbose)  # the dataset shuffles itself
         for key, values in run.history.items():
             history.setdefault(key, []).extend(float(v) for v in values)
 
