@@ -68,7 +68,7 @@ def test_builtin_plugins_load_through_entry_points():
     assert rows["compose"]["extractors"] == ["combine", "post"]
     assert "keras/mobilenet_v2" in rows["keras"]["extractors"] and "model" in rows["keras"]["extractors"]
     assert rows["handcrafted"]["hooks"] == ["register_extractors"]
-    assert rows["heads"]["classifiers"] == ["knn"]
+    assert rows["heads"]["classifiers"] == ["knn", "linear-svm", "logistic", "random-forest"]
     assert get_classifier("knn", k=3).k == 3
 
 
