@@ -97,35 +97,33 @@ class Index:
         vectors.set_search_params(self._vectors, nprobe, ef_search)
 
     # ---- lookups -------------------------------------------------------------------------
-    def _rows(self, sql: str, ids: Sequence[int]) -> list[tuple]:
+    def sql(self, query: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Rows of a read-only query on the entries table (``entries``, ``tombstones``)."""
+        return self._db.execute(query, params).fetchall()
+
+    def rows_for(self, query: str, ids: Sequence[int]) -> list[tuple]:
+        """Rows of ``query`` (with ``IN ({})``) for the given ids, in chunks SQLite accepts."""
         wanted = sorted({int(i) for i in ids if i >= 0})
         rows: list[tuple] = []
         for start in range(0, len(wanted), 900):  # SQLite's bound-parameter limit
             chunk = wanted[start : start + 900]
-            rows += self._db.execute(sql.format(",".join("?" * len(chunk))), chunk).fetchall()
+            rows += self.sql(query.format(",".join("?" * len(chunk))), chunk)
         return rows
 
     def entries(self, ids: Sequence[int]) -> dict[int, tuple[str, str | None]]:
         """``id -> (path, label)`` for the given ids that are in the index."""
-        return {row[0]: (row[1], row[2]) for row in self._rows("SELECT id, path, label FROM entries WHERE id IN ({})", ids)}
+        return {row[0]: (row[1], row[2]) for row in self.rows_for("SELECT id, path, label FROM entries WHERE id IN ({})", ids)}
 
     def labelled_ids(self) -> tuple[np.ndarray, np.ndarray]:
         """Every entry's id and label (``""`` for unlabelled entries)."""
-        rows = self._db.execute("SELECT id, COALESCE(label, '') FROM entries ORDER BY id").fetchall()
+        rows = self.sql("SELECT id, COALESCE(label, '') FROM entries ORDER BY id")
         ids = np.array([r[0] for r in rows], dtype=np.int64)
         return ids, np.array([r[1] for r in rows], dtype=str)
 
     def vectors(self, ids: Sequence[int]) -> np.ndarray:
         """The stored embeddings of the given ids, read from the shards (exact, whatever the index type)."""
-        where = {row[0]: (row[1], row[2]) for row in self._rows("SELECT id, shard, row FROM entries WHERE id IN ({})", ids)}
-        out = np.empty((len(ids), int(self.manifest["dim"])), np.float32)
-        opened: dict[str, np.ndarray] = {}
-        for i, entry_id in enumerate(ids):
-            shard, row = where[int(entry_id)]
-            if shard not in opened:
-                opened[shard] = np.load(self.path / shard, mmap_mode="r", allow_pickle=False)
-            out[i] = opened[shard][row]
-        return out
+        where = {row[0]: (row[1], row[2]) for row in self.rows_for("SELECT id, shard, row FROM entries WHERE id IN ({})", ids)}
+        return load_rows(self.path, [where[int(i)] for i in ids], int(self.manifest["dim"]))
 
     # ---- search --------------------------------------------------------------------------
     def search(self, features: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -133,7 +131,7 @@ class Index:
         if not self.tombstones:
             return vectors.search(self._vectors, features, k, self.metric)
         distances, ids = vectors.search(self._vectors, features, k + self.tombstones, self.metric)
-        dead = {row[0] for row in self._db.execute("SELECT id FROM tombstones")}
+        dead = {row[0] for row in self.sql("SELECT id FROM tombstones")}
         keep = ~np.isin(ids, list(dead))
         out_d = np.full((len(ids), k), np.inf, np.float32)
         out_i = np.full((len(ids), k), -1, np.int64)
@@ -200,6 +198,17 @@ class Index:
         """The manifest plus where the index is and its size on disk, for ``visret info``."""
         size = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file() and ".staging" not in f.parts)
         return {"path": str(self.path), "bytes": size, **self.manifest}
+
+
+def load_rows(path: Path, placements: Sequence[tuple[str, int]], dim: int) -> np.ndarray:
+    """Embeddings at ``(shard, row)`` places of the index at ``path``, shards memory-mapped."""
+    out = np.empty((len(placements), dim), np.float32)
+    opened: dict[str, np.ndarray] = {}
+    for i, (shard, row) in enumerate(placements):
+        if shard not in opened:
+            opened[shard] = np.load(path / shard, mmap_mode="r", allow_pickle=False)
+        out[i] = opened[shard][row]
+    return out
 
 
 def _describe(image: Any) -> str:

@@ -9,6 +9,7 @@ the FAISS file and then swaps the manifest; one writer at a time holds the direc
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import sqlite3
@@ -26,7 +27,7 @@ from visret.errors import VisretError
 from visret.extraction import extract_records
 from visret.extractor import FeatureExtractor
 from visret.images import DEFAULT_MAX_PIXELS, ImageReadError, is_image_path, read_image
-from visret.index import FORMAT_VERSION, MANIFEST, Index, default_index_path, open_at, read_manifest
+from visret.index import FORMAT_VERSION, MANIFEST, Index, default_index_path, load_rows, open_at, read_manifest
 from visret.plugins import get_extractor
 from visret.staging import STAGING, Part, Staging
 from visret.storage import TEMP_PREFIX, LockTimeout, atomic_path, save_npy, sha256_file, writer_lock
@@ -150,6 +151,13 @@ def _fitted(staging: Staging, extractor: FeatureExtractor, records: Sequence[Ima
 
 
 # ---- generations ---------------------------------------------------------------------------
+def _entry_rows(ids, rows, placements) -> list[tuple]:
+    """Rows of the entries table: id, path, label, sha256, time added, shard, row."""
+    now = time.time()
+    return [(int(i), p, label, sha, now, shard, row) for i, (p, label, sha), (shard, row) in zip(ids, rows, placements)]
+
+
+
 def _entries_file(path: Path, base: Path | None, new_rows: list[tuple], removed: Sequence[int], tombstoned: Sequence[int]) -> None:
     """A new entries table: a copy of ``base`` (if any) with rows added, removed and tombstoned."""
     if base is not None:
@@ -251,16 +259,6 @@ def _adopt_parts(path: Path, parts: list[Part], generation: str) -> tuple[list[d
     return shards, where
 
 
-def _load_rows(path: Path, placements: Sequence[tuple[str, int]], dim: int) -> np.ndarray:
-    out = np.empty((len(placements), dim), np.float32)
-    opened: dict[str, np.ndarray] = {}
-    for i, (shard, row) in enumerate(placements):
-        if shard not in opened:
-            opened[shard] = np.load(path / shard, mmap_mode="r", allow_pickle=False)
-        out[i] = opened[shard][row]
-    return out
-
-
 # ---- build ---------------------------------------------------------------------------------
 def build_index(
     folder: str | Path,
@@ -312,7 +310,7 @@ def build_index(
         generation = secrets.token_hex(4)
         shards, where = _adopt_parts(path, parts, generation)
         placements = [where[row[0]] for row in rows]
-        embeddings = _load_rows(path, placements, extractor.dim)
+        embeddings = load_rows(path, placements, extractor.dim)
         chosen = vectors.choose_factory(len(rows), extractor.dim, max_memory) if factory == "auto" else factory
         try:
             faiss_index = vectors.new_index(extractor.dim, metric, chosen)
@@ -324,8 +322,7 @@ def build_index(
         except RuntimeError as exc:
             reason = str(exc).split("Error: ")[-1].splitlines()[0]
             raise VisretError(f"cannot train a {chosen} index on {len(rows)} vectors: {reason}") from None
-        now = time.time()
-        entry_rows = [(int(i), p, label, sha, now, shard, row) for i, (p, label, sha), (shard, row) in zip(ids, rows, placements)]
+        entry_rows = _entry_rows(ids, rows, placements)
         previous = read_manifest(path) if (path / MANIFEST).exists() else None
         build = {
             "source": run["source"],
@@ -387,14 +384,12 @@ def _apply(
             faiss_index.remove_ids(np.array(removals, dtype=np.int64))
         else:
             tombstoned = removals
-    last_id = int(current._db.execute("SELECT COALESCE(MAX(id), 0) FROM entries").fetchone()[0])
-    last_id = max(last_id, int(current._db.execute("SELECT COALESCE(MAX(id), 0) FROM tombstones").fetchone()[0]))
+    last_id = max(current.sql("SELECT COALESCE(MAX(id), 0) FROM entries UNION ALL SELECT COALESCE(MAX(id), 0) FROM tombstones"))[0]
     ids = np.arange(last_id + 1, last_id + 1 + len(new_rows))
     placements = [where[row[0]] for row in new_rows]
     if new_rows:
-        vectors.add(faiss_index, _load_rows(path, placements, extractor.dim), ids, current.metric)
-    now = time.time()
-    entry_rows = [(int(i), p, label, sha, now, shard, row) for i, (p, label, sha), (shard, row) in zip(ids, new_rows, placements)]
+        vectors.add(faiss_index, load_rows(path, placements, extractor.dim), ids, current.metric)
+    entry_rows = _entry_rows(ids, new_rows, placements)
     base = path / manifest["files"]["entries"]["name"]
     dead = current.tombstones + len(tombstoned)
     rebuild = tombstoned and dead > TOMBSTONE_REBUILD * faiss_index.ntotal
@@ -420,7 +415,7 @@ def _rebuilt(path, manifest, base, entry_rows, removals, extractor):
         db.execute("DELETE FROM tombstones")
         live = db.execute("SELECT id, shard, row FROM entries ORDER BY id").fetchall()
     faiss_index = vectors.new_index(extractor.dim, manifest["metric"], manifest["factory"])
-    embeddings = _load_rows(path, [(shard, row) for _, shard, row in live], extractor.dim)
+    embeddings = load_rows(path, [(shard, row) for _, shard, row in live], extractor.dim)
     vectors.train_and_add(faiss_index, embeddings, np.array([i for i, _, _ in live]), manifest["metric"])
 
     def write_entries(p):
@@ -452,7 +447,7 @@ def add_images(
     records = _gather(inputs)
     with _Lock(path):
         with open_at(path) as current:
-            known = {row[0] for row in current._db.execute("SELECT sha256 FROM entries")}
+            known = {row[0] for row in current.sql("SELECT sha256 FROM entries")}
         new, seen, unchanged = [], set(), 0
         for record in records:
             try:
@@ -474,11 +469,11 @@ def add_images(
 def _ids_under(current: Index, targets: Sequence[Path]) -> list[int]:
     ids = []
     for target in targets:
-        absolute = str(Path(target).absolute())
-        rows = current._db.execute(
+        absolute = os.path.abspath(target)  # entries store paths the same way (see scan_folder)
+        rows = current.sql(
             "SELECT id FROM entries WHERE path = ? OR path LIKE ? ESCAPE '\\'",
             (absolute, absolute.rstrip("/").replace("%", "\\%").replace("_", "\\_") + "/%"),
-        ).fetchall()
+        )
         ids += [row[0] for row in rows]
     return ids
 
@@ -512,7 +507,7 @@ def sync_index(
     with _Lock(path):
         with open_at(path) as current:
             ids = _ids_under(current, [Path(folder)])
-            known = {row[0]: (row[1], row[2]) for row in current._rows("SELECT id, path, sha256 FROM entries WHERE id IN ({})", ids)}
+            known = {row[0]: (row[1], row[2]) for row in current.rows_for("SELECT id, path, sha256 FROM entries WHERE id IN ({})", ids)}
         removals, unchanged, present = [], 0, set()
         for entry_id, (file, digest) in known.items():
             present.add(file)
