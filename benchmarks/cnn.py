@@ -44,7 +44,7 @@ def coil100(limit: int):
 
 def measure(network: str, mode: str, limit: int, batch_size: int) -> dict:
     import visret
-    from visret.extraction import extract_records, read_batch
+    from visret.extraction import read_batch
 
     name, params = NETWORKS[network]
     records = coil100(limit)

@@ -4,7 +4,6 @@ Models are built with random weights (``weights=none``) at small input sizes, or
 few seconds on scikit-learn's digits, so the suite needs no download.
 """
 
-import json
 import subprocess
 import sys
 from pathlib import Path

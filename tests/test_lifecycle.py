@@ -1,7 +1,6 @@
 """Index lifecycle: add / remove / sync, resuming after SIGKILL, index types, concurrent readers."""
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -16,7 +15,6 @@ from PIL import Image
 
 import visret
 from visret import VisretError, add_images, build_index, open_index, remove_images, sync_index
-from visret.indexing import SHARD_SIZE
 
 VISRET = str(Path(sys.executable).with_name("visret"))
 

@@ -5,8 +5,7 @@ import json
 import numpy as np
 import pytest
 
-import visret
-from visret import VisretError, get_classifier
+from visret import get_classifier
 
 keras = pytest.importorskip("keras")
 

@@ -251,7 +251,7 @@ def query_command(
         out.print(table)
 
 
-def _print_report(report, k: int) -> None:
+def _print_report(report) -> None:
     summary = Table("metric", "value", title=f"k-NN evaluation ({report.protocol}, {report.n_queries} queries)", title_justify="left")
     for key, value in report.summary().items():
         summary.add_row(key, f"{value:.4f}")
@@ -297,7 +297,7 @@ def evaluate_command(
     if as_json:
         _print_json(report.to_dict())
     else:
-        _print_report(report, k)
+        _print_report(report)
     _pictures_written(written)
 
 

@@ -30,7 +30,7 @@ from visret.images import DEFAULT_MAX_PIXELS, ImageReadError, is_image_path, rea
 from visret.index import FORMAT_VERSION, MANIFEST, Index, default_index_path, load_rows, open_at, read_manifest
 from visret.plugins import get_extractor
 from visret.staging import STAGING, Part, Staging
-from visret.storage import TEMP_PREFIX, LockTimeout, atomic_path, save_npy, sha256_file, writer_lock
+from visret.storage import TEMP_PREFIX, LockTimeout, atomic_path, sha256_file, writer_lock
 
 DATA_PREFIXES = ("vectors-", "entries-", "extractor-")
 SHARDS = "shards"

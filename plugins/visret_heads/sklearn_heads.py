@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from visret import Classifier
-from visret.params import check_choice, check_positive_int
+from visret.params import check_positive_int
 
 
 class SklearnHead(Classifier):
