@@ -150,6 +150,16 @@ def _report_changes(changes, index_path) -> None:
     )
 
 
+def _embed_changes(label: str, change, target, index, batch_size: int, workers, max_pixels) -> None:
+    """Run ``add_images`` or ``sync_index`` under a progress bar and print what changed."""
+    from visret.images import DEFAULT_MAX_PIXELS
+    from visret.index import default_index_path
+
+    with _ProgressBar(label) as bar:
+        changes = change(target, index, batch_size, workers, max_pixels or DEFAULT_MAX_PIXELS, bar.update)
+    _report_changes(changes, index or default_index_path())
+
+
 @app.command("add")
 def add_command(
     inputs: Annotated[list[Path], typer.Argument(help="Folders and image files to add.")],
@@ -159,13 +169,9 @@ def add_command(
     max_pixels: MaxPixels = None,
 ) -> None:
     """Embed and add only what is new (by content hash); what is already indexed is skipped."""
-    from visret.images import DEFAULT_MAX_PIXELS
-    from visret.index import default_index_path
     from visret.indexing import add_images
 
-    with _ProgressBar("adding") as bar:
-        changes = add_images(inputs, index, batch_size, workers, max_pixels or DEFAULT_MAX_PIXELS, bar.update)
-    _report_changes(changes, index or default_index_path())
+    _embed_changes("adding", add_images, inputs, index, batch_size, workers, max_pixels)
 
 
 @app.command("remove")
@@ -189,13 +195,9 @@ def sync_command(
     max_pixels: MaxPixels = None,
 ) -> None:
     """Add new and changed files of FOLDER, remove entries of deleted ones."""
-    from visret.images import DEFAULT_MAX_PIXELS
-    from visret.index import default_index_path
     from visret.indexing import sync_index
 
-    with _ProgressBar("syncing") as bar:
-        changes = sync_index(folder, index, batch_size, workers, max_pixels or DEFAULT_MAX_PIXELS, bar.update)
-    _report_changes(changes, index or default_index_path())
+    _embed_changes("syncing", sync_index, folder, index, batch_size, workers, max_pixels)
 
 
 def _cutoffs(text: str) -> list[int]:
