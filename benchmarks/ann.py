@@ -22,6 +22,7 @@ import faiss
 import numpy as np
 
 from visret import vectors
+from visret.distances import get_distance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results import emit  # noqa: E402
@@ -111,8 +112,8 @@ def bench_collection(name: str, data: np.ndarray, n_queries: int, seed: int = 1)
         before = rss_mib()
         start = time.perf_counter()
         faiss.omp_set_num_threads(2)  # building may use both cores; searching is timed on one
-        index = vectors.new_index(dim, "l2", factory)
-        vectors.train_and_add(index, data, np.arange(n), "l2")
+        index = vectors.new_index(dim, get_distance("l2"), factory)
+        vectors.fill(index, [data], np.arange(n))
         build_s = time.perf_counter() - start
         with tempfile.TemporaryDirectory() as tmp:
             faiss.write_index(index, str(Path(tmp) / "x.faiss"))

@@ -15,6 +15,7 @@ import visret
 from visret import VisretError, build_index, get_extractor, open_index
 from visret.dataset import scan_folder
 from visret.images import read_image
+from visret.store.layout import checksum
 
 HOG32 = {"size": 32, "pixels_per_cell": 4}
 
@@ -73,7 +74,7 @@ def test_distances_match_brute_force(metric, digits, tmp_path):
     database = np.stack([extractor.extract([read_image(r.path, extractor.input_spec)[0]])[0] for r in records])
     with build_index(digits / "train", extractor, tmp_path / metric, metric=metric, workers=1) as index:
         query = database[[5, 77]] * 0.9 + 0.05
-        distances, ids = index.search(query, 10)
+        distances, ids = index.search(index.distance.prepare(query), 10)
     if metric == "l2":
         expected = np.linalg.norm(database[None] - query[:, None], axis=-1)
     elif metric == "l1":
@@ -170,9 +171,12 @@ def test_an_interrupted_or_failed_rebuild_leaves_the_old_index_whole(digits, tmp
         assert len(index) == 50 and index.extractor.name == "lbp"
 
 
-def corrupt(path: Path, edit) -> None:
+def corrupt(path: Path, edit, sign: bool = True) -> None:
+    """Edit the manifest; ``sign`` recomputes its checksum (so later checks are reached)."""
     manifest = json.loads((path / "manifest.json").read_text())
     edit(manifest)
+    if sign:
+        manifest["checksum"] = checksum(manifest)
     (path / "manifest.json").write_text(json.dumps(manifest))
 
 
@@ -183,12 +187,16 @@ def small_index(digits, tmp_path) -> Path:
     return path
 
 
-def test_a_damaged_vectors_file_is_detected(small_index):
-    name = json.loads((small_index / "manifest.json").read_text())["files"]["vectors"]["name"]
+def test_a_damaged_shard_is_found_by_verify_and_a_resized_one_on_every_open(small_index):
+    name = json.loads((small_index / "manifest.json").read_text())["shards"][0]["name"]
     data = bytearray((small_index / name).read_bytes())
     data[-5] ^= 0xFF
     (small_index / name).write_bytes(bytes(data))
+    open_index(small_index).close()  # opening stays cheap: sizes and structure only
     with pytest.raises(VisretError, match=f"corrupt: {name} does not match its checksum"):
+        open_index(small_index, verify=True)
+    (small_index / name).write_bytes(bytes(data) + b"\0")
+    with pytest.raises(VisretError, match=f"corrupt: {name} does not have its recorded size"):
         open_index(small_index)
 
 
@@ -196,10 +204,12 @@ def test_a_damaged_vectors_file_is_detected(small_index):
     "edit, message",
     [
         (lambda m: m.update(format_version=99), "has format 99, newer than this visret"),
+        (lambda m: m.update(format_version=1), "has format 1, from an older visret; rebuild it"),
         (lambda m: m["extractor"]["params"].update(size=64), "holds 1764-d vectors but extractor 'hog' now gives 8100-d"),
         (lambda m: m["extractor"].update(name="gone"), "built with extractor 'gone', which cannot be created"),
-        (lambda m: m["files"].pop("entries"), "corrupt: its manifest lists no entries file"),
-        (lambda m: m.pop("dim"), "corrupt: incomplete manifest.json"),
+        (lambda m: m["files"].pop("entries"), "corrupt: manifest.json: no entries file"),
+        (lambda m: m.pop("dim"), "corrupt: manifest.json: manifest has no 'dim'"),
+        (lambda m: m.update(count=3), "corrupt: manifest.json: shards do not hold the manifest's count"),
     ],
 )
 def test_a_mismatched_or_newer_index_is_one_clear_error(small_index, edit, message):

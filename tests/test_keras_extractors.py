@@ -16,7 +16,7 @@ import visret
 from visret import VisretError, build_index, get_extractor, open_index
 from visret.images import as_array
 
-keras = pytest.importorskip("keras")  # a dependency; imported here, never by visret itself
+import keras  # a required dependency: a broken install must fail here, not skip
 
 FAMILY_DIMS = {
     "mobilenet": 1024,
@@ -221,7 +221,7 @@ def test_latent_space_of_a_trained_cnn_retrieves_its_class(trained_lenet, digits
     index = build_index(digits / "train", f"model:{path}", tmp_path / "ix", metric="cosine")
     with index:
         manifest = index.manifest
-        assert manifest["extractor"]["params"]["sha256"] == visret.storage.sha256_file(path)
+        assert manifest["extractor"]["params"]["sha256"] == visret.store.files.sha256_file(path)
         image = sorted((digits / "train" / "4").iterdir())[2]
         result = index.query(image, k=5)
         assert result.neighbors[0].path == str(image) and result.neighbors[0].distance < 1e-5

@@ -7,7 +7,7 @@ import pytest
 
 from visret import get_classifier
 
-keras = pytest.importorskip("keras")
+import keras  # a required dependency: a broken install must fail here, not skip
 
 
 def test_splits_are_disjoint_stratified_and_saved(digits, tmp_path):
@@ -160,3 +160,27 @@ def test_cli_train_then_classify_then_index_with_the_model(cli, digits, tmp_path
     assert indexed.exit_code == 0, indexed.stderr
     bad = cli("train", digits / "train", "--augment", "blur=1", "--out", tmp_path / "x.keras")
     assert bad.exit_code == 1 and "unknown augmentation 'blur'" in bad.stderr
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--learning-rate", "-1"], "learning rate must be positive, got -1.0"),
+    (["--mixup", "-3"], "mixup alpha must be positive, got -3.0"),
+    (["--val-split", "1.5"], "validation split must be between 0 and 1, got 1.5"),
+    (["--test-split", "0"], "test split must be between 0 and 1, got 0.0"),
+])
+def test_bad_training_options_are_one_line(cli, digits, tmp_path, options, message):
+    result = cli("train", digits / "train", "--epochs", "1", "--out", tmp_path / "m.keras", *options)
+    assert result.exit_code == 1 and result.stderr.strip() == f"error: {message}"
+
+
+def test_a_model_with_a_lambda_layer_is_refused_in_one_line(cli, digits, tmp_path):
+    inputs = keras.Input((8, 8, 1))
+    outputs = keras.layers.Dense(2)(keras.layers.Flatten()(keras.layers.Lambda(lambda x: x * 2.0)(inputs)))
+    path = tmp_path / "lambda.keras"
+    keras.Model(inputs, outputs).save(path)
+    image = sorted((digits / "test" / "1").iterdir())[0]
+    classified = cli("classify", image, "--model", path)
+    assert classified.exit_code == 1 and len(classified.stderr.strip().splitlines()) == 1
+    assert f"cannot load {path} in safe mode" in classified.stderr
+    indexed = cli("index", digits / "test", "-e", f"model:{path}", "--index", tmp_path / "ix", "--workers", "1")
+    assert indexed.exit_code == 1 and "in safe mode" in indexed.stderr and "Traceback" not in indexed.stderr

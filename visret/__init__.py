@@ -6,6 +6,13 @@ held-out images. Extractors and classifier heads come from plugins (see ``visret
 
 __version__ = "0.1.0"
 
+import os as _os
+
+# OpenMP threads that wait by spinning (libgomp's default) make FAISS 10-20x slower on a machine
+# whose cores are busy with other work; sleeping waiters cost little. Set before FAISS loads
+# libgomp; an explicit setting of the user's wins.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from visret.classifier import Classifier
 from visret.errors import VisretError
 from visret.evaluation import KnnReport, evaluate_features, evaluate_knn

@@ -15,20 +15,33 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from visret.errors import VisretError
+from visret.extractor import DEFAULT_EXTRACTOR
 
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
 
 
 class _Commands(TyperGroup):
-    """Turns a ``VisretError`` from any command, a plugin's too, into one line on stderr and exit 1."""
+    """Turns a ``VisretError`` from any command, a plugin's too, into one line on stderr and exit 1;
+    so are the errors of the machine (a read-only or full disk, memory) that no check can foresee."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except VisretError as exc:
-            err.print(f"error: {exc}", markup=False, soft_wrap=True)
-            raise typer.Exit(1) from None
+            _fail(str(exc))
+        except OSError as exc:
+            where = f": {exc.filename}" if exc.filename else ""
+            _fail(f"{exc.strerror or exc}{where}")
+        except MemoryError:
+            _fail("out of memory; use smaller images or parameters, or fewer --workers")
+
+
+def _fail(message: str) -> None:
+    from visret.images import display_path
+
+    err.print(f"error: {display_path(message)}", markup=False, soft_wrap=True)
+    raise typer.Exit(1) from None
 
 
 app = typer.Typer(
@@ -70,6 +83,7 @@ def _params(pairs: list[str] | None) -> dict[str, Any]:
 Workers = Annotated[Optional[int], typer.Option(min=1, help="Worker processes [default: CPU count].")]
 BatchSize = Annotated[int, typer.Option(min=1, help="Images per batch.")]
 MaxPixels = Annotated[Optional[int], typer.Option(min=1, help="Skip images with more pixels (decompression bombs).")]
+MaxBytes = Annotated[Optional[str], typer.Option(help="Skip files larger than this (e.g. 100M) [default: 512M].")]
 Nprobe = Annotated[Optional[int], typer.Option(min=1, help="IVF lists probed per query.")]
 EfSearch = Annotated[Optional[int], typer.Option(min=1, help="HNSW search beam per query.")]
 
@@ -81,9 +95,12 @@ def _memory(text: str | None) -> int | None:
     units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
     number, unit = (text[:-1], text[-1].upper()) if text[-1:].upper() in units else (text, "")
     try:
-        return int(float(number) * units.get(unit, 1))
+        size = int(float(number) * units.get(unit, 1))
     except ValueError:
-        raise VisretError(f"memory must be a size like 512M or 2G, got {text!r}") from None
+        size = 0
+    if size <= 0:
+        raise VisretError(f"a size must be positive, like 512M or 2G, got {text!r}")
+    return size
 
 
 class _ProgressBar:
@@ -92,7 +109,10 @@ class _ProgressBar:
     def __init__(self, label: str):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self.progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err, transient=True)
+        self.progress = Progress(
+            TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            console=err, transient=True, disable=not err.is_terminal,
+        )
 
     def __enter__(self):
         self.progress.__enter__()
@@ -109,7 +129,7 @@ class _ProgressBar:
 @app.command("index")
 def index_command(
     folder: Annotated[Path, typer.Argument(help="Folder of images; sub-folders are class labels.")],
-    extractor: Annotated[str, typer.Option("--extractor", "-e", help="Extractor name (see 'visret extractors').")] = "color-hist",
+    extractor: Annotated[str, typer.Option("--extractor", "-e", help="Extractor name (see 'visret extractors').")] = DEFAULT_EXTRACTOR,
     param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Extractor parameter KEY=VALUE (repeatable).")] = None,
     index: IndexPath = None,
     metric: Annotated[str, typer.Option(help="Distance: l2, cosine or l1.")] = "l2",
@@ -120,43 +140,60 @@ def index_command(
     batch_size: BatchSize = 32,
     workers: Workers = None,
     max_pixels: MaxPixels = None,
+    max_bytes: MaxBytes = None,
     shard_size: Annotated[int, typer.Option(min=1, help="Images per committed part (the unit of resuming).")] = 2048,
 ) -> None:
     """Embed every image of FOLDER and save them as an index (an interrupted run resumes)."""
-    from visret.images import DEFAULT_MAX_PIXELS
     from visret.indexing import build_index, resolve_extractor
 
     chosen = resolve_extractor(extractor, _params(param))  # a bad name or parameter fails before the bar
+    limits = _limits(max_pixels, max_bytes)
+    memory = _memory(max_memory)
     start = time.perf_counter()
     with _ProgressBar("indexing") as bar:
         built = build_index(
             folder, chosen, index, metric=metric, batch_size=batch_size, workers=workers,
-            max_pixels=max_pixels or DEFAULT_MAX_PIXELS, progress=bar.update, factory=factory,
-            max_memory=_memory(max_memory), nprobe=nprobe, ef_search=ef_search, shard_size=shard_size,
+            progress=bar.update, factory=factory, max_memory=memory, nprobe=nprobe, ef_search=ef_search,
+            shard_size=shard_size, **limits,
         )
     seconds = time.perf_counter() - start
     build = built.manifest["build"]
     rate = build["indexed"] / seconds if seconds > 0 else 0.0
     out.print(
         f"indexed {build['indexed']} images, skipped {build['skipped']}, "
-        f"{seconds:.1f} s ({rate:.1f} images/s) -> {built.path} [{built.manifest['factory']}]"
+        f"{seconds:.1f} s ({rate:.1f} images/s) -> {_shown(built.path)} \\[{_shown(built.manifest['factory'])}]"
     )
+
+
+def _limits(max_pixels: int | None, max_bytes: str | None) -> dict[str, int]:
+    from visret.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
+
+    return {"max_pixels": max_pixels or DEFAULT_MAX_PIXELS, "max_bytes": _memory(max_bytes) or DEFAULT_MAX_BYTES}
+
+
+def _shown(text: Any) -> str:
+    """User text (paths, labels, names) for rich output: markup escaped, control characters too."""
+    from rich.markup import escape
+
+    from visret.images import display_path
+
+    return escape(display_path(text))
 
 
 def _report_changes(changes, index_path) -> None:
     out.print(
         f"added {changes.added}, removed {changes.removed}, unchanged {changes.unchanged}, "
-        f"skipped {changes.skipped}, {changes.seconds:.1f} s -> {index_path}"
+        f"skipped {changes.skipped}, {changes.seconds:.1f} s -> {_shown(index_path)}"
     )
 
 
-def _embed_changes(label: str, change, target, index, batch_size: int, workers, max_pixels) -> None:
+def _embed_changes(label: str, change, target, index, batch_size: int, workers, max_pixels, max_bytes) -> None:
     """Run ``add_images`` or ``sync_index`` under a progress bar and print what changed."""
-    from visret.images import DEFAULT_MAX_PIXELS
     from visret.index import default_index_path
 
+    limits = _limits(max_pixels, max_bytes)
     with _ProgressBar(label) as bar:
-        changes = change(target, index, batch_size, workers, max_pixels or DEFAULT_MAX_PIXELS, bar.update)
+        changes = change(target, index, batch_size, workers, progress=bar.update, **limits)
     _report_changes(changes, index or default_index_path())
 
 
@@ -167,11 +204,12 @@ def add_command(
     batch_size: BatchSize = 32,
     workers: Workers = None,
     max_pixels: MaxPixels = None,
+    max_bytes: MaxBytes = None,
 ) -> None:
     """Embed and add only what is new (by content hash); what is already indexed is skipped."""
     from visret.indexing import add_images
 
-    _embed_changes("adding", add_images, inputs, index, batch_size, workers, max_pixels)
+    _embed_changes("adding", add_images, inputs, index, batch_size, workers, max_pixels, max_bytes)
 
 
 @app.command("remove")
@@ -193,11 +231,12 @@ def sync_command(
     batch_size: BatchSize = 32,
     workers: Workers = None,
     max_pixels: MaxPixels = None,
+    max_bytes: MaxBytes = None,
 ) -> None:
     """Add new and changed files of FOLDER, remove entries of deleted ones."""
     from visret.indexing import sync_index
 
-    _embed_changes("syncing", sync_index, folder, index, batch_size, workers, max_pixels)
+    _embed_changes("syncing", sync_index, folder, index, batch_size, workers, max_pixels, max_bytes)
 
 
 def _cutoffs(text: str) -> list[int]:
@@ -212,7 +251,7 @@ def _cutoffs(text: str) -> list[int]:
 
 def _pictures_written(paths: list[Path]) -> None:
     for path in paths:
-        err.print(f"wrote {path}", markup=False)
+        err.print(f"wrote {_shown(path)}")
 
 
 @app.command("query")
@@ -245,11 +284,11 @@ def query_command(
         _print_json([r.to_dict() for r in results])
         return
     for result in results:
-        title = f"{result.query}" + (f"  ->  predicted: [bold]{result.prediction}[/]" if result.prediction else "")
+        title = _shown(result.query) + (f"  ->  predicted: [bold]{_shown(result.prediction)}[/]" if result.prediction else "")
         table = Table("rank", "path", "label", "distance", title=title, title_justify="left")
         table.columns[1].overflow = "fold"
         for rank, n in enumerate(result.neighbors, start=1):
-            table.add_row(str(rank), n.path, n.label or "", f"{n.distance:.4f}")
+            table.add_row(str(rank), _shown(n.path), _shown(n.label or ""), f"{n.distance:.4f}")
         out.print(table)
 
 
@@ -262,7 +301,7 @@ def _print_report(report) -> None:
     per_class = Table("class", "precision", "recall", "f1", "support", title="per class", title_justify="left")
     for label, scores in report.per_class.items():
         per_class.add_row(
-            label, f"{scores['precision']:.3f}", f"{scores['recall']:.3f}", f"{scores['f1']:.3f}", str(scores["support"])
+            _shown(label), f"{scores['precision']:.3f}", f"{scores['recall']:.3f}", f"{scores['f1']:.3f}", str(scores["support"])
         )
     out.print(per_class)
 
@@ -352,7 +391,7 @@ def compare_command(
         table = Table(*[SHORT_HEADERS.get(c, c) for c in rows[0]], title=title, title_justify="left")
         table.columns[0].overflow = "fold"
         for row in rows:
-            cells = {c: _cell(v / 2**20 if c == "index_bytes" and v else v) for c, v in row.items()}
+            cells = {c: _shown(_cell(v / 2**20 if c == "index_bytes" and v else v)) for c, v in row.items()}
             table.add_row(*[f"[bold green]{cells[c]}[/]" if c in best and v == best[c] else cells[c] for c, v in row.items()])
         out.print(table)
     _pictures_written(written)
@@ -410,7 +449,7 @@ def info_command(
     if "recall_at_10" in info:
         rows["recall@10 (vs exact)"] = f"{info['recall_at_10']:.4f}"
     for key, value in rows.items():
-        table.add_row(key, str(value))
+        table.add_row(key, _shown(value))
     out.print(table)
 
 
@@ -426,8 +465,8 @@ def plugins_command(as_json: AsJson = False) -> None:
     table = Table("plugin", "version", "status", "hooks", "registered")
     for row in rows:
         registered = ", ".join(row["extractors"] + row["classifiers"])
-        status = row["status"] if row["error"] is None else f"[red]failed[/]: {row['error']}"
-        table.add_row(row["name"], row["version"] or "", status, ", ".join(row["hooks"]), registered)
+        status = row["status"] if row["error"] is None else f"[red]failed[/]: {_shown(row['error'])}"
+        table.add_row(_shown(row["name"]), _shown(row["version"] or ""), status, ", ".join(row["hooks"]), _shown(registered))
     out.print(table)
 
 
@@ -446,7 +485,7 @@ def extractors_command(as_json: AsJson = False) -> None:
     table = Table("extractor", "parameters (defaults)", "description")
     for row in rows:
         params = ", ".join(f"{k}={json.dumps(v)}" for k, v in row["params"].items())
-        table.add_row(row["name"], params, row["description"])
+        table.add_row(_shown(row["name"]), _shown(params), _shown(row["description"]))
     out.print(table)
 
 

@@ -152,6 +152,12 @@ def compare(
     except ValueError as exc:
         raise VisretError(str(exc)) from None
     groups = [fold == f for f in range(folds)] if protocol == "kfold" else [is_test] if is_test is not None else [None]
+    for queries in groups:
+        if queries is not None and (not queries.any() or queries.all()):
+            raise VisretError(
+                f"the {protocol} protocol leaves a part without queries or without a collection on {len(records)} images; "
+                "give each class at least two images, or use --protocol loo"
+            )
     created = [(spec_name(spec), extractor_from_spec(spec)) for spec in extractors]  # all names checked first
     comparison = Comparison(
         protocol,

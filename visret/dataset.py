@@ -19,10 +19,19 @@ class ImageRecord:
 
 
 def _walk_images(folder: Path) -> list[Path]:
-    """Every image file under ``folder``, sorted, following symlinks but never a loop."""
+    """Every image file under ``folder``, sorted, following symlinks but never a loop.
+
+    A sub-folder that cannot be listed is returned too: reading it fails, so it is reported
+    and counted as skipped like an unreadable file, never silently left out.
+    """
     found: list[Path] = []
     seen: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+
+    def unreadable(error: OSError) -> None:
+        if error.filename is not None and Path(error.filename) != folder:
+            found.append(Path(error.filename))
+
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True, onerror=unreadable):
         stat = os.stat(dirpath)
         key = (stat.st_dev, stat.st_ino)
         if key in seen:

@@ -16,14 +16,16 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from visret import vectors
 from visret.dataset import scan_folder
+from visret.distances import get_distance
 from visret.errors import VisretError
 from visret.extraction import extract_records
 from visret.extractor import FeatureExtractor
+from visret.extractor import DEFAULT_EXTRACTOR
 from visret.index import Index, open_index
 from visret.indexing import build_index
 from visret.knn import WEIGHTINGS, vote
+from visret.search import ExactSearch
 from visret.metrics import (
     RECALL_LEVELS,
     average_precision,
@@ -236,17 +238,14 @@ def evaluate_features(
 def score_features(scores: _Scores, collection, collection_labels, queries, query_labels, metric: str):
     """Rank ``collection`` for each query (leave-one-out when ``queries`` is None) into ``scores``;
     return the search function of the flat FAISS index built for it."""
-    collection = np.asarray(collection, np.float32)
+    distance = get_distance(metric)
+    collection = distance.prepare(collection)
     loo = queries is None
-    queries = collection if loo else np.asarray(queries, np.float32)
+    queries = collection if loo else distance.prepare(queries)
     query_labels = collection_labels if loo else query_labels
-    faiss_index = vectors.new_index(collection.shape[1], metric)
     ids = np.arange(len(collection))
-    vectors.add(faiss_index, collection, ids, metric)
+    search = ExactSearch([collection], ids, distance).search
     code_of_id = np.append(_codes(np.asarray(collection_labels, str), scores.classes), -1)
-
-    def search(block, n):
-        return vectors.search(faiss_index, block, n, metric)
 
     query_codes = _codes(np.asarray(query_labels, str), scores.classes)
     rank_and_score(scores, search, code_of_id, len(collection), queries, query_codes, ids if loo else None)
@@ -258,7 +257,7 @@ def evaluate_knn(
     index: Index | str | Path | None = None,
     *,
     train: str | Path | None = None,
-    extractor: str | FeatureExtractor = "color-hist",
+    extractor: str | FeatureExtractor = DEFAULT_EXTRACTOR,
     params: dict[str, Any] | None = None,
     k: int = 5,
     weights: str = "uniform",
@@ -302,7 +301,7 @@ def _evaluate(index: Index, test, k, weights, at, batch_size, workers, return_em
         rate = len(records) / (time.perf_counter() - start)
         if not extracted.records:
             raise VisretError(f"none of the images in {test} could be read")
-        queries, skipped, exclude = extracted.features, len(extracted.skipped), None
+        queries, skipped, exclude = index.distance.prepare(extracted.features), len(extracted.skipped), None
         true = np.array([r.label for r in extracted.records], dtype=str)
     classes = np.array(sorted((set(labels.tolist()) - {""}) | set(true.tolist())), dtype=str)
     code_of_id = np.full(int(ids.max()) + 2, -1, np.int64)  # the spare last slot serves FAISS's -1

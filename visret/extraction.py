@@ -1,30 +1,42 @@
 """Running an extractor over many image files: batches, worker processes, logged skips.
 
-Decoding and CPU-bound extraction scale across cores with a process pool; the results come
-back in input order. A file that cannot be decoded or featurised is skipped with one warning
-line and never stops the run.
+Decoding and CPU-bound extraction scale across cores with a process pool, started only when
+the work pays for its start-up (the first batch runs here and is timed) and kept for the whole
+run; results come back in input order. A file that cannot be decoded or featurised is skipped
+with one warning line and never stops the run; an extractor that fails on every image stops it.
+Workers die with the process that started them, and never import the user's main script.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import multiprocessing
 import os
-import itertools
+import pickle
+import pickletools
+import sys
+import threading
+import time
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from visret.dataset import ImageRecord
 from visret.errors import VisretError
 from visret.extractor import FeatureExtractor, InputSpec
-from visret.images import DEFAULT_MAX_PIXELS, ImageReadError, read_image
+from visret.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageReadError, display_path, read_image
 
 log = logging.getLogger("visret")
+#: Worker processes are started when the work left would take longer than this in one process.
+POOL_PAYS_AFTER = 1.0
+#: Consecutive images an extractor may fail on before the run stops with an error.
+MAX_CONSECUTIVE_FAILURES = 20
 
 
 @dataclass
@@ -58,12 +70,12 @@ def _featurise(extractor: FeatureExtractor, images: list[np.ndarray]) -> tuple[n
         return np.array(rows, dtype=np.float32).reshape(len(rows), extractor.dim), ok, errors
 
 
-def read_batch(spec: InputSpec, paths: Sequence[Path], max_pixels: int):
+def read_batch(spec: InputSpec, paths: Sequence[Path], max_pixels: int, max_bytes: int = DEFAULT_MAX_BYTES):
     """Decode one batch: ``(images, positions, hashes, skipped)``."""
     images, positions, hashes, skipped = [], [], [], []
     for position, path in enumerate(paths):
         try:
-            image, digest = read_image(path, spec, max_pixels)
+            image, digest = read_image(path, spec, max_pixels, max_bytes)
         except ImageReadError as exc:
             skipped.append((position, str(exc)))
             continue
@@ -84,43 +96,38 @@ def featurise_batch(extractor: FeatureExtractor, decoded):
     return [positions[i] for i in ok], [hashes[i] for i in ok], features, skipped
 
 
-def extract_batch(extractor: FeatureExtractor, paths: Sequence[Path], max_pixels: int):
+def extract_batch(extractor: FeatureExtractor, paths: Sequence[Path], max_pixels: int, max_bytes: int = DEFAULT_MAX_BYTES):
     """Read and featurise one batch: ``(positions, hashes, features, skipped)``."""
-    return featurise_batch(extractor, read_batch(extractor.input_spec, paths, max_pixels))
+    return featurise_batch(extractor, read_batch(extractor.input_spec, paths, max_pixels, max_bytes))
 
 
-def _decoded_ahead(extractor: FeatureExtractor, path_batches, max_pixels: int, workers: int):
-    """Featurise batches in order in this process while worker processes decode the next ones.
-
-    For extractors that use every core themselves (TensorFlow): decoding overlaps with their
-    work, and at most ``workers + 1`` decoded batches wait in memory.
-    """
-    spec = extractor.input_spec
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(extractor)) as pool:
-        pending = deque()
-        batches = iter(path_batches)
-        for paths in itertools.islice(batches, workers + 1):
-            pending.append(pool.submit(read_batch, spec, paths, max_pixels))
-        while pending:
-            decoded = pending.popleft().result()
-            for paths in itertools.islice(batches, 1):
-                pending.append(pool.submit(read_batch, spec, paths, max_pixels))
-            yield featurise_batch(extractor, decoded)
-
-
+# ---- worker processes -----------------------------------------------------------------------
 _worker_extractor: FeatureExtractor | None = None
 
 
-def _init_worker(extractor: FeatureExtractor) -> None:
+def _exit_with_parent() -> None:
+    """Wait for the process that asked for this worker to end, then end too.
+
+    Needed after ``kill -9``: a worker keeps the fork server alive and waits forever for work
+    otherwise. The parent's sentinel is a pipe the parent holds open until it dies.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        parent.join()
+        os._exit(1)
+
+
+def _init_worker(extractor: FeatureExtractor | None) -> None:
     global _worker_extractor
+    threading.Thread(target=_exit_with_parent, daemon=True).start()
     _worker_extractor = extractor
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)  # one process per core; nested BLAS/OpenMP threads would oversubscribe
 
 
-def _extract_batch_in_worker(paths: Sequence[Path], max_pixels: int):
-    return extract_batch(_worker_extractor, paths, max_pixels)
+def _extract_batch_in_worker(paths: Sequence[Path], max_pixels: int, max_bytes: int):
+    return extract_batch(_worker_extractor, paths, max_pixels, max_bytes)
 
 
 def _pool_context(extractor: FeatureExtractor):
@@ -136,6 +143,148 @@ def _pool_context(extractor: FeatureExtractor):
     return context
 
 
+@contextmanager
+def _main_script_hidden() -> Iterator[None]:
+    """Keep worker processes from re-running the user's script.
+
+    Python starts each worker by importing the main module again, which runs a script's
+    top-level code (``build_index`` included) unless it sits under ``if __name__ ==
+    "__main__":``. Without ``__file__`` and ``__spec__`` the workers skip that import, as they
+    do for ``python -c``. Nothing visret sends to a worker lives in ``__main__`` (see
+    ``_defined_in_main``).
+    """
+    main = sys.modules.get("__main__")
+    saved = {key: main.__dict__[key] for key in ("__file__", "__spec__") if main is not None and key in main.__dict__}
+    try:
+        for key in saved:
+            if key == "__file__":
+                del main.__file__
+            else:
+                main.__spec__ = None
+        yield
+    finally:
+        for key, value in saved.items():
+            setattr(main, key, value)
+
+
+def _defined_in_main(extractor: FeatureExtractor) -> bool:
+    """Whether unpickling the extractor needs the main script (a class defined in it)."""
+    try:
+        data = pickle.dumps(extractor)
+    except Exception:
+        return True
+    return any(arg == "__main__" for _, arg, _ in pickletools.genops(data))
+
+
+class Embedder:
+    """Runs one extractor over image files, in batches, with worker processes when they pay.
+
+    Use as a context manager; the worker pool (if any) lives until it exits, across calls.
+    """
+
+    def __init__(
+        self,
+        extractor: FeatureExtractor,
+        batch_size: int = 32,
+        workers: int | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ):
+        self.extractor, self.batch_size, self.max_pixels, self.max_bytes = extractor, batch_size, max_pixels, max_bytes
+        self.workers = default_workers() if workers is None else workers
+        self._pool: ProcessPoolExecutor | None = None
+        self._hidden = None
+        self._batch_seconds: float | None = None
+        self._failures = 0
+        self._in_process_only = self.workers <= 1
+        if not self._in_process_only and _defined_in_main(extractor):
+            log.warning("extractor %s is defined in the main script: extracting in this process "
+                     "(define it in a module to use worker processes)", extractor.name or type(extractor).__name__)
+            self._in_process_only = True
+
+    def __enter__(self) -> Embedder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+            self._hidden.__exit__(None, None, None)
+
+    def _pool_pays(self, batches_left: int) -> bool:
+        if self._pool is not None:
+            return True
+        if self._in_process_only or batches_left <= 1 or self._batch_seconds is None:
+            return False
+        return self._batch_seconds * batches_left > POOL_PAYS_AFTER
+
+    def _start_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._hidden = _main_script_hidden()
+            self._hidden.__enter__()
+            shipped = self.extractor if self.extractor.parallel else None
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=_pool_context(self.extractor),
+                initializer=_init_worker, initargs=(shipped,),
+            )
+        return self._pool
+
+    def _results(self, path_batches: list[list[Path]]):
+        """Each batch's result, in order: here while one process is enough, then in the pool."""
+        left = deque(path_batches)
+        while left and not self._pool_pays(len(left)):
+            start = time.perf_counter()
+            yield extract_batch(self.extractor, left.popleft(), self.max_pixels, self.max_bytes)
+            self._batch_seconds = time.perf_counter() - start
+        if not left:
+            return
+        pool = self._start_pool()
+        if self.extractor.parallel:
+            yield from pool.map(_extract_batch_in_worker, left, itertools.repeat(self.max_pixels), itertools.repeat(self.max_bytes))
+            return
+        # Extractors that use every core themselves (TensorFlow) run here while workers decode ahead.
+        spec, pending = self.extractor.input_spec, deque()
+        for paths in itertools.islice(left, self.workers + 1):
+            pending.append(pool.submit(read_batch, spec, paths, self.max_pixels, self.max_bytes))
+        upcoming = itertools.islice(left, self.workers + 1, None)
+        while pending:
+            decoded = pending.popleft().result()
+            for paths in itertools.islice(upcoming, 1):
+                pending.append(pool.submit(read_batch, spec, paths, self.max_pixels, self.max_bytes))
+            yield featurise_batch(self.extractor, decoded)
+
+    def run(self, records: Sequence[ImageRecord], progress: Callable[[int], None] | None = None) -> Extracted:
+        """Featurise ``records``; ``progress(n)`` is called as each batch of ``n`` files finishes."""
+        out = Extracted(features=np.zeros((0, self.extractor.dim), np.float32))  # dim first: fails early
+        batches = [list(records[i : i + self.batch_size]) for i in range(0, len(records), self.batch_size)]
+        chunks = []
+        for batch, (positions, hashes, features, skipped) in zip(batches, self._results([[r.path for r in b] for b in batches])):
+            out.records.extend(batch[p] for p in positions)
+            out.hashes.extend(hashes)
+            chunks.append(features)
+            for position, reason in skipped:
+                out.skipped.append((batch[position].path, reason))
+                log.warning("skipped %s: %s", display_path(batch[position].path), reason)
+            self._count_failures(len(positions), [reason for _, reason in skipped])
+            if progress is not None:
+                progress(len(batch))
+        if chunks:
+            out.features = np.concatenate(chunks).astype(np.float32, copy=False)
+        return out
+
+    def _count_failures(self, succeeded: int, reasons: list[str]) -> None:
+        failed = [r for r in reasons if r.startswith("extractor failed")]
+        self._failures = len(failed) if succeeded else self._failures + len(failed)
+        if self._failures >= MAX_CONSECUTIVE_FAILURES:
+            raise VisretError(
+                f"extractor {self.extractor.name!r} failed on {self._failures} images in a row "
+                f"(last: {failed[-1].removeprefix('extractor failed: ')}); stopping"
+            )
+
+
 def extract_records(
     extractor: FeatureExtractor,
     records: Sequence[ImageRecord],
@@ -143,39 +292,8 @@ def extract_records(
     workers: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: Callable[[int], None] | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> Extracted:
-    """Featurise ``records``; ``progress(n)`` is called as each batch of ``n`` files finishes."""
-    workers = default_workers() if workers is None else workers
-    out = Extracted(features=np.zeros((0, extractor.dim), np.float32))  # dim first: fails early
-    batches = [list(records[i : i + batch_size]) for i in range(0, len(records), batch_size)]
-    path_batches = [[r.path for r in batch] for batch in batches]
-    executor = None
-    if workers <= 1 or len(batches) <= 1:
-        results = (extract_batch(extractor, paths, max_pixels) for paths in path_batches)
-    elif not extractor.parallel:
-        results = _decoded_ahead(extractor, path_batches, max_pixels, workers)
-    else:
-        executor = ProcessPoolExecutor(
-            max_workers=min(workers, len(batches)),
-            mp_context=_pool_context(extractor),
-            initializer=_init_worker,
-            initargs=(extractor,),
-        )
-        results = executor.map(_extract_batch_in_worker, path_batches, [max_pixels] * len(batches))
-    chunks = []
-    try:
-        for batch, (positions, hashes, features, skipped) in zip(batches, results):
-            out.records.extend(batch[p] for p in positions)
-            out.hashes.extend(hashes)
-            chunks.append(features)
-            for position, reason in skipped:
-                out.skipped.append((batch[position].path, reason))
-                log.warning("skipped %s: %s", batch[position].path, reason)
-            if progress is not None:
-                progress(len(batch))
-    finally:
-        if executor is not None:
-            executor.shutdown(cancel_futures=True)
-    if chunks:
-        out.features = np.concatenate(chunks).astype(np.float32, copy=False)
-    return out
+    """Featurise ``records`` in one go (see ``Embedder`` for runs made of several calls)."""
+    with Embedder(extractor, batch_size, workers, max_pixels, max_bytes) as embedder:
+        return embedder.run(records, progress)

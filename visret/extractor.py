@@ -9,6 +9,9 @@ import numpy as np
 
 from visret.params import Configurable
 
+#: The extractor used when none is named.
+DEFAULT_EXTRACTOR = "color-hist"
+
 
 @dataclass(frozen=True)
 class InputSpec:

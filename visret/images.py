@@ -1,8 +1,10 @@
-"""Decoding image files into the arrays an extractor asks for.
+"""Reading image files safely and decoding them into the arrays an extractor asks for.
 
-Every common format and mode is accepted; EXIF orientation is applied; transparency is
-composited onto white. Anything that cannot be decoded raises ``ImageReadError`` with a short
-reason, which callers turn into a logged skip.
+Only regular files under a size limit are read (never a pipe, a device or a file that would
+fill memory); every common format and mode is accepted; EXIF orientation is applied;
+transparency is composited onto white; JPEG files are decoded at a reduced scale when the
+target size allows (the DCT does the downscaling). Anything that cannot be read raises
+``ImageReadError`` with a short reason, which callers turn into a logged skip.
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import os
+import stat
+import threading
 import warnings
 from pathlib import Path
 
@@ -23,6 +28,12 @@ IMAGE_EXTENSIONS = frozenset(
 )
 #: Default decompression-bomb limit in pixels (Pillow's own default, about 89 megapixels).
 DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+#: Files larger than this are skipped unread (the largest common photos are a few tens of MB).
+DEFAULT_MAX_BYTES = 512 * 2**20
+#: Decode and resize in steps when the image is at least this many times the target size; 2 or
+#: more is visually indistinguishable from resampling the full image (Pillow's ``reducing_gap``).
+REDUCING_GAP = 2.0
+_pillow_limit = threading.Lock()
 
 
 class ImageReadError(Exception):
@@ -73,26 +84,39 @@ def prepare(image: Image.Image, spec: InputSpec) -> np.ndarray:
     image = ImageOps.exif_transpose(image)
     image = _to_mode(image, spec.mode)
     if spec.size is not None and image.size != (spec.size[1], spec.size[0]):
-        image = image.resize((spec.size[1], spec.size[0]), Image.Resampling.BILINEAR)
+        image = image.resize((spec.size[1], spec.size[0]), Image.Resampling.BILINEAR, reducing_gap=REDUCING_GAP)
     array = np.asarray(image, dtype=np.uint8)
     if spec.mode == "LAB":  # Pillow stores a* and b* as signed bytes: shift them to 0-255 (0 -> 128)
         array = array ^ np.array([0, 0x80, 0x80], np.uint8)
     return array
 
 
+def _allow_pixels(max_pixels: int) -> None:
+    """Raise Pillow's own decompression-bomb guard to ``max_pixels`` when a caller asks for more
+    (visret checks the limit itself, before decoding)."""
+    with _pillow_limit:
+        current = Image.MAX_IMAGE_PIXELS
+        if current is not None and max_pixels > current:
+            Image.MAX_IMAGE_PIXELS = max_pixels
+
+
 def decode(data: bytes, spec: InputSpec, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode encoded image bytes (the first frame of animations) into an array for ``spec``."""
     if not data:
         raise ImageReadError("empty file")
+    _allow_pixels(max_pixels)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore")  # Pillow warns about damaged metadata: the file is judged below
             with Image.open(io.BytesIO(data)) as image:
                 width, height = image.size
                 if width * height > max_pixels:
                     raise ImageReadError(
                         f"{width}x{height} pixels exceeds the limit of {max_pixels} (decompression bomb?)"
                     )
+                if spec.size is not None and image.format == "JPEG":
+                    side = int(max(spec.size) * REDUCING_GAP)  # square: EXIF may turn the image
+                    image.draft(None, (side, side))
                 image.load()
                 return prepare(image, spec)
     except ImageReadError:
@@ -106,13 +130,52 @@ def decode(data: bytes, spec: InputSpec, max_pixels: int = DEFAULT_MAX_PIXELS) -
         raise ImageReadError(reason) from None
 
 
-def read_image(path: str | Path, spec: InputSpec, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, str]:
-    """Read and decode one file; return the array and the SHA-256 of the file's bytes."""
+def read_file(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``; anything else is an ``ImageReadError``.
+
+    The file is opened without blocking (a named pipe cannot hang the reader) and checked
+    before it is read: devices, pipes and sockets are refused, and so are files over the limit.
+    """
     try:
-        data = Path(path).read_bytes()
+        os.fsencode(path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ImageReadError("file name is not valid UTF-8; rename the file to index it") from None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise ImageReadError(exc.strerror or str(exc)) from None
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageReadError("not a regular file")
+        if info.st_size > max_bytes:
+            raise ImageReadError(f"{info.st_size} bytes exceeds the limit of {max_bytes}")
+        try:
+            data = fh.read(max_bytes + 1)
+        except OSError as exc:
+            raise ImageReadError(exc.strerror or str(exc)) from None
+    if len(data) > max_bytes:
+        raise ImageReadError(f"file exceeds the limit of {max_bytes} bytes")
+    return data
+
+
+def file_sha256(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
+    """SHA-256 of a file's content, read with the same rules as images."""
+    return hashlib.sha256(read_file(path, max_bytes)).hexdigest()
+
+
+def read_image(
+    path: str | Path, spec: InputSpec, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES
+) -> tuple[np.ndarray, str]:
+    """Read and decode one file; return the array and the SHA-256 of the file's bytes."""
+    data = read_file(path, max_bytes)
     return decode(data, spec, max_pixels), hashlib.sha256(data).hexdigest()
+
+
+def display_path(path: str | Path) -> str:
+    """A path as one printable line: control characters and undecodable bytes escaped."""
+    text = str(path).encode("utf-8", "backslashreplace").decode("utf-8")
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def as_array(image: str | Path | Image.Image | np.ndarray, spec: InputSpec, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:

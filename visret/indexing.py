@@ -1,43 +1,38 @@
 """Writing indexes: build, add, remove and sync, each crash-safe and resumable.
 
-Embeddings are computed in parts committed to ``.staging`` as they come (so an interrupted
-run resumes where it stopped), then become immutable ``.npy`` shards of the index; the FAISS
-index is built from the shards. Every write produces a new generation of the entries table and
-the FAISS file and then swaps the manifest; one writer at a time holds the directory's lock.
+Every option is checked before any image is embedded. Vectors are computed in parts committed
+to the index's staging area as they come (an interrupted run resumes where it stopped), then
+become immutable shards of a new generation that ``visret.store.writer`` puts in place.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import secrets
-import shutil
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import faiss
 import numpy as np
 
-from visret import __version__, vectors
+from visret import vectors
 from visret.dataset import ImageRecord, scan_folder
+from visret.distances import Distance, get_distance
 from visret.errors import VisretError
-from visret.extraction import extract_records
-from visret.extractor import FeatureExtractor
-from visret.images import DEFAULT_MAX_PIXELS, ImageReadError, is_image_path, read_image
-from visret.index import FORMAT_VERSION, MANIFEST, Index, default_index_path, load_rows, open_at, read_manifest
+from visret.extraction import Embedder
+from visret.extractor import DEFAULT_EXTRACTOR, FeatureExtractor
+from visret.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageReadError, file_sha256, is_image_path, read_image
+from visret.index import Index, default_index_path, open_at
 from visret.plugins import get_extractor
-from visret.staging import STAGING, Part, Staging
-from visret.storage import TEMP_PREFIX, LockTimeout, atomic_path, sha256_file, writer_lock
+from visret.store import crashpoints, entries
+from visret.store.layout import read_manifest
+from visret.store.staging import Part, Staging
+from visret.store.writer import Generation, Writer, check_target
 
-DATA_PREFIXES = ("vectors-", "entries-", "extractor-")
-SHARDS = "shards"
 #: Images embedded per committed part (and per shard).
 SHARD_SIZE = 2048
-#: Seconds a writer waits for another writer before giving up.
-LOCK_TIMEOUT = 60.0
+#: Longest vector an index stores (4 MiB each): a guard against parameters that would exhaust memory.
+MAX_VECTOR_DIM = 2**20
 #: Removed HNSW entries (which FAISS cannot delete) trigger a rebuild past this share of the index.
 TOMBSTONE_REBUILD = 0.25
 
@@ -55,6 +50,24 @@ class Changes:
     seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class EmbedOptions:
+    """How images are read and embedded: batch size, worker processes, file limits."""
+
+    batch_size: int = 32
+    workers: int | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_bytes: int = DEFAULT_MAX_BYTES
+    shard_size: int = SHARD_SIZE
+
+    def check(self) -> None:
+        for name in ("batch_size", "shard_size", "max_pixels", "max_bytes"):
+            if getattr(self, name) < 1:
+                raise VisretError(f"{name.replace('_', ' ')} must be at least 1, got {getattr(self, name)}")
+        if self.workers is not None and self.workers < 1:
+            raise VisretError(f"workers must be at least 1, got {self.workers}")
+
+
 # ---- helpers -------------------------------------------------------------------------------
 def resolve_extractor(extractor: str | FeatureExtractor, params: dict[str, Any] | None = None) -> FeatureExtractor:
     if isinstance(extractor, FeatureExtractor):
@@ -64,7 +77,10 @@ def resolve_extractor(extractor: str | FeatureExtractor, params: dict[str, Any] 
     return get_extractor(extractor, **(params or {}))
 
 
-def fit_extractor(extractor: FeatureExtractor, records: Sequence[ImageRecord], max_pixels: int, seed: int = 0) -> None:
+def fit_extractor(
+    extractor: FeatureExtractor, records: Sequence[ImageRecord], max_pixels: int = DEFAULT_MAX_PIXELS,
+    seed: int = 0, max_bytes: int = DEFAULT_MAX_BYTES,
+) -> None:
     """Fit a learning extractor on the readable images among ``records`` (or a seeded sample)."""
     wanted = extractor.fit_sample_size()
     if wanted is not None and wanted < len(records):
@@ -73,7 +89,7 @@ def fit_extractor(extractor: FeatureExtractor, records: Sequence[ImageRecord], m
     images, labels = [], []
     for record in records:
         try:
-            images.append(read_image(record.path, extractor.input_spec, max_pixels)[0])
+            images.append(read_image(record.path, extractor.input_spec, max_pixels, max_bytes)[0])
             labels.append(record.label)
         except ImageReadError:
             continue  # reported once, by the extraction pass
@@ -85,40 +101,9 @@ def fit_extractor(extractor: FeatureExtractor, records: Sequence[ImageRecord], m
         raise VisretError(f"cannot fit extractor {extractor.name!r}: {exc}") from None
 
 
-def _check_target(path: Path) -> None:
-    if path.exists() and not path.is_dir():
-        raise VisretError(f"{path} exists and is not a directory")
-    if path.is_dir() and not (path / MANIFEST).exists():
-        ours = (TEMP_PREFIX, *DATA_PREFIXES, SHARDS, STAGING, ".lock", "README.md", ".gitkeep")
-        if any(not p.name.startswith(ours) for p in path.iterdir()):
-            raise VisretError(f"{path} is not empty and is not a visret index; choose another --index path")
-
-
-class _Lock:
-    """The writer lock, with a one-line error when another writer holds it too long."""
-
-    def __init__(self, path: Path):
-        self.context = writer_lock(path, LOCK_TIMEOUT)
-
-    def __enter__(self):
-        try:
-            return self.context.__enter__()
-        except LockTimeout as exc:
-            raise VisretError(f"{exc}; wait for it to finish") from None
-
-    def __exit__(self, *exc):
-        return self.context.__exit__(*exc)
-
-
 def _embed_resumably(
-    staging: Staging,
-    extractor: FeatureExtractor,
-    records: Sequence[ImageRecord],
-    batch_size: int,
-    workers: int | None,
-    max_pixels: int,
-    progress: ProgressCallback | None,
-    shard_size: int,
+    staging: Staging, embedder: Embedder, distance: Distance, records: Sequence[ImageRecord],
+    progress: ProgressCallback | None, shard_size: int,
 ) -> list[Part]:
     """Embed the records not yet committed to ``staging``, one committed part per ``shard_size``."""
     done = staging.done_paths()
@@ -134,11 +119,14 @@ def _embed_resumably(
             progress(finished, len(records))
 
     for start in range(0, len(todo), shard_size):
-        staging.commit(extract_records(extractor, todo[start : start + shard_size], batch_size, workers, max_pixels, advance))
+        extracted = embedder.run(todo[start : start + shard_size], advance)
+        rows = [(str(r.path), r.label, h) for r, h in zip(extracted.records, extracted.hashes)]
+        staging.commit(distance.prepare(extracted.features), rows, [(str(p), reason) for p, reason in extracted.skipped])
+    crashpoints.reached("embedded")
     return staging.parts()
 
 
-def _fitted(staging: Staging, extractor: FeatureExtractor, records: Sequence[ImageRecord], max_pixels: int) -> None:
+def _fitted(staging: Staging, extractor: FeatureExtractor, records: Sequence[ImageRecord], options: EmbedOptions) -> None:
     """Fit a learning extractor once per run: an interrupted run reuses the saved state."""
     if not extractor.requires_fit:
         return
@@ -146,123 +134,23 @@ def _fitted(staging: Staging, extractor: FeatureExtractor, records: Sequence[Ima
     if state is not None:
         extractor.set_state(state)
         return
-    fit_extractor(extractor, records, max_pixels)
+    fit_extractor(extractor, records, options.max_pixels, max_bytes=options.max_bytes)
     staging.save_state(extractor.get_state())
 
 
-# ---- generations ---------------------------------------------------------------------------
-def _entry_rows(ids, rows, placements) -> list[tuple]:
-    """Rows of the entries table: id, path, label, sha256, time added, shard, row."""
-    now = time.time()
-    return [(int(i), p, label, sha, now, shard, row) for i, (p, label, sha), (shard, row) in zip(ids, rows, placements)]
+def _shard_arrays(path: Path, shards: Sequence[dict[str, Any]]) -> list[np.ndarray]:
+    return [np.load(path / s["name"], mmap_mode="r", allow_pickle=False) for s in shards]
 
 
-
-def _entries_file(path: Path, base: Path | None, new_rows: list[tuple], removed: Sequence[int], tombstoned: Sequence[int]) -> None:
-    """A new entries table: a copy of ``base`` (if any) with rows added, removed and tombstoned."""
-    if base is not None:
-        shutil.copyfile(base, path)
-    db = sqlite3.connect(path)
-    try:
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS entries (id INTEGER PRIMARY KEY, path TEXT NOT NULL, label TEXT, "
-            "sha256 TEXT NOT NULL, added_at REAL NOT NULL, shard TEXT NOT NULL, row INTEGER NOT NULL)"
-        )
-        db.execute("CREATE TABLE IF NOT EXISTS tombstones (id INTEGER PRIMARY KEY)")
-        db.execute("CREATE INDEX IF NOT EXISTS entries_path ON entries (path)")
-        db.execute("CREATE INDEX IF NOT EXISTS entries_sha256 ON entries (sha256)")
-        db.executemany("DELETE FROM entries WHERE id = ?", [(int(i),) for i in removed])
-        db.executemany("INSERT INTO tombstones VALUES (?)", [(int(i),) for i in tombstoned])
-        db.executemany("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)", new_rows)
-        db.commit()
-    finally:
-        db.close()
-
-
-def _commit(
-    path: Path,
-    previous: dict[str, Any] | None,
-    extractor: FeatureExtractor,
-    faiss_index: faiss.Index,
-    write_entries: Callable[[Path], None],
-    shards: list[dict[str, Any]],
-    fields: dict[str, Any],
-) -> dict[str, Any]:
-    """Write a generation and swap the manifest; keep the previous generation for open readers."""
-    generation = secrets.token_hex(4)
-    files: dict[str, dict[str, Any]] = {}
-
-    def place(role: str, suffix: str, write: Callable[[Path], None]) -> None:
-        name = f"{role}-{generation}{suffix}"
-        with atomic_path(path / name) as temporary:
-            write(temporary)
-        files[role] = {"name": name, "sha256": sha256_file(path / name), "bytes": (path / name).stat().st_size}
-
-    place("vectors", ".faiss", lambda p: faiss.write_index(faiss_index, str(p)))
-    place("entries", ".sqlite", write_entries)
-    state = extractor.get_state()
-    if state:
-        place("extractor", ".npz", lambda p: _save_arrays(p, state))
-    with sqlite3.connect(path / files["entries"]["name"]) as db:
-        count = db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
-        labels = sorted(row[0] for row in db.execute("SELECT DISTINCT label FROM entries WHERE label IS NOT NULL"))
-        tombstones = db.execute("SELECT COUNT(*) FROM tombstones").fetchone()[0]
-    now = time.time()
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "visret_version": __version__,
-        "extractor": extractor.get_config(),
-        "dim": extractor.dim,
-        "count": count,
-        "classes": labels,
-        "tombstones": tombstones,
-        "created_at": (previous or {}).get("created_at", now),
-        "updated_at": now,
-        "files": files,
-        "shards": shards,
-        **fields,
-    }
-    with atomic_path(path / MANIFEST) as temporary:
-        temporary.write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    _remove_unreferenced(path, [manifest, previous])
-    return manifest
-
-
-def _save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    with open(path, "wb") as fh:
-        np.savez(fh, **arrays)
-
-
-def _referenced(manifest: dict[str, Any] | None) -> set[str]:
-    if not manifest:
-        return set()
-    return {f["name"] for f in manifest.get("files", {}).values()} | {s["name"] for s in manifest.get("shards", [])}
-
-
-def _remove_unreferenced(path: Path, manifests: list[dict[str, Any] | None]) -> None:
-    keep = set().union(*(_referenced(m) for m in manifests))
-    for child in list(path.iterdir()) + list((path / SHARDS).glob("*")):
-        name = child.relative_to(path).as_posix()
-        if name not in keep and child.is_file() and child.name.startswith((TEMP_PREFIX, *DATA_PREFIXES, "emb-")):
-            child.unlink(missing_ok=True)
-
-
-def _adopt_parts(path: Path, parts: list[Part], generation: str) -> tuple[list[dict[str, Any]], dict[str, tuple[str, int]]]:
-    """Move committed parts into the index as shards; return their manifest entries and where each path's row is."""
-    (path / SHARDS).mkdir(exist_ok=True)
-    shards, where = [], {}
-    for number, part in enumerate(parts):
-        name = f"{SHARDS}/emb-{generation}-{number:06d}.npy"
-        part.embeddings.replace(path / name)
-        shards.append({"name": name, "sha256": sha256_file(path / name), "bytes": (path / name).stat().st_size, "rows": len(part.rows)})
-        where.update({row[0]: (name, i) for i, row in enumerate(part.rows)})
-    return shards, where
+def _checked_factory(factory: str, extractor: FeatureExtractor, distance: Distance, n_images: int) -> None:
+    if factory != "auto":
+        vectors.check_factory(factory, distance.vector_dim(extractor.dim), distance, n_images)
 
 
 # ---- build ---------------------------------------------------------------------------------
 def build_index(
     folder: str | Path,
-    extractor: str | FeatureExtractor = "color-hist",
+    extractor: str | FeatureExtractor = DEFAULT_EXTRACTOR,
     index: str | Path | None = None,
     metric: str = "l2",
     params: dict[str, Any] | None = None,
@@ -276,65 +164,68 @@ def build_index(
     nprobe: int = 16,
     ef_search: int = 64,
     shard_size: int = SHARD_SIZE,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> Index:
     """Index every image in ``folder`` (ImageFolder layout gives labels) and return the opened index.
 
     Unreadable files are skipped with a warning each; their count is in
     ``index.manifest["build"]``. An interrupted build resumes when run again with the same
     arguments. ``factory`` is any FAISS index-factory string, or ``auto`` (chosen by size and
-    ``max_memory`` bytes). ``progress(done, total)`` is called as batches finish.
+    ``max_memory`` bytes). ``metric``: ``l2``, ``cosine``, ``l1``, ``intersection`` or ``chi2``.
+    ``progress(done, total)`` is called as batches finish.
     """
+    options = EmbedOptions(batch_size, workers, max_pixels, max_bytes, shard_size)
+    options.check()
     extractor = resolve_extractor(extractor, params)
-    try:
-        vectors.check_metric(metric, "Flat" if factory == "auto" else factory)
-    except ValueError as exc:
-        raise VisretError(str(exc)) from None
-    if batch_size < 1 or shard_size < 1:
-        raise VisretError(f"batch size and shard size must be at least 1, got {batch_size} and {shard_size}")
+    distance = get_distance(metric)
+    distance.check_factory("Flat" if factory == "auto" else factory)
+    if max_memory is not None and max_memory <= 0:
+        raise VisretError(f"max memory must be positive, got {max_memory}")
+    if nprobe < 1 or ef_search < 1:
+        raise VisretError(f"nprobe and ef_search must be at least 1, got {nprobe} and {ef_search}")
     path = Path(index) if index is not None else default_index_path()
-    _check_target(path)
+    check_target(path)
     records = scan_folder(folder)
     if not records:
         raise VisretError(f"no image files found in {folder}")
-    with _Lock(path):
-        start = time.perf_counter()
-        run = {"kind": "build", "source": str(Path(folder).absolute()), "extractor": extractor.get_config(), "metric": metric}
-        staging = Staging(path, run)
-        _fitted(staging, extractor, records, max_pixels)
-        parts = _embed_resumably(staging, extractor, records, batch_size, workers, max_pixels, progress, shard_size)
+    vector_dim = distance.vector_dim(extractor.dim)
+    if vector_dim > MAX_VECTOR_DIM:
+        raise VisretError(f"{extractor.name} with metric {metric} gives {vector_dim}-d vectors, more than the {MAX_VECTOR_DIM} supported; use smaller parameters")
+    _checked_factory(factory, extractor, distance, len(records))
+    start = time.perf_counter()
+    with Writer(path, replace=True) as writer:
+        run = {"kind": "build", "source": str(Path(folder).absolute()), "extractor": extractor.get_config(),
+               "metric": metric, "generation": writer.previous["generation"] if writer.previous else None}
+        staging = Staging(path, run, vector_dim)
+        _fitted(staging, extractor, records, options)
+        with Embedder(extractor, batch_size, workers, max_pixels, max_bytes) as embedder:
+            parts = _embed_resumably(staging, embedder, distance, records, progress, shard_size)
         rows = [row for part in parts for row in part.rows]
         if not rows:
             raise VisretError(f"none of the {len(records)} image files in {folder} could be read")
         order = {str(r.path): i for i, r in enumerate(records)}
-        rows.sort(key=lambda row: (order.get(row[0], len(order)), row[0]))  # the same order a fresh run gives
-        generation = secrets.token_hex(4)
-        shards, where = _adopt_parts(path, parts, generation)
-        placements = [where[row[0]] for row in rows]
-        embeddings = load_rows(path, placements, extractor.dim)
-        chosen = vectors.choose_factory(len(rows), extractor.dim, max_memory) if factory == "auto" else factory
-        try:
-            faiss_index = vectors.new_index(extractor.dim, metric, chosen)
-        except ValueError as exc:
-            raise VisretError(str(exc)) from None
-        ids = np.arange(1, len(rows) + 1)
-        try:
-            vectors.train_and_add(faiss_index, embeddings, ids, metric)
-        except RuntimeError as exc:
-            reason = str(exc).split("Error: ")[-1].splitlines()[0]
-            raise VisretError(f"cannot train a {chosen} index on {len(rows)} vectors: {reason}") from None
-        entry_rows = _entry_rows(ids, rows, placements)
-        previous = read_manifest(path) if (path / MANIFEST).exists() else None
+        ranked = sorted(rows, key=lambda row: (order.get(row[0], len(order)), row[0]))  # ids in scan order
+        id_of = {row[0]: i for i, row in enumerate(ranked, start=1)}
+        shards, where = writer.adopt(parts)
+        ids = np.array([id_of[row[0]] for part in parts for row in part.rows], np.int64)
+        chosen = vectors.choose_factory(len(rows), vector_dim, max_memory) if factory == "auto" else factory
+        faiss_index = None
+        if chosen != "Flat":
+            faiss_index = vectors.new_index(vector_dim, distance, chosen)
+            vectors.fill(faiss_index, _shard_arrays(path, shards), ids)
+        added = entries.new_rows([id_of[r[0]] for r in ranked], ranked, [where[r[0]] for r in ranked])
         build = {
             "source": run["source"],
             "indexed": len(rows),
             "skipped": sum(len(part.skipped) for part in parts),
             "seconds": round(time.perf_counter() - start, 3),
         }
-        _commit(
-            path, None if previous is None else {k: v for k, v in previous.items() if k != "created_at"}, extractor,
-            faiss_index, lambda p: _entries_file(p, None, entry_rows, [], []), shards,
-            {"metric": metric, "factory": chosen, "search": {"nprobe": nprobe, "ef_search": ef_search}, "build": build},
-        )
+        fields = {
+            "extractor": extractor.get_config(), "dim": extractor.dim, "vector_dim": vector_dim, "metric": metric,
+            "factory": chosen, "search": {"nprobe": nprobe, "ef_search": ef_search}, "build": build,
+            "created_at": time.time(),
+        }
+        writer.commit(Generation(shards, ids, lambda p: entries.write(p, None, added), fields, faiss_index, extractor.get_state()))
         staging.clear()
     return open_at(path, extractor)
 
@@ -348,7 +239,7 @@ def _gather(inputs: Sequence[str | Path]) -> list[ImageRecord]:
         if item.is_dir():
             found = scan_folder(item)
         elif item.is_file() and is_image_path(item):
-            found = [ImageRecord(Path(item).absolute(), None)]
+            found = [ImageRecord(Path(os.path.abspath(item)), None)]
         else:
             raise VisretError(f"{item} is not a folder or an image file")
         records.update({str(r.path): r for r in found})
@@ -356,73 +247,52 @@ def _gather(inputs: Sequence[str | Path]) -> list[ImageRecord]:
 
 
 def _apply(
-    path: Path,
-    kind: str,
-    removals: Sequence[int],
-    additions: Sequence[ImageRecord],
-    batch_size: int,
-    workers: int | None,
-    max_pixels: int,
-    progress: ProgressCallback | None,
-    shard_size: int,
-) -> tuple[Index, int]:
-    """Remove entries and embed and add records as one new generation; return the index and skips."""
-    current = open_at(path)
-    manifest, extractor = current.manifest, current.extractor
-    run = {"kind": kind, "generation": manifest["files"]["vectors"]["name"], "paths": sorted(str(r.path) for r in additions)}
-    staging = Staging(path, run)
-    parts = _embed_resumably(staging, extractor, additions, batch_size, workers, max_pixels, progress, shard_size) if additions else []
-    new_rows = [row for part in parts for row in part.rows]
+    writer: Writer, current: Index, kind: str, removals: Sequence[int], additions: Sequence[ImageRecord],
+    options: EmbedOptions, progress: ProgressCallback | None,
+) -> int:
+    """Remove entries and embed and add records as one new generation; return how many were skipped."""
+    path, manifest, extractor, distance = writer.path, current.manifest, current.extractor, current.distance
+    parts: list[Part] = []
+    staging = None
+    if additions:
+        run = {"kind": kind, "generation": manifest["generation"], "paths": sorted(str(r.path) for r in additions)}
+        staging = Staging(path, run, manifest["vector_dim"])
+        with Embedder(extractor, options.batch_size, options.workers, options.max_pixels, options.max_bytes) as embedder:
+            parts = _embed_resumably(staging, embedder, distance, additions, progress, options.shard_size)
     order = {str(r.path): i for i, r in enumerate(additions)}
-    new_rows.sort(key=lambda row: order.get(row[0], len(order)))
-    shards, where = _adopt_parts(path, parts, secrets.token_hex(4))
-    faiss_index = vectors.read(path / manifest["files"]["vectors"]["name"])  # in memory: it is modified
-    removals = sorted({int(i) for i in removals})
-    tombstoned: list[int] = []
-    if removals:
-        if vectors.supports_removal(faiss_index):
-            faiss_index.remove_ids(np.array(removals, dtype=np.int64))
-        else:
-            tombstoned = removals
+    new_rows = sorted((row for part in parts for row in part.rows), key=lambda row: order.get(row[0], len(order)))
     last_id = max(current.sql("SELECT COALESCE(MAX(id), 0) FROM entries UNION ALL SELECT COALESCE(MAX(id), 0) FROM tombstones"))[0]
-    ids = np.arange(last_id + 1, last_id + 1 + len(new_rows))
-    placements = [where[row[0]] for row in new_rows]
-    if new_rows:
-        vectors.add(faiss_index, load_rows(path, placements, extractor.dim), ids, current.metric)
-    entry_rows = _entry_rows(ids, new_rows, placements)
+    id_of = {row[0]: last_id + i for i, row in enumerate(new_rows, start=1)}
+    new_shards, where = writer.adopt(parts)
+    new_ids = np.array([id_of[row[0]] for part in parts for row in part.rows], np.int64)
+    removals = sorted({int(i) for i in removals})
+    shards, kept_ids, moved = writer.compact(manifest["shards"], np.asarray(current._store.ids), removals)
+    ids = np.concatenate([kept_ids, new_ids])
+    faiss_index, tombstoned, rebuild = None, [], False
+    if "vectors" in manifest["files"]:
+        faiss_index = vectors.read(path / manifest["files"]["vectors"]["name"])  # in memory: it is modified
+        if removals and vectors.supports_removal(faiss_index):
+            faiss_index.remove_ids(np.array(removals, dtype=np.int64))
+        elif removals:
+            tombstoned = removals
+        rebuild = bool(tombstoned) and current.tombstones + len(tombstoned) > TOMBSTONE_REBUILD * faiss_index.ntotal
+        if rebuild:  # the shards hold only live entries: rebuild from them
+            faiss_index = vectors.new_index(manifest["vector_dim"], distance, manifest["factory"])
+            vectors.fill(faiss_index, _shard_arrays(path, shards + new_shards), ids)
+        else:
+            vectors.add(faiss_index, _shard_arrays(path, new_shards), new_ids)
+    added = entries.new_rows([id_of[r[0]] for r in new_rows], new_rows, [where[r[0]] for r in new_rows])
     base = path / manifest["files"]["entries"]["name"]
-    dead = current.tombstones + len(tombstoned)
-    rebuild = tombstoned and dead > TOMBSTONE_REBUILD * faiss_index.ntotal
+
+    def write_entries(p: Path) -> None:
+        entries.write(p, base, added, removals, [] if rebuild else tombstoned, moved, clear_tombstones=rebuild)
+
+    fields = {key: manifest[key] for key in ("extractor", "dim", "vector_dim", "metric", "factory", "search", "build", "rerank") if key in manifest}
     current.close()
-    fields = {key: manifest[key] for key in ("metric", "factory", "search", "build")}
-    if rebuild:
-        faiss_index, write_entries = _rebuilt(path, manifest, base, entry_rows, removals, extractor)
-    else:
-        def write_entries(p):
-            _entries_file(p, base, entry_rows, removals, tombstoned)
-    _commit(path, manifest, extractor, faiss_index, write_entries, manifest.get("shards", []) + shards, fields)
-    staging.clear()
-    return open_at(path, extractor), sum(len(part.skipped) for part in parts)
-
-
-def _rebuilt(path, manifest, base, entry_rows, removals, extractor):
-    """A fresh FAISS index of the live entries (HNSW cannot delete), and an entries table without tombstones."""
-    scratch = path / f"{TEMP_PREFIX}rebuild.sqlite"
-    _entries_file(scratch, base, entry_rows, removals, [])
-    with sqlite3.connect(scratch) as db:
-        dead = [row[0] for row in db.execute("SELECT id FROM tombstones")]
-        db.executemany("DELETE FROM entries WHERE id = ?", [(i,) for i in dead])
-        db.execute("DELETE FROM tombstones")
-        live = db.execute("SELECT id, shard, row FROM entries ORDER BY id").fetchall()
-    faiss_index = vectors.new_index(extractor.dim, manifest["metric"], manifest["factory"])
-    embeddings = load_rows(path, [(shard, row) for _, shard, row in live], extractor.dim)
-    vectors.train_and_add(faiss_index, embeddings, np.array([i for i, _, _ in live]), manifest["metric"])
-
-    def write_entries(p):
-        shutil.copyfile(scratch, p)
-        scratch.unlink(missing_ok=True)
-
-    return faiss_index, write_entries
+    writer.commit(Generation(shards + new_shards, ids, write_entries, fields, faiss_index, extractor.get_state()))
+    if staging is not None:
+        staging.clear()
+    return sum(len(part.skipped) for part in parts)
 
 
 def _existing_index(index: str | Path | None) -> Path:
@@ -440,19 +310,22 @@ def add_images(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: ProgressCallback | None = None,
     shard_size: int = SHARD_SIZE,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> Changes:
     """Embed and add only the images whose content is not in the index yet (by SHA-256)."""
+    options = EmbedOptions(batch_size, workers, max_pixels, max_bytes, shard_size)
+    options.check()
     path = _existing_index(index)
     start = time.perf_counter()
     records = _gather(inputs)
-    with _Lock(path):
-        with open_at(path) as current:
-            known = {row[0] for row in current.sql("SELECT sha256 FROM entries")}
+    with Writer(path) as writer:
+        current = open_at(path)
+        known = {row[0] for row in current.sql("SELECT sha256 FROM entries")}
         new, seen, unchanged = [], set(), 0
         for record in records:
             try:
-                digest = sha256_file(record.path)
-            except OSError:
+                digest = file_sha256(record.path, max_bytes)
+            except ImageReadError:
                 digest = None  # unreadable: let extraction report it
             if digest is not None and (digest in known or digest in seen):
                 unchanged += 1
@@ -460,9 +333,9 @@ def add_images(
             seen.add(digest)
             new.append(record)
         if not new:
+            current.close()
             return Changes(unchanged=unchanged, seconds=time.perf_counter() - start)
-        updated, skipped = _apply(path, "add", [], new, batch_size, workers, max_pixels, progress, shard_size)
-        updated.close()
+        skipped = _apply(writer, current, "add", [], new, options, progress)
     return Changes(added=len(new) - skipped, unchanged=unchanged, skipped=skipped, seconds=time.perf_counter() - start)
 
 
@@ -472,7 +345,7 @@ def _ids_under(current: Index, targets: Sequence[Path]) -> list[int]:
         absolute = os.path.abspath(target)  # entries store paths the same way (see scan_folder)
         rows = current.sql(
             "SELECT id FROM entries WHERE path = ? OR path LIKE ? ESCAPE '\\'",
-            (absolute, absolute.rstrip("/").replace("%", "\\%").replace("_", "\\_") + "/%"),
+            (absolute, absolute.rstrip("/").replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"),
         )
         ids += [row[0] for row in rows]
     return ids
@@ -482,12 +355,13 @@ def remove_images(paths: Sequence[str | Path], index: str | Path | None = None) 
     """Remove the entries of these files (or of every file under these folders)."""
     path = _existing_index(index)
     start = time.perf_counter()
-    with _Lock(path):
-        with open_at(path) as current:
-            ids = _ids_under(current, [Path(p) for p in paths])
+    with Writer(path) as writer:
+        current = open_at(path)
+        ids = _ids_under(current, [Path(p) for p in paths])
         if not ids:
+            current.close()
             raise VisretError(f"none of {', '.join(map(str, paths))} is in the index at {path}")
-        _apply(path, "remove", ids, [], 32, 1, DEFAULT_MAX_PIXELS, None, SHARD_SIZE)[0].close()
+        _apply(writer, current, "remove", ids, [], EmbedOptions(), None)
     return Changes(removed=len(set(ids)), seconds=time.perf_counter() - start)
 
 
@@ -499,15 +373,18 @@ def sync_index(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: ProgressCallback | None = None,
     shard_size: int = SHARD_SIZE,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> Changes:
     """Make the index's entries under ``folder`` match it: add new and changed files, remove deleted ones."""
+    options = EmbedOptions(batch_size, workers, max_pixels, max_bytes, shard_size)
+    options.check()
     path = _existing_index(index)
     start = time.perf_counter()
     records = {str(r.path): r for r in scan_folder(folder)}
-    with _Lock(path):
-        with open_at(path) as current:
-            ids = _ids_under(current, [Path(folder)])
-            known = {row[0]: (row[1], row[2]) for row in current.rows_for("SELECT id, path, sha256 FROM entries WHERE id IN ({})", ids)}
+    with Writer(path) as writer:
+        current = open_at(path)
+        ids = _ids_under(current, [Path(folder)])
+        known = {row[0]: (row[1], row[2]) for row in current.rows_for("SELECT id, path, sha256 FROM entries WHERE id IN ({})", ids)}
         removals, unchanged, present = [], 0, set()
         for entry_id, (file, digest) in known.items():
             present.add(file)
@@ -515,8 +392,8 @@ def sync_index(
                 removals.append(entry_id)
                 continue
             try:
-                same = sha256_file(Path(file)) == digest
-            except OSError:
+                same = file_sha256(file, max_bytes) == digest
+            except ImageReadError:
                 same = False
             if same:
                 unchanged += 1
@@ -525,7 +402,7 @@ def sync_index(
                 present.discard(file)
         additions = [r for p, r in records.items() if p not in present]
         if not removals and not additions:
+            current.close()
             return Changes(unchanged=unchanged, seconds=time.perf_counter() - start)
-        updated, skipped = _apply(path, "sync", removals, additions, batch_size, workers, max_pixels, progress, shard_size)
-        updated.close()
+        skipped = _apply(writer, current, "sync", removals, additions, options, progress)
     return Changes(added=len(additions) - skipped, removed=len(removals), unchanged=unchanged, skipped=skipped, seconds=time.perf_counter() - start)

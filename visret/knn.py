@@ -10,9 +10,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from visret import vectors
 from visret.classifier import Classifier
+from visret.distances import get_distance
 from visret.params import check_choice, check_positive_int
+from visret.search import ExactSearch
 
 WEIGHTINGS = ("uniform", "distance")
 
@@ -66,7 +67,7 @@ class KNNClassifier(Classifier):
     def validate(self) -> None:
         check_positive_int("k", self.k)
         check_choice("weights", self.weights, WEIGHTINGS)
-        vectors.check_metric(self.metric)
+        get_distance(self.metric)
 
     def fit(self, X: np.ndarray, y) -> KNNClassifier:
         X = np.asarray(X, dtype=np.float32)
@@ -75,13 +76,13 @@ class KNNClassifier(Classifier):
             raise ValueError(f"X and y must be non-empty and of equal length, got {len(X)} and {len(y)}")
         self.classes_, self.codes_ = np.unique(y, return_inverse=True)
         self.X_ = X
-        self.index_ = vectors.new_index(X.shape[1], self.metric)
-        vectors.add(self.index_, X, np.arange(len(X)), self.metric)
+        distance = get_distance(self.metric)
+        self.search_ = ExactSearch([distance.prepare(X)], np.arange(len(X)), distance)
         return self
 
     def kneighbors(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(distances, ids)`` of the k nearest training vectors."""
-        return vectors.search(self.index_, X, self.k, self.metric)
+        return self.search_.search(get_distance(self.metric).prepare(X), self.k)
 
     def _vote(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         distances, ids = self.kneighbors(X)

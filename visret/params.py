@@ -67,9 +67,20 @@ def parse_params(pairs: Iterable[str]) -> dict[str, Any]:
     return params
 
 
-def check_positive_int(name: str, value: Any, minimum: int = 1) -> None:
+#: The largest image side an extractor may ask for (a 4096 x 4096 image is 16.8 megapixels).
+MAX_IMAGE_SIDE = 4096
+
+
+def check_positive_int(name: str, value: Any, minimum: int = 1, maximum: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, got {value!r}")
+
+
+def check_image_size(value: Any, minimum: int = 1, name: str = "size") -> None:
+    """An image side in pixels, from ``minimum`` to ``MAX_IMAGE_SIDE``."""
+    check_positive_int(name, value, minimum, MAX_IMAGE_SIDE)
 
 
 def check_choice(name: str, value: Any, choices: Iterable[str]) -> None:

@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from visret.errors import VisretError
 from visret.extractor import InputSpec
 from visret.images import ImageReadError, as_array
 
@@ -34,9 +35,14 @@ def _thumbnail(image: Any, size: int) -> np.ndarray:
 
 def _save(figure, out: str | Path) -> Path:
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=100, bbox_inches="tight")
-    _pyplot().close(figure)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(out, dpi=100, bbox_inches="tight")
+    except OSError as exc:
+        reason = f"{out.parent} is not a directory" if isinstance(exc, FileExistsError) else exc.strerror or exc
+        raise VisretError(f"cannot write {out}: {reason}") from None
+    finally:
+        _pyplot().close(figure)
     return out
 
 

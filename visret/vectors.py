@@ -1,36 +1,71 @@
-"""FAISS indexes over embeddings: creation per metric, search, and distances users can read.
-
-Distances returned are Euclidean for ``l2`` (FAISS gives squares), ``1 - cosine similarity``
-for ``cosine`` and the L1 norm for ``l1``.
-"""
+"""FAISS indexes for approximate search: factory strings checked before any work, chosen by size,
+trained on a seeded sample and filled shard by shard (never all vectors in memory at once)."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Sequence
 
 import faiss
 import numpy as np
 
-METRICS = ("l2", "cosine", "l1")
-_FAISS_METRIC = {"l2": faiss.METRIC_L2, "cosine": faiss.METRIC_INNER_PRODUCT, "l1": faiss.METRIC_L1}
+from visret.distances import Distance
+from visret.errors import VisretError
+
+#: Vectors a FAISS index is trained on at most (a seeded sample of the collection).
+TRAIN_SAMPLE = 100_000
 
 
-def check_metric(metric: str, factory: str = "Flat") -> None:
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
-    if metric == "l1" and factory != "Flat":
-        raise ValueError("metric l1 works with the Flat index only")
-
-
-def new_index(dim: int, metric: str, factory: str = "Flat") -> faiss.Index:
+def new_index(vector_dim: int, distance: Distance, factory: str) -> faiss.Index:
     """An empty FAISS index whose ids are ours (the entries table's ids)."""
-    check_metric(metric, factory)
+    distance.check_factory(factory)
     try:
-        inner = faiss.index_factory(dim, factory, _FAISS_METRIC[metric])
+        inner = faiss.index_factory(vector_dim, factory, distance.faiss_metric)
     except RuntimeError:
-        raise ValueError(f"{factory!r} is not a FAISS index-factory string for {dim}-d vectors") from None
+        raise VisretError(f"{factory!r} is not a FAISS index-factory string for {vector_dim}-d vectors") from None
     return faiss.IndexIDMap2(inner)
+
+
+_TRIAL = """
+import sys, numpy as np, faiss
+d, metric, factory, n = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+index = faiss.index_factory(d, factory, metric)
+ivf = faiss.try_extract_index_ivf(index)
+if ivf is not None:
+    ivf.cp.niter = 1
+x = np.random.default_rng(0).random((n, d), dtype=np.float32)
+if not index.is_trained:
+    index.train(x)
+index.add(x[:64])
+index.search(x[:2], 3)
+"""
+
+
+def check_factory(factory: str, vector_dim: int, distance: Distance, n_vectors: int) -> None:
+    """Refuse a factory string that FAISS cannot build, train or search, before anything runs.
+
+    FAISS aborts the whole process on some inputs (``HNSW0``), so the trial runs in a child
+    process on a small random sample.
+    """
+    index = new_index(vector_dim, distance, factory)
+    if factory == "Flat":
+        return
+    ivf = faiss.try_extract_index_ivf(index.index)
+    nlist = int(ivf.nlist) if ivf is not None else 0
+    if nlist > n_vectors:
+        raise VisretError(f"{factory!r} has {nlist} inverted lists, more than the {n_vectors} images to index; use fewer lists or --factory auto")
+    sample = min(n_vectors, max(256, nlist))  # never more than the real data will offer
+    trial = subprocess.run(
+        [sys.executable, "-c", _TRIAL, str(vector_dim), str(distance.faiss_metric), factory, str(sample)],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    if trial.returncode != 0:
+        lines = [line for line in trial.stderr.splitlines() if line.strip()]
+        reason = lines[-1].split("Error: ")[-1].split(" failed in ")[0].strip() if lines else f"exit status {trial.returncode}"
+        raise VisretError(f"FAISS cannot use {factory!r} on {vector_dim}-d vectors: {reason[:200]}")
 
 
 def choose_factory(n: int, dim: int, max_memory: int | None = None) -> str:
@@ -48,14 +83,31 @@ def choose_factory(n: int, dim: int, max_memory: int | None = None) -> str:
     return f"IVF{nlist},PQ{max(fitting) if fitting else choices[0]}"
 
 
-def train_and_add(index: faiss.Index, vectors: np.ndarray, ids: np.ndarray, metric: str, seed: int = 0) -> None:
-    """Train ``index`` on a seeded sample when its type needs training, then add the vectors."""
-    prepared = as_search_vectors(vectors, metric)
+def training_sample(shards: Sequence[np.ndarray], seed: int = 0, size: int = TRAIN_SAMPLE) -> np.ndarray:
+    """A seeded sample of rows drawn across all shards (read row by row from memory maps)."""
+    total = sum(len(s) for s in shards)
+    chosen = np.sort(np.random.default_rng(seed).choice(total, min(size, total), replace=False))
+    bounds = np.cumsum([0] + [len(s) for s in shards])
+    which = np.searchsorted(bounds, chosen, side="right") - 1
+    return np.concatenate([shards[s][chosen[which == s] - bounds[s]] for s in np.unique(which)]).astype(np.float32)
+
+
+def fill(index: faiss.Index, shards: Sequence[np.ndarray], ids: np.ndarray, seed: int = 0) -> None:
+    """Train ``index`` when its type needs it, then add the shards one at a time."""
     if not index.is_trained:
-        sample = min(len(prepared), 100_000)
-        rows = np.sort(np.random.default_rng(seed).choice(len(prepared), sample, replace=False))
-        index.train(prepared[rows])
-    index.add_with_ids(prepared, np.asarray(ids, dtype=np.int64))
+        try:
+            index.train(training_sample(shards, seed))
+        except RuntimeError as exc:
+            reason = str(exc).split("Error: ")[-1].splitlines()[0]
+            raise VisretError(f"cannot train the FAISS index on {sum(map(len, shards))} vectors: {reason}") from None
+    add(index, shards, ids)
+
+
+def add(index: faiss.Index, shards: Sequence[np.ndarray], ids: np.ndarray) -> None:
+    start = 0
+    for shard in shards:
+        index.add_with_ids(np.ascontiguousarray(shard, dtype=np.float32), np.ascontiguousarray(ids[start : start + len(shard)], dtype=np.int64))
+        start += len(shard)
 
 
 def inner_index(index: faiss.Index) -> faiss.Index:
@@ -85,32 +137,6 @@ def read(path: Path, mmap: bool = False) -> faiss.Index:
     return faiss.read_index(str(path), flags)
 
 
-def as_search_vectors(vectors: np.ndarray, metric: str) -> np.ndarray:
-    """float32, C-contiguous, 2-D; L2-normalised for cosine."""
-    vectors = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
-    if metric == "cosine":
-        vectors = vectors.copy()
-        faiss.normalize_L2(vectors)
-    return vectors
-
-
-def add(index: faiss.Index, vectors: np.ndarray, ids: np.ndarray, metric: str) -> None:
-    index.add_with_ids(as_search_vectors(vectors, metric), np.asarray(ids, dtype=np.int64))
-
-
-def search(index: faiss.Index, vectors: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """k nearest neighbours as ``(distances, ids)``; missing neighbours have id -1.
-
-    A single query runs on one thread (spawning a thread team costs more than it saves);
-    batches use every core.
-    """
-    queries = as_search_vectors(vectors, metric)
-    faiss.omp_set_num_threads(1 if len(queries) == 1 else os.cpu_count() or 1)
-    raw, ids = index.search(queries, min(k, max(index.ntotal, 1)))
-    if metric == "l2":
-        distances = np.sqrt(np.maximum(raw, 0.0))
-    elif metric == "cosine":
-        distances = 1.0 - raw
-    else:
-        distances = raw
-    return distances.astype(np.float32), ids
+def use_threads(n_queries: int) -> None:
+    """One thread for a single query (a thread team costs more than it saves), all cores for batches."""
+    faiss.omp_set_num_threads(1 if n_queries == 1 else os.cpu_count() or 1)

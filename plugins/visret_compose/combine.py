@@ -8,7 +8,7 @@ import numpy as np
 
 from visret import FeatureExtractor, InputSpec
 from visret.images import as_array
-from visret.params import check_choice, check_positive_int
+from visret.params import check_choice, check_image_size
 from visret.plugins import extractor_from_spec
 
 BLOCK_NORMS = ("l2", "l1", "none")
@@ -42,7 +42,7 @@ class Combine(FeatureExtractor):
         if not isinstance(self.parts, (list, tuple)) or not self.parts:
             raise ValueError(f"parts must be a non-empty list of extractors, got {self.parts!r}")
         check_choice("normalize", self.normalize, BLOCK_NORMS)
-        check_positive_int("size", self.size)
+        check_image_size(self.size)
         weights = self.block_weights()
         if any(isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0 for w in weights):
             raise ValueError(f"weights must be non-negative numbers, got {self.weights!r}")

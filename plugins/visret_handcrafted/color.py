@@ -7,7 +7,7 @@ from typing import ClassVar
 import numpy as np
 
 from visret import FeatureExtractor, InputSpec
-from visret.params import as_int_tuple, check_choice, check_positive_int
+from visret.params import as_int_tuple, check_choice, check_image_size, check_positive_int
 
 SPACES = {"rgb": "RGB", "hsv": "HSV", "lab": "LAB"}
 
@@ -35,7 +35,7 @@ class _ColorSpaceExtractor(FeatureExtractor):
 
     def validate(self) -> None:
         check_choice("space", self.space, SPACES)
-        check_positive_int("size", self.size)
+        check_image_size(self.size)
 
     @property
     def input_spec(self) -> InputSpec:
@@ -108,7 +108,7 @@ class ColorCorrelogram(FeatureExtractor):
 
     def validate(self) -> None:
         check_positive_int("bins", self.bins)
-        check_positive_int("size", self.size)
+        check_image_size(self.size)
         if not isinstance(self.distances, (list, tuple)) or not self.distances:
             raise ValueError(f"distances must be a list of integers, got {self.distances!r}")
         for d in self.distances:

@@ -9,7 +9,7 @@ from skimage.feature import canny
 from skimage.filters import sobel_h, sobel_v
 
 from visret import FeatureExtractor, InputSpec
-from visret.params import check_positive_int
+from visret.params import check_image_size, check_positive_int
 from visret_handcrafted.grid import cell_bounds
 
 
@@ -27,7 +27,7 @@ class EdgeHistogram(FeatureExtractor):
     def validate(self) -> None:
         check_positive_int("bins", self.bins)
         check_positive_int("grid", self.grid)
-        check_positive_int("size", self.size, minimum=8)
+        check_image_size(self.size, minimum=8)
         if isinstance(self.sigma, bool) or not isinstance(self.sigma, (int, float)) or self.sigma <= 0:
             raise ValueError(f"sigma must be a positive number, got {self.sigma!r}")
         if self.grid > self.size:

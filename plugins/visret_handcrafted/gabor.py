@@ -10,7 +10,7 @@ from scipy import fft
 from skimage.filters import gabor_kernel
 
 from visret import FeatureExtractor, InputSpec
-from visret.params import check_positive_int
+from visret.params import check_image_size, check_positive_int
 from visret_handcrafted.grid import grid_means
 from visret_handcrafted.texture import as_list
 
@@ -54,7 +54,7 @@ def gabor_magnitudes(image: np.ndarray, size: int, frequencies: tuple[float, ...
 
 class _GaborBank(FeatureExtractor):
     def validate(self) -> None:
-        check_positive_int("size", self.size, minimum=8)
+        check_image_size(self.size, minimum=8)
         check_positive_int("orientations", self.orientations)
         for f in as_list("frequencies", self.frequencies):
             if not 0 < f <= 0.5:

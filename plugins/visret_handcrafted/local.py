@@ -11,7 +11,7 @@ from typing import ClassVar
 import numpy as np
 
 from visret import FeatureExtractor, InputSpec
-from visret.params import check_choice, check_positive_int
+from visret.params import check_choice, check_image_size, check_positive_int
 
 DESCRIPTOR_DIMS = {"sift": 128, "orb": 256, "daisy": 200}
 
@@ -77,7 +77,7 @@ class BagOfVisualWords(FeatureExtractor):
         check_positive_int("words", self.words, minimum=2)
         for key in ("max_keypoints", "fit_images", "fit_descriptors"):
             check_positive_int(key, getattr(self, key))
-        check_positive_int("size", self.size, minimum=32)
+        check_image_size(self.size, minimum=32)
         check_positive_int("seed", self.seed, minimum=0)
 
     @property

@@ -9,6 +9,9 @@ import numpy as np
 from visret import FeatureExtractor, InputSpec
 from visret.params import check_choice, check_positive_int
 
+#: Largest side: an RGB vector of 512 x 512 pixels already has 786,432 values.
+MAX_SIDE = 512
+
 
 class RawPixels(FeatureExtractor):
     """The image resized to ``size`` x ``size``, pixel values scaled to [0, 1] and flattened."""
@@ -20,7 +23,7 @@ class RawPixels(FeatureExtractor):
         self.mode = mode
 
     def validate(self) -> None:
-        check_positive_int("size", self.size)
+        check_positive_int("size", self.size, maximum=MAX_SIDE)
         check_choice("mode", self.mode, ("L", "RGB"))
 
     @property

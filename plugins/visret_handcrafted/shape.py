@@ -9,7 +9,7 @@ from skimage.filters import threshold_otsu
 from skimage.measure import label, regionprops
 
 from visret import FeatureExtractor, InputSpec
-from visret.params import check_choice, check_positive_int
+from visret.params import check_choice, check_image_size, check_positive_int
 
 GEOMETRY = (
     "area", "perimeter", "eccentricity", "solidity", "extent", "major_axis", "minor_axis",
@@ -53,7 +53,7 @@ class RegionShape(FeatureExtractor):
             raise ValueError(f"threshold must be 'otsu' or a grey level 0-255, got {self.threshold!r}")
         check_choice("foreground", self.foreground, ("auto", "bright", "dark"))
         check_positive_int("bins", self.bins)
-        check_positive_int("size", self.size, minimum=8)
+        check_image_size(self.size, minimum=8)
 
     @property
     def input_spec(self) -> InputSpec:

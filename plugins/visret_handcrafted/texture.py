@@ -9,7 +9,7 @@ import numpy as np
 from skimage.feature import graycomatrix, graycoprops, hog, local_binary_pattern
 
 from visret import FeatureExtractor, InputSpec
-from visret.params import check_choice, check_positive_int
+from visret.params import check_choice, check_image_size, check_positive_int
 from visret_handcrafted.grid import grid_cells
 
 HOG_BLOCK_NORMS = ("L1", "L1-sqrt", "L2", "L2-Hys")
@@ -52,7 +52,8 @@ class HOG(FeatureExtractor):
         self.color = color
 
     def validate(self) -> None:
-        for key in ("size", "orientations", "pixels_per_cell", "cells_per_block"):
+        check_image_size(self.size)
+        for key in ("orientations", "pixels_per_cell", "cells_per_block"):
             check_positive_int(key, getattr(self, key))
         check_choice("block_norm", self.block_norm, HOG_BLOCK_NORMS)
         check_bool("transform_sqrt", self.transform_sqrt)
@@ -128,7 +129,7 @@ class LBP(FeatureExtractor):
 
     def validate(self) -> None:
         check_choice("method", self.method, ("uniform", "ror", "nri_uniform"))
-        check_positive_int("size", self.size)
+        check_image_size(self.size)
         check_positive_int("grid", self.grid)
         for points, radius in self.scales():
             check_positive_int("points", points, minimum=4)
@@ -197,7 +198,7 @@ class GLCM(FeatureExtractor):
         check_positive_int("levels", self.levels, minimum=2)
         if self.levels > 256:
             raise ValueError(f"levels must be at most 256, got {self.levels}")
-        check_positive_int("size", self.size)
+        check_image_size(self.size)
         check_bool("average_angles", self.average_angles)
         properties = self.properties if isinstance(self.properties, (list, tuple)) else [self.properties]
         if not properties:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from visret import InputSpec
-from visret.params import check_choice, check_positive_int
+from visret.params import check_choice, check_image_size, check_positive_int
 from visret_keras import runtime
 from visret_keras.base import KerasExtractor
 
@@ -94,7 +94,7 @@ class KerasApplication(KerasExtractor):
 
     def validate(self) -> None:
         if self.size is not None:
-            check_positive_int("size", self.size, minimum=self.family.min_size)
+            check_image_size(self.size, minimum=self.family.min_size)
         check_choice("pooling", self.pooling, ("avg", "max"))
         check_positive_int("seed", self.seed, minimum=0)
         runtime.check_weights(self.weights)

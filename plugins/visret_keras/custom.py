@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from visret import InputSpec
-from visret.params import as_int_tuple, check_choice, check_positive_int
+from visret.params import as_int_tuple, check_choice, check_image_size, check_positive_int
 from visret_keras.architectures import cut_before_head, lenet5, vgg_small
 from visret_keras.base import KerasExtractor
 
@@ -21,7 +21,7 @@ class LeNet5(KerasExtractor):
         self.seed = seed
 
     def validate(self) -> None:
-        check_positive_int("size", self.size, minimum=12)
+        check_image_size(self.size, minimum=12)
         check_choice("mode", self.mode, ("L", "RGB"))
         check_positive_int("seed", self.seed, minimum=0)
 
@@ -53,7 +53,7 @@ class VGGSmall(KerasExtractor):
         as_int_tuple("widths", self.widths, len(self.widths))
         check_positive_int("convs_per_block", self.convs_per_block)
         check_positive_int("seed", self.seed, minimum=0)
-        check_positive_int("size", self.size, minimum=2 ** len(self.widths))
+        check_image_size(self.size, minimum=2 ** len(self.widths))
 
     @property
     def input_spec(self) -> InputSpec:

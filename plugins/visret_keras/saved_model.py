@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from visret.storage import sha256_file
+from visret.errors import VisretError
+from visret.store.files import sha256_file
 from visret_keras import runtime
 from visret_keras.architectures import cut_before_head
 from visret_keras.base import KerasExtractor
@@ -54,5 +55,10 @@ class SavedModel(KerasExtractor):
 
     def build_model(self):
         keras = runtime.keras()
-        model = keras.saving.load_model(Path(str(self.path)).expanduser(), compile=False, safe_mode=True)
+        path = Path(str(self.path)).expanduser()
+        try:
+            model = keras.saving.load_model(path, compile=False, safe_mode=True)
+        except Exception as exc:  # Keras raises many types for unsafe or damaged files
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise VisretError(f"cannot load {path} in safe mode: {reason}") from None
         return cut_before_head(model, layer=self.layer, drop=self.drop)

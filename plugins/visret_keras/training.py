@@ -55,6 +55,9 @@ def split_records(
 ) -> dict[str, list[ImageRecord]]:
     """Seeded, stratified train / validation / test parts (test from ``test_records`` when given)."""
     labels = np.array([r.label for r in records])
+    for name, value in (("validation split", val_split), ("test split", test_split)):
+        if not 0 < value < 1:
+            raise ValueError(f"{name} must be between 0 and 1, got {value}")
     if test_records is None:
         is_test = stratified_test_mask(labels, test_split, seed)
         test = [r for r, t in zip(records, is_test) if t]
@@ -211,10 +214,15 @@ def train(
     on_epoch: Callable[[int, dict], None] | None = None,
 ) -> TrainingReport:
     """Train a CNN classifier on an ImageFolder; see the module docstring for what it does."""
-    keras = runtime.keras()
     out = Path(out)
     if out.suffix != ".keras":
         raise VisretError(f"the model file must end in .keras, got {out}")
+    for name, value in (("learning rate", learning_rate), ("fine-tune rate", fine_tune_rate), ("mixup alpha", mixup_alpha)):
+        if value is not None and not value > 0:
+            raise VisretError(f"{name} must be positive, got {value}")
+    if not 0 <= dropout < 1:
+        raise VisretError(f"dropout must be in [0, 1), got {dropout}")
+    keras = runtime.keras()
     try:
         augment_spec = parse_augment(augment)
     except ValueError as exc:
@@ -299,7 +307,11 @@ def load_classifier(path: str | Path):
     path = Path(path)
     if not path.is_file() or path.suffix != ".keras":
         raise VisretError(f"{path} is not a saved .keras model")
-    model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # Keras raises many types for unsafe or damaged files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise VisretError(f"cannot load {path} in safe mode: {reason}") from None
     split = path.with_suffix(".split.json")
     if split.is_file():
         classes = json.loads(split.read_text())["classes"]

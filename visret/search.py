@@ -1,0 +1,78 @@
+"""Searching stored vectors: exactly, straight from the memory-mapped shards, or through a FAISS index.
+
+Both searchers take search vectors (features already mapped by the index's ``Distance``) and
+return ``(distances (n, k) float32, ids (n, k) int64)``, nearest first, padded with ``inf`` / -1.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import faiss
+import numpy as np
+
+from visret import vectors
+from visret.distances import Distance
+
+
+def _padded(n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.full((n, k), np.inf, np.float32), np.full((n, k), -1, np.int64)
+
+
+class ExactSearch:
+    """Brute force over the shards in place (no second copy of the vectors, in memory or on disk)."""
+
+    def __init__(self, shards: Sequence[np.ndarray], ids: np.ndarray, distance: Distance):
+        self.shards, self.ids, self.distance = list(shards), ids, distance
+        self.offsets = np.cumsum([0] + [len(s) for s in self.shards])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        out_d, out_i = _padded(len(queries), k)
+        if len(self) == 0 or len(queries) == 0:
+            return out_d, out_i
+        vectors.use_threads(len(queries))
+        found_d, found_i = [], []
+        for shard, start in zip(self.shards, self.offsets[:-1]):
+            depth = min(k, len(shard))
+            if depth == 0:
+                continue
+            raw, rows = faiss.knn(queries, shard, depth, metric=self.distance.faiss_metric)
+            found_d.append(self.distance.readable(raw))
+            found_i.append(self.ids[start + rows])
+        distances, ids = np.concatenate(found_d, axis=1), np.concatenate(found_i, axis=1)
+        if len(found_d) > 1:  # merge the shards' lists: by distance, then id, so ties are deterministic
+            order = np.lexsort((ids, distances), axis=1)[:, :k]
+            distances, ids = np.take_along_axis(distances, order, 1), np.take_along_axis(ids, order, 1)
+        depth = min(k, distances.shape[1])
+        out_d[:, :depth], out_i[:, :depth] = distances[:, :depth], ids[:, :depth]
+        return out_d, out_i
+
+
+class FaissSearch:
+    """An approximate FAISS index (IVF, HNSW, PQ...); entries it cannot delete (HNSW) are tombstones, filtered out."""
+
+    def __init__(self, index: faiss.Index, distance: Distance, tombstones: np.ndarray):
+        self.index, self.distance = index, distance
+        self.tombstones = np.asarray(tombstones, np.int64)
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal) - len(self.tombstones)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        out_d, out_i = _padded(len(queries), k)
+        if len(self) == 0 or len(queries) == 0:
+            return out_d, out_i
+        vectors.use_threads(len(queries))
+        depth = min(k + len(self.tombstones), self.index.ntotal)
+        raw, ids = self.index.search(queries, depth)
+        distances = self.distance.readable(raw)
+        alive = (ids >= 0) & ~np.isin(ids, self.tombstones)
+        for q in range(len(queries)):
+            keep = np.flatnonzero(alive[q])[:k]
+            out_d[q, : len(keep)], out_i[q, : len(keep)] = distances[q, keep], ids[q, keep]
+        return out_d, out_i

@@ -1,0 +1,110 @@
+"""Opening an index directory: cheap checks on every open, full checksums on request.
+
+Opening costs the same at any size: the manifest is parsed and checked against its own
+checksum and schema, each file it names must be a plain file of the recorded size, the
+shards and id list must have the recorded shape and type (their headers are read and the data
+memory-mapped), and the entries table must be a SQLite file. ``verify`` adds the SHA-256 of
+every file. A writer keeps the previous generation's files, so a reader that loses a race
+with a write simply reads the manifest again.
+"""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from visret.errors import VisretError
+from visret.store import entries
+from visret.store.files import plain_file, sha256_file
+from visret.store.layout import read_manifest
+
+
+class _Missing(Exception):
+    """A file the manifest names is gone: a writer may have just replaced the generation."""
+
+
+@dataclass
+class Store:
+    """The files of one generation, opened: manifest, entries, ids, shards (memory-mapped)."""
+
+    path: Path
+    manifest: dict[str, Any]
+    db: sqlite3.Connection
+    ids: np.ndarray
+    shards: list[np.ndarray]
+    state: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def file(self, role: str) -> Path | None:
+        entry = self.manifest["files"].get(role)
+        return None if entry is None else self.path / entry["name"]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def corrupt(path: Path, what: str) -> VisretError:
+    return VisretError(f"index at {path} is corrupt: {what}; rebuild it (visret info --verify checks every file)")
+
+
+def _checked(path: Path, entry: dict[str, Any], verify: bool) -> Path:
+    file = path / entry["name"]
+    try:
+        size = plain_file(file).st_size
+    except FileNotFoundError:
+        raise _Missing(entry["name"]) from None
+    if size != entry["bytes"]:
+        raise corrupt(path, f"{entry['name']} does not have its recorded size")
+    if verify and sha256_file(file) != entry["sha256"]:
+        raise corrupt(path, f"{entry['name']} does not match its checksum")
+    return file
+
+
+def _array(path: Path, file: Path, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    """A memory-mapped ``.npy`` of exactly this shape and type (never an object array)."""
+    try:
+        array = np.load(file, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError):
+        raise corrupt(path, f"{file.name} is not a readable array") from None
+    if array.shape != shape or array.dtype != np.dtype(dtype) or not array.flags.c_contiguous:
+        raise corrupt(path, f"{file.name} holds {array.dtype}{list(array.shape)}, not {dtype}{list(shape)}")
+    return array
+
+
+def _open(path: Path, manifest: dict[str, Any], verify: bool) -> Store:
+    files = manifest["files"]
+    entries_file = _checked(path, files["entries"], verify)
+    with open(entries_file, "rb") as fh:
+        if fh.read(len(entries.SQLITE_MAGIC)) != entries.SQLITE_MAGIC:
+            raise corrupt(path, f"{entries_file.name} is not a SQLite file")
+    ids = _array(path, _checked(path, files["ids"], verify), (manifest["count"],), "<i8")
+    shards = [_array(path, _checked(path, s, verify), (s["rows"], manifest["vector_dim"]), "<f4") for s in manifest["shards"]]
+    if "vectors" in files:
+        _checked(path, files["vectors"], verify)
+    state = {}
+    if "extractor" in files:
+        data = _checked(path, files["extractor"], verify).read_bytes()
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+                state = {key: arrays[key] for key in arrays.files}
+        except (ValueError, OSError, EOFError):
+            raise corrupt(path, f"{files['extractor']['name']} is not readable") from None
+    return Store(path, manifest, entries.open_read_only(entries_file), ids, shards, state)
+
+
+def open_store(path: Path, verify: bool = False) -> Store:
+    """Open the current generation of the index at ``path`` (``verify``: checksum every file)."""
+    for attempt in range(5):
+        manifest = read_manifest(path)
+        try:
+            return _open(path, manifest, verify)
+        except _Missing as missing:
+            if read_manifest(path) == manifest:  # not a concurrent write: really missing
+                raise corrupt(path, f"{missing} is missing") from None
+            time.sleep(0.05 * (attempt + 1))
+    raise VisretError(f"index at {path} keeps changing while it is opened; try again")
