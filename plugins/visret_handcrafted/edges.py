@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-from skimage.feature import canny
-from skimage.filters import sobel_h, sobel_v
 
 from visret import FeatureExtractor, InputSpec
 from visret.params import check_image_size, check_positive_int
@@ -42,6 +40,9 @@ class EdgeHistogram(FeatureExtractor):
         return self.grid**2 * (1 + self.bins)
 
     def describe(self, image: np.ndarray) -> np.ndarray:
+        from skimage.feature import canny
+        from skimage.filters import sobel_h, sobel_v
+
         grey = image.astype(np.float64) / 255.0
         edges = canny(grey, sigma=self.sigma)
         angle = np.mod(np.arctan2(sobel_h(grey), sobel_v(grey)), np.pi)

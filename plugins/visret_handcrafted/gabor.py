@@ -6,8 +6,6 @@ import functools
 from typing import ClassVar
 
 import numpy as np
-from scipy import fft
-from skimage.filters import gabor_kernel
 
 from visret import FeatureExtractor, InputSpec
 from visret.params import check_image_size, check_positive_int
@@ -21,6 +19,9 @@ def _bank_spectra(size: int, frequencies: tuple[float, ...], orientations: int) 
 
     Returns ``(spectra (filters, p, p//2+1... complex), padded size, half kernel size)``.
     """
+    from scipy import fft
+    from skimage.filters import gabor_kernel
+
     kernels = [
         gabor_kernel(frequency, theta=np.pi * o / orientations)
         for frequency in frequencies
@@ -44,6 +45,8 @@ def gabor_magnitudes(image: np.ndarray, size: int, frequencies: tuple[float, ...
     The image is contrast-normalised first (zero mean, unit variance) so that energies describe
     texture, not brightness.
     """
+    from scipy import fft
+
     spectra, padded, _ = _bank_spectra(size, frequencies, orientations)
     x = image.astype(np.float64)
     x = (x - x.mean()) / (x.std() + 1e-8)

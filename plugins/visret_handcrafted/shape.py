@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-from skimage.filters import threshold_otsu
-from skimage.measure import label, regionprops
 
 from visret import FeatureExtractor, InputSpec
 from visret.params import check_choice, check_image_size, check_positive_int
@@ -20,6 +18,8 @@ GEOMETRY = (
 def foreground_mask(image: np.ndarray, threshold, foreground: str) -> np.ndarray:
     """Pixels of the object: above (bright) or below (dark) the threshold; ``auto`` picks the side
     that touches the image border less (the background usually surrounds the object)."""
+    from skimage.filters import threshold_otsu
+
     t = threshold_otsu(image) if threshold == "otsu" else threshold
     bright = image > t
     if foreground == "bright":
@@ -67,6 +67,8 @@ class RegionShape(FeatureExtractor):
         features = np.zeros(self.dim, np.float64)
         if image.min() == image.max():
             return features
+        from skimage.measure import label, regionprops
+
         regions = regionprops(label(foreground_mask(image, self.threshold, self.foreground)), intensity_image=image)
         if not regions:
             return features

@@ -6,7 +6,6 @@ import functools
 from typing import ClassVar
 
 import numpy as np
-from skimage.feature import graycomatrix, graycoprops, hog, local_binary_pattern
 
 from visret import FeatureExtractor, InputSpec
 from visret.params import check_choice, check_image_size, check_positive_int
@@ -83,6 +82,8 @@ class HOG(FeatureExtractor):
             feature_vector=True,
             channel_axis=-1 if self.color else None,
         )
+        from skimage.feature import hog
+
         return np.stack([hog(image, **options) for image in images]).astype(np.float32)
 
 
@@ -150,6 +151,8 @@ class LBP(FeatureExtractor):
 
     def _codes(self, image: np.ndarray, points: int, radius: float) -> np.ndarray:
         method = "default" if self.method == "ror" else self.method
+        from skimage.feature import local_binary_pattern
+
         codes = local_binary_pattern(image, points, radius, method=method).astype(np.int64)
         border = int(np.ceil(radius))
         codes = codes[border:-border, border:-border]
@@ -219,6 +222,8 @@ class GLCM(FeatureExtractor):
         return len(self._properties()) * len(as_list("distances", self.distances, int)) * per_distance
 
     def extract(self, images):
+        from skimage.feature import graycomatrix, graycoprops
+
         distances = as_list("distances", self.distances, int)
         angles = np.arange(self.angles) * np.pi / self.angles
         rows = []
