@@ -16,7 +16,7 @@ from pathlib import Path
 import visret
 from visret.dataset import scan_folder
 from visret.extraction import extract_records
-from visret.indexing import fit_extractor
+from visret.fitting import fit_extractor
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 HANDCRAFTED = (

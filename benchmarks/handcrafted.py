@@ -26,9 +26,9 @@ from datasets import materialise, stratified_test_mask  # noqa: E402
 import visret  # noqa: E402
 from visret.dataset import scan_folder  # noqa: E402
 from visret.extraction import extract_records  # noqa: E402
-from visret.indexing import fit_extractor  # noqa: E402
+from visret.fitting import fit_extractor  # noqa: E402
 from visret.plugins import extractor_from_spec  # noqa: E402
-from visret_compose.combine import normalise_rows  # noqa: E402
+from visret.normalization import rows_l2  # noqa: E402
 
 EXTRACTORS = {
     "pixels": "pixels",
@@ -68,7 +68,7 @@ def evaluate(X_train, y_train, X_test, y_test) -> dict:
 def tune_combine(blocks: dict[str, np.ndarray], labels: np.ndarray, max_parts: int = 5) -> list[tuple[str, float]]:
     """Greedy forward selection of (part, weight) by mAP on a validation split of the indexed part."""
     val = stratified_test_mask(labels, 0.25, seed=1)
-    normed = {name: normalise_rows(X.astype(np.float32), "l2") for name, X in blocks.items()}
+    normed = {name: rows_l2(X.astype(np.float32)) for name, X in blocks.items()}
 
     def val_map(chosen):
         X = np.concatenate([normed[name] * w for name, w in chosen], axis=1)

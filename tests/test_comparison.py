@@ -74,7 +74,7 @@ def test_leaderboard_formats(digits):
     best_map = max(r.map for r in result.reports.values())
     assert f"**{best_map:.4f}**" in markdown and markdown.count("\n") == 3
     csv_text = result.to_csv()
-    assert csv_text.splitlines()[0].startswith("extractor,accuracy,balanced_accuracy,map")
+    assert csv_text.splitlines()[0].startswith("extractor,supervised,accuracy,balanced_accuracy,map")
     assert len(csv_text.splitlines()) == 3
 
 

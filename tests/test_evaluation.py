@@ -58,7 +58,7 @@ def test_evaluation_needs_labels(digits_index, tmp_path):
     with pytest.raises(VisretError, match="either an index or a training folder"):
         evaluate_knn(tmp_path, digits_index, train=tmp_path)
     with open_index(digits_index) as index:
-        with pytest.raises(VisretError, match="k and cut-offs must be at least 1"):
+        with pytest.raises(VisretError, match="k, cut-offs and depth must be at least 1"):
             evaluate_knn(tmp_path, index, k=0)
 
 

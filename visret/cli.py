@@ -85,6 +85,8 @@ BatchSize = Annotated[int, typer.Option(min=1, help="Images per batch.")]
 MaxPixels = Annotated[Optional[int], typer.Option(min=1, help="Skip images with more pixels (decompression bombs).")]
 MaxBytes = Annotated[Optional[str], typer.Option(help="Skip files larger than this (e.g. 100M) [default: 512M].")]
 Nprobe = Annotated[Optional[int], typer.Option(min=1, help="IVF lists probed per query.")]
+Rerank = Annotated[Optional[str], typer.Option(help="Re-ranking: aqe:k=5, alpha-qe:k=10,alpha=3, dba:k=3, k-reciprocal:k1=20,k2=6,lambda=0.3, several joined by +, or none [default: the index's].")]
+Depth = Annotated[Optional[int], typer.Option(min=1, help="Rank only the top N of the collection (mAP becomes mAP@N) [default: all].")]
 EfSearch = Annotated[Optional[int], typer.Option(min=1, help="HNSW search beam per query.")]
 
 
@@ -129,10 +131,12 @@ class _ProgressBar:
 @app.command("index")
 def index_command(
     folder: Annotated[Path, typer.Argument(help="Folder of images; sub-folders are class labels.")],
-    extractor: Annotated[str, typer.Option("--extractor", "-e", help="Extractor name (see 'visret extractors').")] = DEFAULT_EXTRACTOR,
+    extractor: Annotated[Optional[str], typer.Option("--extractor", "-e", help=f"Extractor name (see 'visret extractors') [default: {DEFAULT_EXTRACTOR}].")] = None,
     param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Extractor parameter KEY=VALUE (repeatable).")] = None,
+    recipe: Annotated[Optional[Path], typer.Option(help="A recipe (JSON, from 'visret tune'): extractor, metric and re-ranking.")] = None,
     index: IndexPath = None,
-    metric: Annotated[str, typer.Option(help="Distance: l2, cosine or l1.")] = "l2",
+    metric: Annotated[Optional[str], typer.Option(help="Distance: l2, cosine, l1, intersection or chi2 [default: l2].")] = None,
+    rerank: Annotated[Optional[str], typer.Option(help="Default re-ranking of queries, e.g. alpha-qe:k=10 or dba:k=3+aqe:k=5.")] = None,
     factory: Annotated[str, typer.Option(help="FAISS index-factory string (Flat, IVF1024,Flat, HNSW32, IVF4096,PQ32...) or auto.")] = "Flat",
     max_memory: Annotated[Optional[str], typer.Option(help="Memory budget for --factory auto (e.g. 2G).")] = None,
     nprobe: Nprobe = 16,
@@ -146,7 +150,14 @@ def index_command(
     """Embed every image of FOLDER and save them as an index (an interrupted run resumes)."""
     from visret.indexing import build_index, resolve_extractor
 
-    chosen = resolve_extractor(extractor, _params(param))  # a bad name or parameter fails before the bar
+    if recipe is not None:
+        if extractor is not None or param or metric is not None or rerank is not None:
+            raise VisretError("--recipe sets the extractor, metric and re-ranking: pass none of --extractor, --param, --metric, --rerank with it")
+        from visret.recipe import read_recipe
+
+        extractor, metric, rerank = read_recipe(recipe).index_options().values()
+    chosen = resolve_extractor(extractor or DEFAULT_EXTRACTOR, None if recipe else _params(param))  # checked before the bar
+    metric = metric or "l2"
     limits = _limits(max_pixels, max_bytes)
     memory = _memory(max_memory)
     start = time.perf_counter()
@@ -154,7 +165,7 @@ def index_command(
         built = build_index(
             folder, chosen, index, metric=metric, batch_size=batch_size, workers=workers,
             progress=bar.update, factory=factory, max_memory=memory, nprobe=nprobe, ef_search=ef_search,
-            shard_size=shard_size, **limits,
+            shard_size=shard_size, rerank=rerank, **limits,
         )
     seconds = time.perf_counter() - start
     build = built.manifest["build"]
@@ -263,13 +274,14 @@ def query_command(
     montage: Annotated[Optional[Path], typer.Option(help="Write a PNG of each query and its neighbours here.")] = None,
     nprobe: Nprobe = None,
     ef_search: EfSearch = None,
+    rerank: Rerank = None,
 ) -> None:
     """Find the indexed images nearest to each query image."""
     from visret.index import open_index
 
     with open_index(index) as opened:
         opened.set_search_params(nprobe, ef_search)
-        results = opened.query_batch([str(p) for p in images], k=k)
+        results = opened.query_batch([str(p) for p in images], k=k, rerank=rerank)
         classes = set(opened.classes.tolist())
     if montage is not None:
         from visret.plots import save_montage
@@ -293,7 +305,7 @@ def query_command(
 
 
 def _print_report(report) -> None:
-    summary = Table("metric", "value", title=f"k-NN evaluation ({report.protocol}, {report.n_queries} queries)", title_justify="left")
+    summary = Table("metric", "value", title=f"k-NN evaluation ({_shown(report.describe())})", title_justify="left")
     for key, value in report.summary().items():
         summary.add_row(key, f"{value:.4f}")
     summary.add_row("skipped", str(report.skipped))
@@ -318,14 +330,18 @@ def evaluate_command(
     workers: Annotated[Optional[int], typer.Option(min=1, help="Worker processes [default: CPU count].")] = None,
     confusion: Annotated[Optional[Path], typer.Option(help="Write a confusion-matrix heat map (PNG) here.")] = None,
     tsne: Annotated[Optional[Path], typer.Option(help="Write a t-SNE map of the query embeddings (PNG) here.")] = None,
+    depth: Depth = None,
+    rerank: Rerank = None,
     as_json: AsJson = False,
 ) -> None:
     """k-NN accuracy and retrieval quality of the index on a labelled test folder (or leave-one-out)."""
     from visret.evaluation import evaluate_knn
 
-    report, embeddings, labels = evaluate_knn(
-        test_dir, index, k=k, weights=weights, at=_cutoffs(at), workers=workers, return_embeddings=True
-    )
+    with _ProgressBar("evaluating") as bar:
+        report, embeddings, labels = evaluate_knn(
+            test_dir, index, k=k, weights=weights, at=_cutoffs(at), workers=workers, return_embeddings=True,
+            depth=depth, rerank=rerank, progress=bar.update,
+        )
     written = []
     if confusion is not None:
         from visret.plots import save_confusion
@@ -358,14 +374,18 @@ def compare_command(
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
     pr_curve: Annotated[Optional[Path], typer.Option(help="Write the precision-recall curves (PNG) here.")] = None,
     html: Annotated[Optional[Path], typer.Option(help="Write an HTML report (tables and pictures) here.")] = None,
+    depth: Depth = None,
+    rerank: Rerank = None,
 ) -> None:
     """A leaderboard of extractors on one folder, all under the same protocol and split."""
     from visret.comparison import compare
 
     names = [name.strip() for name in extractors.split(",") if name.strip()]
-    result = compare(
-        data_dir, names, protocol=protocol, test_size=test_size, folds=folds, seed=seed, k=neighbors, at=_cutoffs(k), workers=workers
-    )
+    with _ProgressBar("comparing") as bar:
+        result = compare(
+            data_dir, names, protocol=protocol, test_size=test_size, folds=folds, seed=seed, k=neighbors, at=_cutoffs(k),
+            workers=workers, depth=depth, rerank=rerank, progress=bar.update,
+        )
     written = []
     if pr_curve is not None or html is not None:
         from visret.plots import save_pr_curves
@@ -387,7 +407,9 @@ def compare_command(
         sys.stdout.write(result.to_markdown() + "\n")
     else:
         rows, best = result.rows(compact=True), result.best(compact=True)
-        title = f"comparison ({protocol}, {result.settings['images']} images; best in green)"
+        ranking = "full ranking" if depth is None else f"top-{depth} ranking"
+        reranked = f", re-ranked by {result.settings['rerank']}" if result.settings["rerank"] else ""
+        title = _shown(f"comparison ({protocol}, {result.settings['images']} images, {ranking}{reranked}; best in green)")
         table = Table(*[SHORT_HEADERS.get(c, c) for c in rows[0]], title=title, title_justify="left")
         table.columns[0].overflow = "fold"
         for row in rows:
@@ -398,6 +420,7 @@ def compare_command(
 
 
 SHORT_HEADERS = {
+    "supervised": "labels",
     "accuracy": "acc",
     "balanced_accuracy": "bal acc",
     "map": "mAP",
@@ -408,6 +431,8 @@ SHORT_HEADERS = {
 
 
 def _cell(value) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else ""
     if isinstance(value, float):
         return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
     return "" if value is None else str(value)
@@ -439,6 +464,7 @@ def info_command(
         "dim": info["dim"],
         "metric": info["metric"],
         "factory": f"{info['factory']} {json.dumps(info['search'])}",
+        "re-ranking": info.get("rerank") or "none",
         "shards": len(info["shards"]),
         "removed, not yet compacted": info["tombstones"],
         "classes": len(info["classes"]),

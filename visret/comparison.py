@@ -1,7 +1,9 @@
 """Comparing extractors on one labelled folder under one protocol: a leaderboard.
 
-Every extractor sees the same split (or folds). Extractors that learn (codebooks, PCA) are
-fitted on the training part of each split or fold only, never on its queries.
+Every extractor sees the same split (or folds). Extractors that learn (codebooks, PCA, LDA) are
+fitted on the collection side of each split or fold only, never on its queries; under
+leave-one-out, extractors that learn from labels are refitted in folds (each image embedded by
+an extractor fitted without it). Rows of such extractors are marked as supervised.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,12 +19,14 @@ import numpy as np
 
 from visret.dataset import ImageRecord, scan_folder
 from visret.errors import VisretError
-from visret.evaluation import KnnReport, _check, _Scores, peak_rss_mib, query_latency_ms, score_features
-from visret.extraction import extract_records
-from visret.indexing import fit_extractor
+from visret.evaluation import (
+    CROSS_FIT_FOLDS, KnnReport, Progress, _Scores, check_settings, peak_rss_mib, query_latency_ms, score_features,
+)
+from visret.fitting import fold_embeddings
 from visret.images import DEFAULT_MAX_PIXELS
 from visret.plugins import extractor_from_spec
 from visret.protocols import PROTOCOLS, stratified_folds, stratified_test_mask
+from visret.rerank import Reranker
 
 #: Leaderboard columns where lower is better.
 LOWER_IS_BETTER = {"query_ms_p50", "query_ms_p95", "index_bytes", "peak_rss_mib"}
@@ -56,15 +59,15 @@ class Comparison:
                 keep = {"accuracy", "balanced_accuracy", "map", f"R@{last}", f"nDCG@{last}"}
                 metrics = {key: value for key, value in metrics.items() if key in keep or key.startswith("P@")}
             cost = {key: report.cost.get(key) for key in ("extraction_images_per_s", "query_ms_p50", "index_bytes")}
-            rows.append({"extractor": name, **metrics, **cost})
+            rows.append({"extractor": name, "supervised": report.supervised, **metrics, **cost})
         return rows
 
     def best(self, compact: bool = False) -> dict[str, float]:
         """For each numeric column, the best value (ties: every row holding it is best)."""
         rows, best = self.rows(compact), {}
         for column in rows[0] if rows else []:
-            values = [row[column] for row in rows if isinstance(row[column], (int, float))]
-            if values and column != "extractor":
+            values = [row[column] for row in rows if isinstance(row[column], (int, float)) and not isinstance(row[column], bool)]
+            if values and column not in ("extractor", "supervised"):
                 best[column] = min(values) if column in LOWER_IS_BETTER else max(values)
         return best
 
@@ -98,6 +101,8 @@ class Comparison:
 
 
 def _format(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else ""
     if isinstance(value, float):
         return f"{value:.4f}" if abs(value) < 1000 else f"{value:.0f}"
     return "" if value is None else str(value)
@@ -131,17 +136,22 @@ def compare(
     at: Sequence[int] = (1, 5, 10),
     weights: str = "uniform",
     metric: str = "l2",
+    depth: int | None = None,
+    rerank: str | None = None,
     batch_size: int = 32,
     workers: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    progress: Progress | None = None,
 ) -> Comparison:
     """Evaluate each extractor on ``data`` under one protocol (``holdout``: ``data/train`` and
-    ``data/test``; ``split``: a stratified split; ``kfold``; ``loo``: leave-one-out)."""
+    ``data/test``; ``split``: a stratified split; ``kfold``; ``loo``: leave-one-out).
+    ``progress(done, total)`` counts images embedded and queries ranked over all extractors."""
     if protocol not in PROTOCOLS:
         raise VisretError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     if not extractors:
         raise VisretError("name at least one extractor to compare")
-    _check(k, weights, at)
+    check_settings(k, weights, at, depth)
+    reranker = Reranker(rerank)
     data = Path(data)
     records, is_test = _records(data, protocol)
     labels = np.array([r.label for r in records])
@@ -158,54 +168,99 @@ def compare(
                 f"the {protocol} protocol leaves a part without queries or without a collection on {len(records)} images; "
                 "give each class at least two images, or use --protocol loo"
             )
-    created = [(spec_name(spec), extractor_from_spec(spec)) for spec in extractors]  # all names checked first
+    created = [(spec_name(spec), extractor_from_spec(spec), spec) for spec in extractors]  # all names checked first
     comparison = Comparison(
         protocol,
         {"images": len(records), "test_size": test_size, "folds": folds, "seed": seed, "k": k, "at": list(at),
-         "weights": weights, "metric": metric},
+         "weights": weights, "metric": metric, "depth": depth, "rerank": reranker.spec if reranker else None},
     )
-    for (name, extractor), spec in zip(created, extractors):
+    work = _Work(progress, len(created) * 2 * len(records))
+    for name, extractor, spec in created:
         comparison.reports[name] = _evaluate_extractor(
-            extractor, spec, records, labels, groups, protocol, k, at, weights, metric, batch_size, workers, max_pixels
+            extractor, spec, records, labels, groups, protocol, k, at, weights, metric, depth, reranker,
+            batch_size, workers, max_pixels, seed, work,
         )
     return comparison
 
 
-def _evaluate_extractor(extractor, spec, records, labels, groups, protocol, k, at, weights, metric, batch_size, workers, max_pixels):
+class _Work:
+    """Progress over a comparison, counted in images embedded and queries ranked; the total
+    grows when extractors that learn embed the images again for each fold."""
+
+    def __init__(self, progress: Progress | None, total: int):
+        self.progress, self.total, self.done = progress, total, 0
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        self.total = max(self.total, self.done)
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+    def ranking(self) -> Progress:
+        """A ``progress(done, total)`` callback for one ranking pass."""
+        seen = 0
+
+        def update(done: int, total: int) -> None:
+            nonlocal seen
+            self.advance(done - seen)
+            seen = done
+
+        return update
+
+
+def _evaluate_extractor(extractor, spec, records, labels, groups, protocol, k, at, weights, metric, depth, reranker,
+                        batch_size, workers, max_pixels, seed, work: _Work):
     classes = np.array(sorted(set(labels.tolist())))
-    scores = _Scores(classes, k, weights, at)
-    extraction_seconds, extracted_images, skipped = 0.0, 0, set()
-    shared = None
-    for queries in groups:
-        if extractor.requires_fit or shared is None:
-            current = extractor_from_spec(spec) if extractor.requires_fit else extractor
-            if current.requires_fit:  # fitted on the collection side only: queries never leak in
-                training = records if queries is None else [r for r, q in zip(records, queries) if not q]
-                fit_extractor(current, training, max_pixels)
-            start = time.perf_counter()
-            extracted = extract_records(current, records, batch_size, workers, max_pixels)
-            extraction_seconds += time.perf_counter() - start
-            extracted_images += len(records)
-            skipped |= {path for path, _ in extracted.skipped}
-            position = {r.path: i for i, r in enumerate(records)}
-            rows = np.array([position[r.path] for r in extracted.records], dtype=np.int64)
-            shared = (extracted.features, rows)
-        features, rows = shared
+    scores = _Scores(classes, k, weights, at, depth)
+    cross_fit = protocol == "loo" and extractor.supervised
+    if cross_fit:  # each image embedded by an extractor fitted without it
+        fold = stratified_folds(labels, min(CROSS_FIT_FOLDS, len(records)), seed)
+        groups = [fold == f for f in range(fold.max() + 1)]
+    training = [None if queries is None else ~queries for queries in groups]
+    embeddings = fold_embeddings(spec, records, training, batch_size=batch_size, workers=workers, max_pixels=max_pixels,
+                                 seed=seed, progress=work.advance)
+    seconds, images, skipped, previous = 0.0, 0, set(), None
+    for queries, embedded in zip(groups, embeddings):
+        if embedded is not previous:  # a shared embedding is counted once
+            seconds, images = seconds + embedded.seconds, images + embedded.images
+        previous = embedded
+        features, rows = embedded.features, embedded.rows
+        skipped |= set(range(len(records))) - set(rows.tolist())
         ok_labels = labels[rows]
         if queries is None:
-            search = score_features(scores, features, ok_labels, None, None, metric)
-            latency_queries = features
+            held = score_features(scores, features, ok_labels, None, None, metric, reranker, work.ranking())
+            latency_queries = held.vectors(np.arange(min(len(held), 200)))
+        elif cross_fit:
+            held = _score_cross_fitted(scores, features, ok_labels, queries[rows], metric, reranker, work)
+            latency_queries = held.vectors(np.arange(min(len(held), 200)))
         else:
             is_query = queries[rows]
-            search = score_features(scores, features[~is_query], ok_labels[~is_query], features[is_query], ok_labels[is_query], metric)
-            latency_queries = features[is_query]
-    report = scores.report(at, protocol)
+            held = score_features(scores, features[~is_query], ok_labels[~is_query], features[is_query], ok_labels[is_query],
+                                  metric, reranker, work.ranking())
+            latency_queries = held.distance.prepare(features[is_query])
+    suffix = f" (supervised steps refitted in {len(groups)} folds)" if cross_fit else ""
+    report = scores.report(at, protocol + suffix, reranker.spec if reranker else None)
+    report.supervised = bool(extractor.supervised)
     report.skipped = len(skipped)
-    collection_size = len(features) if groups[0] is None else int((~groups[0][rows]).sum())
+    collection_size = len(features) if groups[0] is None or cross_fit else int((~groups[0][rows]).sum())
     report.cost = {
-        "extraction_images_per_s": extracted_images / extraction_seconds if extraction_seconds else None,
-        **query_latency_ms(search, latency_queries, max(at)),
+        "extraction_images_per_s": images / seconds if seconds else None,
+        **query_latency_ms(held.search, latency_queries, max(at)),
         "index_bytes": int(collection_size * features.shape[1] * 4),
         "peak_rss_mib": peak_rss_mib(),
     }
     return report
+
+
+def _score_cross_fitted(scores, features, labels, is_query, metric, reranker, work):
+    """Leave-one-out for one fold's embedding: its queries search every other image."""
+    from visret.distances import get_distance
+    from visret.evaluation import _codes, rank_and_score
+    from visret.search import ArrayCollection
+
+    distance = get_distance(metric)
+    held = ArrayCollection(distance.prepare(features), distance)
+    codes = _codes(np.asarray(labels, str), scores.classes)
+    own = np.flatnonzero(is_query)
+    rank_and_score(scores, held, np.append(codes, -1), held.vectors(own), codes[own], own, reranker, work.advance)
+    return held

@@ -1,7 +1,10 @@
-"""k-NN evaluation: classification by neighbour vote and retrieval quality over full rankings.
+"""k-NN evaluation: classification by neighbour vote and retrieval quality over rankings.
 
-Queries are ranked against the whole collection in blocks whose size is bounded
-(``RANKING_BLOCK_CELLS``), so memory does not grow with the square of the collection.
+Queries are ranked against the whole collection (or to a ``depth``) in blocks whose size is
+bounded (``RANKING_BLOCK_CELLS``), so memory does not grow with the square of the collection;
+re-ranking, when asked, is applied to every query's ranking. Leave-one-out over an index whose
+extractor learns from labels embeds every entry by an extractor fitted without it (cross-fitted
+in folds), never by the one the index was built with.
 """
 
 from __future__ import annotations
@@ -16,16 +19,15 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from visret.dataset import scan_folder
+from visret.dataset import ImageRecord, scan_folder
 from visret.distances import get_distance
 from visret.errors import VisretError
 from visret.extraction import extract_records
-from visret.extractor import FeatureExtractor
-from visret.extractor import DEFAULT_EXTRACTOR
+from visret.extractor import DEFAULT_EXTRACTOR, FeatureExtractor
+from visret.fitting import fold_embeddings
 from visret.index import Index, open_index
 from visret.indexing import build_index
 from visret.knn import WEIGHTINGS, vote
-from visret.search import ExactSearch
 from visret.metrics import (
     RECALL_LEVELS,
     average_precision,
@@ -38,12 +40,19 @@ from visret.metrics import (
     precision_at_k,
     recall_at_k,
 )
+from visret.protocols import stratified_folds
+from visret.rerank import Collection, Reranker
+from visret.search import ArrayCollection
 
 log = logging.getLogger("visret")
-#: Cap on the ranked block held at once (queries x collection), in matrix cells.
+#: Cap on the ranked block held at once (queries x ranking depth), in matrix cells.
 RANKING_BLOCK_CELLS = 1 << 22
 #: Single queries timed for the latency figures.
 LATENCY_SAMPLE = 200
+#: Folds in which supervised extractors are refitted for leave-one-out.
+CROSS_FIT_FOLDS = 5
+
+Progress = Callable[[int, int], None]
 
 
 @dataclass
@@ -51,8 +60,9 @@ class KnnReport:
     """What an evaluation measured; ``to_dict`` gives the JSON form, ``to_markdown`` a summary.
 
     ``accuracy``, ``balanced_accuracy`` and the confusion matrix come from the k-NN vote;
-    ``map`` is over the full ranking (relevant = same class); the ``*_at`` dicts are keyed by
-    cut-off; ``pr_curve`` is the mean interpolated precision at recall 0, 0.1, ... 1.
+    ``map`` is over the full ranking (relevant = same class), or mAP@``depth`` when the ranking
+    was cut at ``depth``; the ``*_at`` dicts are keyed by cut-off; ``pr_curve`` is the mean
+    interpolated precision at recall 0, 0.1, ... 1. ``rerank`` is the re-ranking applied.
     """
 
     k: int
@@ -70,11 +80,19 @@ class KnnReport:
     confusion_matrix: list[list[int]]
     per_class: dict[str, dict[str, Any]]
     protocol: str = "holdout"
+    depth: int | None = None
+    rerank: str | None = None
+    supervised: bool = False
     skipped: int = 0
     cost: dict[str, float | None] = field(default_factory=dict)
 
+    @property
+    def ranking(self) -> str:
+        """How far each query's ranking went: ``full`` or ``top-N``."""
+        return "full" if self.depth is None else f"top-{self.depth}"
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "ranking": self.ranking}
 
     def summary(self) -> dict[str, float]:
         """The headline numbers, flat: accuracy, balanced accuracy, mAP, then P/R/mAP/nDCG at each cut-off."""
@@ -83,18 +101,30 @@ class KnnReport:
             row.update({f"{name}@{c}": v for c, v in values.items()})
         return row
 
+    def describe(self) -> str:
+        """One line: protocol, queries, ranking, re-ranking."""
+        parts = [self.protocol, f"{self.n_queries} queries", f"{self.ranking} ranking"]
+        if self.rerank:
+            parts.append(f"re-ranked by {self.rerank}")
+        return ", ".join(parts)
+
     def to_markdown(self) -> str:
-        lines = ["| metric | value |", "|---|---:|"]
+        lines = [f"k-NN evaluation ({self.describe()})", "", "| metric | value |", "|---|---:|"]
         lines += [f"| {key} | {value:.4f} |" for key, value in self.summary().items()]
         lines.append(f"| queries | {self.n_queries} |")
         return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        rows = "".join(f"<tr><td>{key}</td><td>{value:.4f}</td></tr>" for key, value in self.summary().items())
+        return f"<p>k-NN evaluation ({self.describe()})</p><table><tr><th>metric</th><th>value</th></tr>{rows}</table>"
 
 
 class _Scores:
     """Accumulates per-query results over blocks (and folds) of ranked collections."""
 
-    def __init__(self, classes: np.ndarray, k: int, weights: str, cutoffs: Sequence[int]):
-        self.classes, self.k, self.weights, self.cutoffs = classes, k, weights, sorted(set(cutoffs) | {k})
+    def __init__(self, classes: np.ndarray, k: int, weights: str, cutoffs: Sequence[int], depth: int | None = None):
+        self.classes, self.k, self.weights, self.depth = classes, k, weights, depth
+        self.cutoffs = sorted(set(cutoffs) | {k})
         self.true: list[np.ndarray] = []
         self.predicted: list[np.ndarray] = []
         self.ap: list[np.ndarray] = []
@@ -107,7 +137,10 @@ class _Scores:
         k = min(self.k, ranked.shape[1])
         self.predicted.append(vote(ranked[:, :k], distances[:, :k], len(self.classes), self.weights)[0])
         self.true.append(true)
-        self.ap.append(average_precision(relevant, n_relevant))
+        if self.depth is None:
+            self.ap.append(average_precision(relevant, n_relevant))
+        else:
+            self.ap.append(average_precision_at_k(relevant, n_relevant, self.depth))
         for c in self.cutoffs:
             self.at["P"][c].append(precision_at_k(relevant, c))
             self.at["R"][c].append(recall_at_k(relevant, n_relevant, c))
@@ -115,7 +148,7 @@ class _Scores:
             self.at["nDCG"][c].append(ndcg_at_k(relevant, n_relevant, c))
         self.curves.append(interpolated_precision(relevant, n_relevant))
 
-    def report(self, at: Sequence[int], protocol: str) -> KnnReport:
+    def report(self, at: Sequence[int], protocol: str, rerank: str | None = None) -> KnnReport:
         true, predicted = np.concatenate(self.true), np.concatenate(self.predicted)
         ap = np.concatenate(self.ap)
         if np.isnan(ap).any():
@@ -145,37 +178,40 @@ class _Scores:
             confusion_matrix=matrix.tolist(),
             per_class=per_class_scores(matrix, self.classes.tolist()),
             protocol=protocol,
+            depth=self.depth,
+            rerank=rerank,
         )
 
 
 def rank_and_score(
     scores: _Scores,
-    search: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]],
+    collection: Collection,
     code_of_id: np.ndarray,
-    n_collection: int,
     queries: np.ndarray,
     true: np.ndarray,
     exclude_ids: np.ndarray | None = None,
+    reranker: Reranker | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> None:
     """Rank the collection for every query, block by block, and add the results to ``scores``.
 
-    ``code_of_id[id]`` is the class code of a collection item (its last slot, -1, serves FAISS's
-    "no item" id -1). With ``exclude_ids`` each query's own item is removed from its ranking
-    (leave-one-out).
+    ``code_of_id[id]`` is the class code of a collection item (its last slot, -1, serves the
+    "no item" id -1). With ``exclude_ids`` each query's own item is left out of its ranking
+    (leave-one-out). ``progress(n)`` is called as each block of ``n`` queries is ranked.
     """
     counts = np.bincount(code_of_id[code_of_id >= 0], minlength=len(scores.classes))
     n_relevant = counts[true] - (1 if exclude_ids is not None else 0)
-    step = max(1, RANKING_BLOCK_CELLS // max(n_collection, 1))
+    n = len(collection) - (1 if exclude_ids is not None else 0)
+    depth = n if scores.depth is None else min(scores.depth, n)
+    reranker = reranker or Reranker(None)
+    step = max(1, RANKING_BLOCK_CELLS // max(depth, 1))
     for start in range(0, len(true), step):
         block = slice(start, start + step)
-        distances, ids = search(queries[block], n_collection)
-        if exclude_ids is not None:
-            keep = ids != exclude_ids[block, None]
-            if not (keep.sum(axis=1) == n_collection - 1).all():
-                raise RuntimeError("leave-one-out: a query was not found in its own collection")
-            distances = distances[keep].reshape(len(ids), -1)
-            ids = ids[keep].reshape(len(ids), -1)
+        exclude = None if exclude_ids is None else exclude_ids[block]
+        distances, ids = reranker.search(collection, queries[block], depth, exclude)
         scores.add(distances, code_of_id[ids], true[block], n_relevant[block])
+        if progress is not None:
+            progress(len(true[block]))
 
 
 def _codes(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -183,9 +219,9 @@ def _codes(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
     return np.array([lookup.get(label, -1) for label in labels.tolist()], dtype=np.int64)
 
 
-def _check(k: int, weights: str, at: Sequence[int]) -> None:
-    if k < 1 or any(c < 1 for c in at):
-        raise VisretError(f"k and cut-offs must be at least 1, got k={k}, at={list(at)}")
+def check_settings(k: int, weights: str, at: Sequence[int], depth: int | None = None) -> None:
+    if k < 1 or any(c < 1 for c in at) or (depth is not None and depth < 1):
+        raise VisretError(f"k, cut-offs and depth must be at least 1, got k={k}, at={list(at)}, depth={depth}")
     if weights not in WEIGHTINGS:
         raise VisretError(f"weights must be one of {', '.join(WEIGHTINGS)}, got {weights!r}")
 
@@ -207,6 +243,21 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _ticker(progress: Progress | None, total: int) -> Callable[[int], None] | None:
+    """Turn a ``progress(done, total)`` callback into an ``advance(n)`` one."""
+    if progress is None:
+        return None
+    done = 0
+    progress(0, total)
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        progress(done, total)
+
+    return advance
+
+
 def evaluate_features(
     collection: np.ndarray,
     collection_labels: Sequence[str],
@@ -217,39 +268,44 @@ def evaluate_features(
     weights: str = "uniform",
     metric: str = "l2",
     at: Sequence[int] = (1, 5, 10),
+    depth: int | None = None,
+    rerank: str | None = None,
+    progress: Progress | None = None,
 ) -> KnnReport:
     """Evaluate embeddings already computed: queries against a collection, or leave-one-out
     over the collection when no queries are given (each item queries all the others)."""
-    _check(k, weights, at)
+    check_settings(k, weights, at, depth)
+    reranker = Reranker(rerank)
     loo = queries is None
     query_labels = collection_labels if loo else query_labels
     classes = np.array(sorted(set(np.asarray(collection_labels, str).tolist()) | set(np.asarray(query_labels, str).tolist())))
-    scores = _Scores(classes, k, weights, at)
-    search = score_features(scores, collection, collection_labels, queries, query_labels, metric)
-    report = scores.report(at, "loo" if loo else "holdout")
+    scores = _Scores(classes, k, weights, at, depth)
+    held = score_features(scores, collection, collection_labels, queries, query_labels, metric, reranker, progress)
+    report = scores.report(at, "loo" if loo else "holdout", reranker.spec if reranker else None)
     report.cost = {
-        **query_latency_ms(search, np.asarray(collection if loo else queries, np.float32), max(at)),
+        **query_latency_ms(held.search, held.vectors(np.arange(len(held)))[:LATENCY_SAMPLE] if loo else get_distance(metric).prepare(queries), max(at)),
         "index_bytes": int(np.asarray(collection, np.float32).nbytes),
         "peak_rss_mib": peak_rss_mib(),
     }
     return report
 
 
-def score_features(scores: _Scores, collection, collection_labels, queries, query_labels, metric: str):
+def score_features(
+    scores: _Scores, collection, collection_labels, queries, query_labels, metric: str,
+    reranker: Reranker | None = None, progress: Progress | None = None,
+) -> ArrayCollection:
     """Rank ``collection`` for each query (leave-one-out when ``queries`` is None) into ``scores``;
-    return the search function of the flat FAISS index built for it."""
+    return the collection as searched."""
     distance = get_distance(metric)
-    collection = distance.prepare(collection)
+    held = ArrayCollection(distance.prepare(collection), distance)
     loo = queries is None
-    queries = collection if loo else distance.prepare(queries)
+    query_vectors = held.vectors(np.arange(len(held))) if loo else distance.prepare(queries)
     query_labels = collection_labels if loo else query_labels
-    ids = np.arange(len(collection))
-    search = ExactSearch([collection], ids, distance).search
     code_of_id = np.append(_codes(np.asarray(collection_labels, str), scores.classes), -1)
-
     query_codes = _codes(np.asarray(query_labels, str), scores.classes)
-    rank_and_score(scores, search, code_of_id, len(collection), queries, query_codes, ids if loo else None)
-    return search
+    exclude = np.arange(len(held)) if loo else None
+    rank_and_score(scores, held, code_of_id, query_vectors, query_codes, exclude, reranker, _ticker(progress, len(query_codes)))
+    return held
 
 
 def evaluate_knn(
@@ -263,31 +319,39 @@ def evaluate_knn(
     weights: str = "uniform",
     metric: str = "l2",
     at: Sequence[int] = (1, 5, 10),
+    depth: int | None = None,
+    rerank: str | None = None,
     batch_size: int = 32,
     workers: int | None = None,
     return_embeddings: bool = False,
+    progress: Progress | None = None,
 ):
-    """Classify every labelled image of ``test`` by k-NN over an index and rank the whole index.
+    """Classify every labelled image of ``test`` by k-NN over an index and rank the index.
 
     Pass an index (object or path), or ``train`` (a labelled folder) with an ``extractor`` to
     build a temporary one. Without ``test``, each indexed image queries all the others
-    (leave-one-out). With ``return_embeddings`` the result is ``(report, embeddings, labels)``
-    of the queries, e.g. for a t-SNE picture.
+    (leave-one-out). ``depth`` cuts each ranking (``map`` is then mAP@depth); ``rerank`` is a
+    re-ranking spec (default: the index's own; ``"none"`` for none). With ``return_embeddings``
+    the result is ``(report, embeddings, labels)`` of the queries, e.g. for a t-SNE picture.
+    ``progress(done, total)`` is called as queries are ranked.
     """
-    _check(k, weights, at)
+    check_settings(k, weights, at, depth)
     if train is not None:
         if index is not None:
             raise VisretError("pass either an index or a training folder, not both")
         with tempfile.TemporaryDirectory(prefix="visret-eval-") as tmp:
             with build_index(train, extractor, Path(tmp) / "index", metric, params, batch_size, workers) as built:
-                return _evaluate(built, test, k, weights, at, batch_size, workers, return_embeddings)
+                return _evaluate(built, test, k, weights, at, depth, rerank, batch_size, workers, return_embeddings, progress)
     opened = index if isinstance(index, Index) else open_index(index)
-    return _evaluate(opened, test, k, weights, at, batch_size, workers, return_embeddings)
+    return _evaluate(opened, test, k, weights, at, depth, rerank, batch_size, workers, return_embeddings, progress)
 
 
-def _evaluate(index: Index, test, k, weights, at, batch_size, workers, return_embeddings):
+def _evaluate(index: Index, test, k, weights, at, depth, rerank, batch_size, workers, return_embeddings, progress):
     if not len(index.classes):
         raise VisretError(f"index at {index.path} has no labels; build it from an ImageFolder layout")
+    reranker = Reranker(index.manifest.get("rerank") if rerank is None else rerank)
+    if test is None and index.extractor.supervised:
+        return _cross_fitted_loo(index, k, weights, at, depth, reranker, batch_size, workers, return_embeddings, progress)
     ids, labels = index.labelled_ids()
     if test is None:
         queries, true, skipped, rate = index.vectors(ids), labels, 0, None
@@ -304,11 +368,11 @@ def _evaluate(index: Index, test, k, weights, at, batch_size, workers, return_em
         queries, skipped, exclude = index.distance.prepare(extracted.features), len(extracted.skipped), None
         true = np.array([r.label for r in extracted.records], dtype=str)
     classes = np.array(sorted((set(labels.tolist()) - {""}) | set(true.tolist())), dtype=str)
-    code_of_id = np.full(int(ids.max()) + 2, -1, np.int64)  # the spare last slot serves FAISS's -1
+    code_of_id = np.full(int(ids.max()) + 2, -1, np.int64)  # the spare last slot serves the "no item" id -1
     code_of_id[ids] = _codes(labels, classes)
-    scores = _Scores(classes, k, weights, at)
-    rank_and_score(scores, index.search, code_of_id, len(ids), queries, _codes(true, classes), exclude)
-    report = scores.report(at, "loo" if test is None else "holdout")
+    scores = _Scores(classes, k, weights, at, depth)
+    rank_and_score(scores, index, code_of_id, queries, _codes(true, classes), exclude, reranker, _ticker(progress, len(true)))
+    report = scores.report(at, "loo" if test is None else "holdout", reranker.spec if reranker else None)
     report.skipped = skipped
     report.cost = {
         "extraction_images_per_s": rate,
@@ -318,4 +382,35 @@ def _evaluate(index: Index, test, k, weights, at, batch_size, workers, return_em
     }
     if return_embeddings:
         return report, queries, true
+    return report
+
+
+def _cross_fitted_loo(index: Index, k, weights, at, depth, reranker, batch_size, workers, return_embeddings, progress):
+    """Leave-one-out for an extractor that learns from labels: in each of ``CROSS_FIT_FOLDS``
+    folds, a fresh extractor fitted on the other folds embeds every entry, and the fold's
+    entries query all the others."""
+    rows = index.sql("SELECT id, path, label FROM entries WHERE label IS NOT NULL ORDER BY id")
+    records = [ImageRecord(Path(path), label) for _, path, label in rows]
+    labels = np.array([r.label for r in records], dtype=str)
+    fold = stratified_folds(labels, min(CROSS_FIT_FOLDS, len(records)), seed=0)
+    classes = np.array(sorted(set(labels.tolist())), dtype=str)
+    scores = _Scores(classes, k, weights, at, depth)
+    advance = _ticker(progress, len(records))
+    parts = range(fold.max() + 1)
+    embeddings = fold_embeddings(index.manifest["extractor"], records, [fold != f for f in parts], batch_size=batch_size, workers=workers)
+    query_vectors, true = [], []
+    for f, embedded in zip(parts, embeddings):
+        collection = ArrayCollection(index.distance.prepare(embedded.features), index.distance)
+        codes = _codes(labels[embedded.rows], classes)
+        is_query = fold[embedded.rows] == f
+        own = np.flatnonzero(is_query)
+        rank_and_score(scores, collection, np.append(codes, -1), collection.vectors(own), codes[own], own, reranker, advance)
+        query_vectors.append(collection.vectors(own))
+        true.append(labels[embedded.rows][own])
+    report = scores.report(at, f"loo (supervised steps refitted in {len(parts)} folds)", reranker.spec if reranker else None)
+    report.supervised = True
+    report.skipped = len(records) - len(embedded.rows)
+    report.cost = {"extraction_images_per_s": None, "index_bytes": index.info()["bytes"], "peak_rss_mib": peak_rss_mib()}
+    if return_embeddings:
+        return report, np.concatenate(query_vectors), np.concatenate(true)
     return report

@@ -41,6 +41,9 @@ class FeatureExtractor(Configurable):
     #: False for extractors that use every core themselves (TensorFlow): files are then decoded
     #: in worker processes while this process extracts the previous batch.
     parallel: ClassVar[bool] = True
+    #: True when ``fit`` learns from the labels (LDA): such an extractor is refitted without the
+    #: queries whenever it is evaluated, and cannot be fitted on unlabelled images.
+    supervised: ClassVar[bool] = False
     #: The parameter that ``name:VALUE`` sets (``model:net.keras`` -> ``path="net.keras"``).
     shorthand: ClassVar[str | None] = None
 

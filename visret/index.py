@@ -20,6 +20,7 @@ from visret.extractor import FeatureExtractor
 from visret.images import DEFAULT_MAX_PIXELS, ImageReadError, as_array, display_path
 from visret.knn import WEIGHTINGS, encode_labels, vote
 from visret.plugins import get_extractor
+from visret.rerank import Reranker
 from visret.search import ExactSearch, FaissSearch
 from visret.store import entries
 from visret.store.reader import Store, corrupt, open_store
@@ -169,19 +170,34 @@ class Index:
                 raise VisretError(f"cannot read query image {display_path(image) if isinstance(image, (str, Path)) else image}: {exc}") from None
         return self.distance.prepare(self.extractor.extract(arrays))
 
-    def query(self, image: Any, k: int = 5, weights: str = "uniform") -> QueryResult:
-        """The ``k`` nearest indexed images to one image, with the k-NN prediction."""
-        return self.query_batch([image], k=k, weights=weights)[0]
+    @property
+    def rerank(self) -> str | None:
+        """The re-ranking applied to queries unless they ask for another (``visret index --rerank``)."""
+        return self.manifest.get("rerank")
 
-    def query_batch(self, images: Sequence[Any], k: int = 5, weights: str = "uniform") -> list[QueryResult]:
+    def query(self, image: Any, k: int = 5, weights: str = "uniform", rerank: str | None = None) -> QueryResult:
+        """The ``k`` nearest indexed images to one image, with the k-NN prediction; ``rerank``
+        is a re-ranking spec (see ``visret.rerank``), by default the index's own, ``"none"`` for none."""
+        return self.query_batch([image], k=k, weights=weights, rerank=rerank)[0]
+
+    def query_batch(self, images: Sequence[Any], k: int = 5, weights: str = "uniform", rerank: str | None = None) -> list[QueryResult]:
         if k < 1:
             raise VisretError(f"k must be at least 1, got {k}")
         if weights not in WEIGHTINGS:
             raise VisretError(f"weights must be one of {', '.join(WEIGHTINGS)}, got {weights!r}")
         if not images:
             return []
-        distances, ids = self.search(self.embed(images), k)
-        return self.results(distances, ids, [_describe(image) for image in images], weights)
+        return self.query_vectors(self.embed(images), k, weights, rerank, [_describe(image) for image in images])
+
+    def query_vectors(
+        self, search_vectors: np.ndarray, k: int = 5, weights: str = "uniform", rerank: str | None = None,
+        names: Sequence[str] | None = None,
+    ) -> list[QueryResult]:
+        """Like ``query_batch`` for search vectors already computed (see ``embed``)."""
+        reranker = Reranker(self.rerank if rerank is None else rerank)
+        distances, ids = reranker.search(self, search_vectors, k)
+        names = names if names is not None else [f"<vector {i}>" for i in range(len(ids))]
+        return self.results(distances, ids, names, weights)
 
     def results(self, distances: np.ndarray, ids: np.ndarray, queries: Sequence[str], weights: str = "uniform") -> list[QueryResult]:
         """Search output as ``QueryResult`` objects: entries looked up, the k-NN vote taken."""

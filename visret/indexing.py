@@ -21,9 +21,11 @@ from visret.distances import Distance, get_distance
 from visret.errors import VisretError
 from visret.extraction import Embedder
 from visret.extractor import DEFAULT_EXTRACTOR, FeatureExtractor
-from visret.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageReadError, file_sha256, is_image_path, read_image
+from visret.fitting import fit_extractor
+from visret.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageReadError, file_sha256, is_image_path
 from visret.index import Index, default_index_path, open_at
-from visret.plugins import get_extractor
+from visret.plugins import extractor_from_spec, get_extractor
+from visret.rerank import parse_rerank
 from visret.store import crashpoints, entries
 from visret.store.layout import read_manifest
 from visret.store.staging import Part, Staging
@@ -69,36 +71,13 @@ class EmbedOptions:
 
 
 # ---- helpers -------------------------------------------------------------------------------
-def resolve_extractor(extractor: str | FeatureExtractor, params: dict[str, Any] | None = None) -> FeatureExtractor:
-    if isinstance(extractor, FeatureExtractor):
+def resolve_extractor(extractor: str | dict[str, Any] | FeatureExtractor, params: dict[str, Any] | None = None) -> FeatureExtractor:
+    """An extractor from an instance, a name (with ``params``) or a ``{"name": ..., "params": ...}`` spec."""
+    if isinstance(extractor, (FeatureExtractor, dict)):
         if params:
             raise VisretError("pass params only with an extractor name")
-        return extractor
+        return extractor if isinstance(extractor, FeatureExtractor) else extractor_from_spec(extractor)
     return get_extractor(extractor, **(params or {}))
-
-
-def fit_extractor(
-    extractor: FeatureExtractor, records: Sequence[ImageRecord], max_pixels: int = DEFAULT_MAX_PIXELS,
-    seed: int = 0, max_bytes: int = DEFAULT_MAX_BYTES,
-) -> None:
-    """Fit a learning extractor on the readable images among ``records`` (or a seeded sample)."""
-    wanted = extractor.fit_sample_size()
-    if wanted is not None and wanted < len(records):
-        chosen = np.sort(np.random.default_rng(seed).choice(len(records), wanted, replace=False))
-        records = [records[i] for i in chosen]
-    images, labels = [], []
-    for record in records:
-        try:
-            images.append(read_image(record.path, extractor.input_spec, max_pixels, max_bytes)[0])
-            labels.append(record.label)
-        except ImageReadError:
-            continue  # reported once, by the extraction pass
-    if not images:
-        raise VisretError("no readable image to fit the extractor on")
-    try:
-        extractor.fit(images, labels if all(label is not None for label in labels) else None)
-    except ValueError as exc:
-        raise VisretError(f"cannot fit extractor {extractor.name!r}: {exc}") from None
 
 
 def _embed_resumably(
@@ -165,6 +144,7 @@ def build_index(
     ef_search: int = 64,
     shard_size: int = SHARD_SIZE,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    rerank: str | None = None,
 ) -> Index:
     """Index every image in ``folder`` (ImageFolder layout gives labels) and return the opened index.
 
@@ -172,9 +152,11 @@ def build_index(
     ``index.manifest["build"]``. An interrupted build resumes when run again with the same
     arguments. ``factory`` is any FAISS index-factory string, or ``auto`` (chosen by size and
     ``max_memory`` bytes). ``metric``: ``l2``, ``cosine``, ``l1``, ``intersection`` or ``chi2``.
+    ``rerank`` is the re-ranking queries get by default (see ``visret.rerank``).
     ``progress(done, total)`` is called as batches finish.
     """
     options = EmbedOptions(batch_size, workers, max_pixels, max_bytes, shard_size)
+    parse_rerank(rerank)
     options.check()
     extractor = resolve_extractor(extractor, params)
     distance = get_distance(metric)
@@ -225,6 +207,8 @@ def build_index(
             "factory": chosen, "search": {"nprobe": nprobe, "ef_search": ef_search}, "build": build,
             "created_at": time.time(),
         }
+        if rerank and rerank != "none":
+            fields["rerank"] = rerank
         writer.commit(Generation(shards, ids, lambda p: entries.write(p, None, added), fields, faiss_index, extractor.get_state()))
         staging.clear()
     return open_at(path, extractor)

@@ -76,3 +76,21 @@ class FaissSearch:
             keep = np.flatnonzero(alive[q])[:k]
             out_d[q, : len(keep)], out_i[q, : len(keep)] = distances[q, keep], ids[q, keep]
         return out_d, out_i
+
+
+class ArrayCollection:
+    """Search vectors held in memory, searched exactly; ids are row numbers."""
+
+    def __init__(self, search_vectors: np.ndarray, distance: Distance):
+        self._vectors = np.ascontiguousarray(search_vectors, dtype=np.float32)
+        self.distance = distance
+        self._search = ExactSearch([self._vectors], np.arange(len(self._vectors), dtype=np.int64), distance)
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._search.search(queries, k)
+
+    def vectors(self, ids) -> np.ndarray:
+        return self._vectors[np.asarray(ids, dtype=np.int64)]

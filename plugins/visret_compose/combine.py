@@ -8,20 +8,9 @@ import numpy as np
 
 from visret import FeatureExtractor, InputSpec
 from visret.images import as_array
-from visret.params import check_choice, check_image_size
+from visret.normalization import normalize, parse_norm
+from visret.params import check_image_size
 from visret.plugins import extractor_from_spec
-
-BLOCK_NORMS = ("l2", "l1", "none")
-
-
-def normalise_rows(features: np.ndarray, norm: str) -> np.ndarray:
-    """Rows scaled to unit L2 or L1 norm (zero rows stay zero); ``none`` leaves them."""
-    if norm == "none":
-        return features
-    order = 2 if norm == "l2" else 1
-    norms = np.linalg.norm(features, ord=order, axis=1, keepdims=True)
-    return features / np.maximum(norms, 1e-12)
-
 
 class Combine(FeatureExtractor):
     """Concatenate the features of several extractors, each block normalised then weighted.
@@ -41,7 +30,7 @@ class Combine(FeatureExtractor):
     def validate(self) -> None:
         if not isinstance(self.parts, (list, tuple)) or not self.parts:
             raise ValueError(f"parts must be a non-empty list of extractors, got {self.parts!r}")
-        check_choice("normalize", self.normalize, BLOCK_NORMS)
+        parse_norm(self.normalize)
         check_image_size(self.size)
         weights = self.block_weights()
         if any(isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0 for w in weights):
@@ -64,6 +53,10 @@ class Combine(FeatureExtractor):
     @property
     def requires_fit(self) -> bool:
         return any(part.requires_fit for part in self.extractors)
+
+    @property
+    def supervised(self) -> bool:
+        return any(part.supervised for part in self.extractors)
 
     @property
     def parallel(self) -> bool:
@@ -102,5 +95,5 @@ class Combine(FeatureExtractor):
         for part, weight in zip(self.extractors, self.block_weights()):
             converted = [as_array(image, part.input_spec) for image in images]
             features = np.asarray(part.extract(converted), dtype=np.float32)
-            blocks.append(normalise_rows(features, self.normalize) * weight)
+            blocks.append(normalize(features, self.normalize) * weight)
         return np.concatenate(blocks, axis=1).astype(np.float32)

@@ -1,9 +1,13 @@
 """``post``: post-processing of any extractor's features, fitted on the indexed data where it learns.
 
-Steps, applied in order: ``l1``, ``l2`` (normalise), ``sqrt`` (signed square root; after ``l1``
-this is the Hellinger / RootSIFT mapping), ``power:A`` (signed power), ``standardize`` (zero mean,
-unit variance per dimension), ``pca:N`` and ``pca-whiten:N`` (projection on the N leading
-components, whitened or not). Learned statistics are saved with the index.
+Steps, applied in order: ``l1``, ``l2`` (normalise rows), ``sqrt`` (signed square root; after
+``l1`` this is the Hellinger / RootSIFT mapping), ``power:A`` (signed power), ``standardize``
+(zero mean, unit variance per dimension), ``pca:N`` and ``pca-whiten:N`` (projection on the N
+leading components, whitened or not), and two steps learned from the indexed images' labels:
+``lda[:S]`` (linear discriminant analysis with shrinkage S, default 0.1: at most classes - 1
+dimensions) and ``learned-whiten[:N]`` (whitening by the within-class covariance, then the N
+leading directions of the whitened data; Radenovic et al. 2018). Learned statistics are saved
+with the index; supervised steps are refitted without the queries whenever visret evaluates.
 """
 
 from __future__ import annotations
@@ -13,29 +17,76 @@ from typing import ClassVar
 import numpy as np
 
 from visret import FeatureExtractor, InputSpec
+from visret.normalization import rows_l1, rows_l2, signed_power
 from visret.params import check_positive_int
 from visret.plugins import extractor_from_spec
-from visret_compose.combine import normalise_rows
 
-FITTED = ("standardize", "pca", "pca-whiten")
+PROJECTIONS = ("pca", "pca-whiten", "lda", "learned-whiten")
+FITTED = ("standardize", *PROJECTIONS)
+SUPERVISED = ("lda", "learned-whiten")
+STEPS = "l1, l2, sqrt, power:A, standardize, pca:N, pca-whiten:N, lda[:SHRINKAGE], learned-whiten[:N]"
+#: Shrinkage of the within-class covariance, towards a multiple of the identity (supervised steps).
+DEFAULT_SHRINKAGE = 0.1
 
 
 def parse_step(step: str) -> tuple[str, float | None]:
-    """``"pca:64"`` -> ``("pca", 64)``; ``"l2"`` -> ``("l2", None)``."""
+    """``"pca:64"`` -> ``("pca", 64)``; ``"lda"`` -> ``("lda", 0.1)``; ``"l2"`` -> ``("l2", None)``."""
     if not isinstance(step, str):
         raise ValueError(f"a step must be a string, got {step!r}")
     kind, _, argument = step.partition(":")
     if kind in ("l1", "l2", "sqrt", "standardize") and not argument:
         return kind, None
-    if kind == "power" and argument:
-        return kind, float(argument)
-    if kind in ("pca", "pca-whiten") and argument.isdigit() and int(argument) > 0:
+    try:
+        if kind == "power" and argument:
+            return kind, float(argument)
+        if kind == "lda":
+            shrinkage = float(argument) if argument else DEFAULT_SHRINKAGE
+            if 0 <= shrinkage <= 1:
+                return kind, shrinkage
+        if kind == "learned-whiten" and not argument:
+            return kind, None
+    except ValueError:
+        pass
+    if kind in ("pca", "pca-whiten", "learned-whiten") and argument.isdigit() and int(argument) > 0:
         return kind, int(argument)
-    raise ValueError(f"unknown step {step!r} (steps: l1, l2, sqrt, power:A, standardize, pca:N, pca-whiten:N)")
+    raise ValueError(f"unknown step {step!r} (steps: {STEPS})")
+
+
+def _inverse_sqrt(matrix: np.ndarray) -> np.ndarray:
+    values, vectors = np.linalg.eigh(matrix)
+    values = np.maximum(values, 1e-9 * values.max())
+    return (vectors / np.sqrt(values)) @ vectors.T
+
+
+def _lda(features: np.ndarray, labels: np.ndarray, shrinkage: float) -> tuple[np.ndarray, np.ndarray]:
+    """Shrinkage LDA (scikit-learn's eigen solver): ``(mean, projection)`` with projection ``(m, d)``."""
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    lda = LinearDiscriminantAnalysis(solver="eigen", shrinkage=shrinkage).fit(features, labels)
+    kept = min(len(lda.classes_) - 1, features.shape[1])
+    return np.zeros(features.shape[1]), lda.scalings_[:, :kept].T
+
+
+def _learned_whitening(features: np.ndarray, labels: np.ndarray, n: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Whitening by the shrunk within-class covariance, then the leading directions of the whitened
+    total covariance: ``(mean, projection)`` with projection ``(n, d)``."""
+    mean = features.mean(axis=0)
+    centred = features - mean
+    classes, inverse = np.unique(labels, return_inverse=True)
+    class_means = np.stack([centred[inverse == c].mean(axis=0) for c in range(len(classes))])
+    within = centred - class_means[inverse]
+    d = features.shape[1]
+    scatter = within.T @ within / max(len(features) - len(classes), 1)
+    scatter = (1 - DEFAULT_SHRINKAGE) * scatter + DEFAULT_SHRINKAGE * np.trace(scatter) / d * np.eye(d)
+    whiten = _inverse_sqrt(scatter)
+    total = whiten @ (centred.T @ centred / max(len(features) - 1, 1)) @ whiten
+    values, vectors = np.linalg.eigh(total)
+    leading = vectors[:, np.argsort(values)[::-1][: n or d]]
+    return mean, (whiten @ leading).T
 
 
 class Postprocess(FeatureExtractor):
-    """Another extractor's features, post-processed by ``steps`` (normalisation, power, standardisation, PCA)."""
+    """Another extractor's features, post-processed by ``steps`` (normalisation, power, standardisation, PCA, LDA)."""
 
     name: ClassVar[str] = "post"
 
@@ -65,6 +116,10 @@ class Postprocess(FeatureExtractor):
         return self.base.requires_fit or any(kind in FITTED for kind, _ in self._steps())
 
     @property
+    def supervised(self) -> bool:
+        return self.base.supervised or any(kind in SUPERVISED for kind, _ in self._steps())
+
+    @property
     def parallel(self) -> bool:
         return self.base.parallel
 
@@ -74,9 +129,12 @@ class Postprocess(FeatureExtractor):
 
     @property
     def dim(self) -> int:
-        dim = self.base.dim
-        for kind, argument in self._steps():
-            if kind in ("pca", "pca-whiten"):
+        """The output length; after a supervised step it is known once fitted (at most the input's)."""
+        dim, stats = self.base.dim, getattr(self, "stats_", {})
+        for i, (kind, argument) in enumerate(self._steps()):
+            if f"{i}.components" in stats:
+                dim = len(stats[f"{i}.components"])
+            elif kind in ("pca", "pca-whiten") or (kind == "learned-whiten" and argument):
                 dim = min(int(argument), dim)
         return dim
 
@@ -86,9 +144,17 @@ class Postprocess(FeatureExtractor):
     def fit(self, images, labels=None) -> Postprocess:
         if self.base.requires_fit:
             self.base.fit(images, labels)
-        features = np.asarray(self.base.extract(images), dtype=np.float64)
+        return self.fit_features(np.asarray(self.base.extract(images), dtype=np.float64), labels)
+
+    def fit_features(self, features: np.ndarray, labels=None) -> Postprocess:
+        """Fit the steps on the base extractor's features (already extracted)."""
+        features = np.asarray(features, dtype=np.float64)
         self.stats_ = {}
         for i, (kind, argument) in enumerate(self._steps()):
+            if kind in SUPERVISED and labels is None:
+                raise ValueError(f"step {kind} learns from labels: index a labelled folder (one sub-folder per class)")
+            if kind in SUPERVISED and len(set(labels)) < 2:
+                raise ValueError(f"step {kind} needs at least two classes")
             if kind == "standardize":
                 self.stats_[f"{i}.mean"] = features.mean(axis=0)
                 self.stats_[f"{i}.scale"] = 1.0 / np.maximum(features.std(axis=0), 1e-12)
@@ -102,19 +168,33 @@ class Postprocess(FeatureExtractor):
                 self.stats_[f"{i}.components"] = components[:n]
                 variance = singular[:n] ** 2 / max(len(features) - 1, 1)
                 self.stats_[f"{i}.scale"] = 1.0 / np.sqrt(np.maximum(variance, 1e-12)) if kind == "pca-whiten" else np.ones(n)
+            elif kind in SUPERVISED:
+                labels = np.asarray(labels, dtype=str)
+                mean, projection = _lda(features, labels, argument) if kind == "lda" else _learned_whitening(features, labels, argument)
+                self.stats_[f"{i}.mean"], self.stats_[f"{i}.components"] = mean, projection
+                self.stats_[f"{i}.scale"] = np.ones(len(projection))
             features = self._apply(i, kind, argument, features)
         return self
 
     def _apply(self, i: int, kind: str, argument, features: np.ndarray) -> np.ndarray:
-        if kind in ("l1", "l2"):
-            return normalise_rows(features, kind)
-        if kind == "sqrt":
-            return np.sign(features) * np.sqrt(np.abs(features))
-        if kind == "power":
-            return np.sign(features) * np.abs(features) ** argument
+        if kind == "l1":
+            return rows_l1(features)
+        if kind == "l2":
+            return rows_l2(features)
+        if kind in ("sqrt", "power"):
+            return signed_power(features, 0.5 if kind == "sqrt" else argument)
         if kind == "standardize":
             return (features - self.stats_[f"{i}.mean"]) * self.stats_[f"{i}.scale"]
         return (features - self.stats_[f"{i}.mean"]) @ self.stats_[f"{i}.components"].T * self.stats_[f"{i}.scale"]
+
+    def transform_features(self, features: np.ndarray) -> np.ndarray:
+        """The fitted steps applied to the base extractor's features."""
+        features = np.asarray(features, dtype=np.float64)
+        for i, (kind, argument) in enumerate(self._steps()):
+            if kind in FITTED and f"{i}.mean" not in getattr(self, "stats_", {}):
+                raise RuntimeError(f"post step {kind} must be fitted before extracting")
+            features = self._apply(i, kind, argument, features)
+        return features.astype(np.float32)
 
     def get_state(self) -> dict[str, np.ndarray]:
         state = {f"base.{key}": value for key, value in self.base.get_state().items()}
@@ -128,9 +208,4 @@ class Postprocess(FeatureExtractor):
         self.stats_ = {key[5:]: value for key, value in state.items() if key.startswith("step.")}
 
     def extract(self, images):
-        features = np.asarray(self.base.extract(images), dtype=np.float64)
-        for i, (kind, argument) in enumerate(self._steps()):
-            if kind in FITTED and f"{i}.mean" not in getattr(self, "stats_", {}):
-                raise RuntimeError(f"post step {kind} must be fitted before extracting")
-            features = self._apply(i, kind, argument, features)
-        return features.astype(np.float32)
+        return self.transform_features(self.base.extract(images))
