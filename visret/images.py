@@ -66,11 +66,14 @@ def _to_mode(image: Image.Image, mode: str) -> Image.Image:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
-    if mode == "HSV":  # Pillow converts to HSV from RGB only
-        return image.convert("RGB").convert("HSV")
-    if mode == "LAB":
-        return ImageCms.applyTransform(image.convert("RGB"), _srgb_to_lab())
     return image.convert(mode)
+
+
+def _to_space(image: Image.Image, mode: str) -> Image.Image:
+    """An RGB image in HSV or CIE L*a*b* (converted after resizing: hue cannot be interpolated)."""
+    if mode == "HSV":
+        return image.convert("HSV")
+    return ImageCms.applyTransform(image, _srgb_to_lab())
 
 
 @functools.cache
@@ -82,9 +85,12 @@ def _srgb_to_lab():
 def prepare(image: Image.Image, spec: InputSpec) -> np.ndarray:
     """Orient, convert and resize a Pillow image as ``spec`` says; return a uint8 array."""
     image = ImageOps.exif_transpose(image)
-    image = _to_mode(image, spec.mode)
+    colour_space = spec.mode in ("HSV", "LAB")
+    image = _to_mode(image, "RGB" if colour_space else spec.mode)
     if spec.size is not None and image.size != (spec.size[1], spec.size[0]):
         image = image.resize((spec.size[1], spec.size[0]), Image.Resampling.BILINEAR, reducing_gap=REDUCING_GAP)
+    if colour_space:
+        image = _to_space(image, spec.mode)
     array = np.asarray(image, dtype=np.uint8)
     if spec.mode == "LAB":  # Pillow stores a* and b* as signed bytes: shift them to 0-255 (0 -> 128)
         array = array ^ np.array([0, 0x80, 0x80], np.uint8)

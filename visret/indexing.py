@@ -178,8 +178,9 @@ def build_index(
     with Writer(path, replace=True) as writer:
         run = {"kind": "build", "source": str(Path(folder).absolute()), "extractor": extractor.get_config(),
                "metric": metric, "generation": writer.previous["generation"] if writer.previous else None}
-        staging = Staging(path, run, vector_dim)
+        staging = Staging(path, run)
         _fitted(staging, extractor, records, options)
+        staging.vector_dim = vector_dim = distance.vector_dim(extractor.dim)  # final once fitted (LDA)
         with Embedder(extractor, batch_size, workers, max_pixels, max_bytes) as embedder:
             parts = _embed_resumably(staging, embedder, distance, records, progress, shard_size)
         rows = [row for part in parts for row in part.rows]

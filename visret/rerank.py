@@ -169,7 +169,7 @@ class _Augmentation:
         if key not in self._cache:
             kept = [n for n in found if n != query_id][: self.k]
             others = self.collection.vectors(np.array(kept, np.int64)) if kept else np.zeros((0, len(self.own[entry])), np.float32)
-            self._cache[key] = _weighted_mean(self.own[entry], others, self.alpha)
+            self._cache[key] = self.collection.distance.project(_weighted_mean(self.own[entry], others, self.alpha))[0]
         return self._cache[key]
 
     def vectors(self, entries: np.ndarray, query_id: int | None) -> np.ndarray:
@@ -201,10 +201,10 @@ class Reranker:
         for step in self.steps:
             if step.method in ("aqe", "alpha-qe"):
                 alpha = 0.0 if step.method == "aqe" else step["alpha"]
-                queries = np.stack([
+                queries = collection.distance.project(np.stack([
                     _weighted_mean(queries[q], self._vectors(collection, _valid(ids[q, : int(step["k"])]), augmentation, own[q]), alpha)
                     for q in range(len(queries))
-                ]).astype(np.float32)
+                ]))
                 if augmentation is None:  # search the whole collection with the expanded queries
                     distances, ids = search(queries, depth)
                     continue
@@ -227,6 +227,8 @@ class Reranker:
 
     @staticmethod
     def _vectors(collection: Collection, ids: np.ndarray, augmentation: _Augmentation | None, query_id: int | None) -> np.ndarray:
+        if len(ids) == 0:
+            return np.zeros((0, 0), np.float32)  # no neighbour: an expansion keeps the vector as it is
         if augmentation is not None:
             return augmentation.vectors(ids, query_id)
         return collection.vectors(ids)

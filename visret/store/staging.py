@@ -63,8 +63,9 @@ class Staging:
     """The in-progress run of one index directory; ``run["generation"]`` is the generation it
     starts from (``None`` for a first build)."""
 
-    def __init__(self, index_path: Path, run: dict[str, Any], vector_dim: int):
+    def __init__(self, index_path: Path, run: dict[str, Any], vector_dim: int | None = None):
         self.folder = index_path / STAGING
+        #: Length of the committed vectors; a learning extractor's is known once it is fitted.
         self.vector_dim = vector_dim
         self.run = json.loads(json.dumps(run))  # the JSON form, as it compares after a restart
         current = self.folder / "run.json"
