@@ -109,16 +109,17 @@ class _ProgressBar:
     """A transient rich progress bar on stderr; ``update(done, total)`` is the progress callback."""
 
     def __init__(self, label: str):
+        self.label = label
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.progress = Progress(
-            TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
             console=err, transient=True, disable=not err.is_terminal,
         )
 
     def __enter__(self):
         self.progress.__enter__()
-        self.task = self.progress.add_task("work", total=None)
+        self.task = self.progress.add_task(self.label, total=None)
         return self
 
     def __exit__(self, *exc):
@@ -494,6 +495,50 @@ def plugins_command(as_json: AsJson = False) -> None:
         status = row["status"] if row["error"] is None else f"[red]failed[/]: {_shown(row['error'])}"
         table.add_row(_shown(row["name"]), _shown(row["version"] or ""), status, ", ".join(row["hooks"]), _shown(registered))
     out.print(table)
+
+
+@app.command("tune")
+def tune_command(
+    data_dir: Annotated[Path, typer.Argument(help="Labelled folder (one sub-folder per class).")],
+    test_dir: Annotated[Optional[Path], typer.Option(help="Labelled folder of held-out queries [default: a seeded --test-size split].")] = None,
+    extractors: Annotated[Optional[str], typer.Option("--extractors", "-e", help="Base extractors to try, comma-separated [default: the handcrafted suite].")] = None,
+    budget_minutes: Annotated[Optional[float], typer.Option(min=0.1, help="Stop searching after this long (the best so far is kept).")] = None,
+    recipe_path: Annotated[Path, typer.Option("--out", help="Where to write the winning recipe (JSON).")] = Path("recipe.json"),
+    test_size: Annotated[float, typer.Option(help="Held-out share of each class when there is no --test-dir.")] = 0.2,
+    supervised: Annotated[bool, typer.Option("--supervised/--no-supervised", help="Try steps that learn from the labels (LDA).")] = True,
+    rerank: Annotated[bool, typer.Option("--rerank/--no-rerank", help="Try re-ranking methods.")] = True,
+    seed: Annotated[int, typer.Option(help="Seed of the splits.")] = 0,
+    workers: Workers = None,
+    as_json: AsJson = False,
+) -> None:
+    """Search extractors, normalisations, combinations, post-processing and re-ranking for the best recipe."""
+    from visret.tuning import BASES, Tuner
+
+    names = [n.strip() for n in extractors.split(",") if n.strip()] if extractors else list(BASES)
+    with _ProgressBar("tuning") as bar:
+        stage = {"name": ""}
+
+        def progress(name: str, done: int, total: int) -> None:
+            if name != stage["name"]:
+                stage["name"] = name
+                bar.progress.update(bar.task, description=name)
+            bar.update(done, total)
+
+        tuner = Tuner(data_dir, test_dir=test_dir, extractors=names, test_size=test_size, seed=seed, workers=workers,
+                      budget_seconds=None if budget_minutes is None else budget_minutes * 60, progress=progress)
+        result = tuner.run(supervised=supervised, rerank=rerank)
+    path = result.recipe.save(recipe_path)
+    if as_json:
+        _print_json(result.to_dict())
+    else:
+        table = Table("extractor at its defaults", "held-out mAP", title="the same held-out queries", title_justify="left")
+        for name, score in sorted(result.defaults.items(), key=lambda item: -item[1]):
+            table.add_row(_shown(name), f"{score:.4f}")
+        table.add_row("[bold]tuned recipe[/]", f"[bold]{result.held_out.map:.4f}[/]")
+        out.print(table)
+    if not result.finished:
+        err.print("the budget ran out before every stage was tried; the recipe is the best found so far")
+    err.print(f"wrote {_shown(path)}: {_shown(result.summary())}")
 
 
 @app.command("extractors")
