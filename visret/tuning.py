@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from visret.dataset import ImageRecord, scan_folder
+from visret.dataset import scan_folder
 from visret.errors import VisretError
 from visret.evaluation import KnnReport, evaluate_features
 from visret.extraction import Embedder

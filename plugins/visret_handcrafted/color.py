@@ -7,6 +7,7 @@ from typing import ClassVar
 import numpy as np
 
 from visret import FeatureExtractor, InputSpec
+from visret.normalization import normalize, parse_norm
 from visret.params import as_int_tuple, check_choice, check_image_size, check_positive_int
 
 SPACES = {"rgb": "RGB", "hsv": "HSV", "lab": "LAB"}
@@ -47,14 +48,16 @@ class ColorHistogram(_ColorSpaceExtractor):
 
     name: ClassVar[str] = "color-hist"
 
-    def __init__(self, space: str = "hsv", bins=(8, 4, 4), joint: bool = True, size: int = 128):
+    def __init__(self, space: str = "hsv", bins=(8, 4, 4), joint: bool = True, size: int = 128, norm: str = "none"):
         self.space = space
         self.bins = bins
         self.joint = joint
         self.size = size
+        self.norm = norm
 
     def validate(self) -> None:
         super().validate()
+        parse_norm(self.norm)
         as_int_tuple("bins", self.bins, 3)
         if not isinstance(self.joint, bool):
             raise ValueError(f"joint must be true or false, got {self.joint!r}")
@@ -68,9 +71,9 @@ class ColorHistogram(_ColorSpaceExtractor):
         values = np.stack(images).reshape(len(images), -1, 3)
         bins = as_int_tuple("bins", self.bins, 3)
         if self.joint:
-            return joint_histograms(values, bins)
+            return normalize(joint_histograms(values, bins), self.norm)
         per_channel = [joint_histograms(values[:, :, c : c + 1], (b,)) for c, b in enumerate(bins)]
-        return np.concatenate(per_channel, axis=1) / 3
+        return normalize(np.concatenate(per_channel, axis=1) / 3, self.norm)
 
 
 class ColorMoments(_ColorSpaceExtractor):
@@ -101,12 +104,14 @@ class ColorCorrelogram(FeatureExtractor):
 
     name: ClassVar[str] = "color-correlogram"
 
-    def __init__(self, bins: int = 4, distances=(1, 3, 5, 7), size: int = 64):
+    def __init__(self, bins: int = 4, distances=(1, 3, 5, 7), size: int = 64, norm: str = "none"):
         self.bins = bins
         self.distances = distances
         self.size = size
+        self.norm = norm
 
     def validate(self) -> None:
+        parse_norm(self.norm)
         check_positive_int("bins", self.bins)
         check_image_size(self.size)
         if not isinstance(self.distances, (list, tuple)) or not self.distances:
@@ -138,4 +143,4 @@ class ColorCorrelogram(FeatureExtractor):
                 total += batched_bincount(a, n_colors) + batched_bincount(b, n_colors)
                 same += 2 * batched_bincount(np.where(a == b, a, n_colors), n_colors + 1)[:, :n_colors]
             blocks.append(np.divide(same, total, out=np.zeros_like(same), where=total > 0))
-        return np.concatenate(blocks, axis=1).astype(np.float32)
+        return normalize(np.concatenate(blocks, axis=1), self.norm)

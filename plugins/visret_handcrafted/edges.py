@@ -7,6 +7,7 @@ from typing import ClassVar
 import numpy as np
 
 from visret import FeatureExtractor, InputSpec
+from visret.normalization import normalize, parse_norm
 from visret.params import check_image_size, check_positive_int
 from visret_handcrafted.grid import cell_bounds
 
@@ -16,13 +17,15 @@ class EdgeHistogram(FeatureExtractor):
 
     name: ClassVar[str] = "edges"
 
-    def __init__(self, bins: int = 8, grid: int = 4, sigma: float = 1.0, size: int = 128):
+    def __init__(self, bins: int = 8, grid: int = 4, sigma: float = 1.0, size: int = 128, norm: str = "none"):
         self.bins = bins
         self.grid = grid
         self.sigma = sigma
         self.size = size
+        self.norm = norm
 
     def validate(self) -> None:
+        parse_norm(self.norm)
         check_positive_int("bins", self.bins)
         check_positive_int("grid", self.grid)
         check_image_size(self.size, minimum=8)
@@ -57,4 +60,4 @@ class EdgeHistogram(FeatureExtractor):
         return np.concatenate(cells)
 
     def extract(self, images):
-        return np.asarray([self.describe(image) for image in images], dtype=np.float32)
+        return normalize(np.asarray([self.describe(image) for image in images]), self.norm)

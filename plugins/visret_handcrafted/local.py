@@ -11,6 +11,7 @@ from typing import ClassVar
 import numpy as np
 
 from visret import FeatureExtractor, InputSpec
+from visret.normalization import normalize, parse_norm
 from visret.params import check_choice, check_image_size, check_positive_int
 
 DESCRIPTOR_DIMS = {"sift": 128, "orb": 256, "daisy": 200}
@@ -61,6 +62,7 @@ class BagOfVisualWords(FeatureExtractor):
         fit_descriptors: int = 50_000,
         size: int = 128,
         seed: int = 0,
+        norm: str = "none",
     ):
         self.descriptor = descriptor
         self.encoding = encoding
@@ -70,8 +72,10 @@ class BagOfVisualWords(FeatureExtractor):
         self.fit_descriptors = fit_descriptors
         self.size = size
         self.seed = seed
+        self.norm = norm
 
     def validate(self) -> None:
+        parse_norm(self.norm)
         check_choice("descriptor", self.descriptor, DESCRIPTOR_DIMS)
         check_choice("encoding", self.encoding, ("bow", "vlad"))
         check_positive_int("words", self.words, minimum=2)
@@ -129,4 +133,4 @@ class BagOfVisualWords(FeatureExtractor):
     def extract(self, images):
         if not hasattr(self, "centers_"):
             raise RuntimeError("bovw must be fitted (its codebook learned) before extracting")
-        return np.stack([self.encode(local_descriptors(image, self.descriptor, self.max_keypoints)) for image in images])
+        return normalize(np.stack([self.encode(local_descriptors(image, self.descriptor, self.max_keypoints)) for image in images]), self.norm)

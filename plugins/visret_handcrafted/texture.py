@@ -8,6 +8,7 @@ from typing import ClassVar
 import numpy as np
 
 from visret import FeatureExtractor, InputSpec
+from visret.normalization import normalize, parse_norm
 from visret.params import check_choice, check_image_size, check_positive_int
 from visret_handcrafted.grid import grid_cells
 
@@ -115,12 +116,13 @@ class LBP(FeatureExtractor):
 
     name: ClassVar[str] = "lbp"
 
-    def __init__(self, points=8, radius=1.0, method: str = "uniform", grid: int = 1, size: int = 128):
+    def __init__(self, points=8, radius=1.0, method: str = "uniform", grid: int = 1, size: int = 128, norm: str = "none"):
         self.points = points
         self.radius = radius
         self.method = method
         self.grid = grid
         self.size = size
+        self.norm = norm
 
     def scales(self) -> list[tuple[int, float]]:
         points, radii = as_list("points", self.points, int), as_list("radius", self.radius)
@@ -129,6 +131,7 @@ class LBP(FeatureExtractor):
         return list(zip(points, radii))
 
     def validate(self) -> None:
+        parse_norm(self.norm)
         check_choice("method", self.method, ("uniform", "ror", "nri_uniform"))
         check_image_size(self.size)
         check_positive_int("grid", self.grid)
@@ -167,7 +170,7 @@ class LBP(FeatureExtractor):
                 for cell in grid_cells(codes, self.grid):
                     parts.append(np.bincount(cell.ravel(), minlength=bins) / max(cell.size, 1))
             rows.append(np.concatenate(parts))
-        return np.asarray(rows, dtype=np.float32)
+        return normalize(np.asarray(rows), self.norm)
 
 
 GLCM_PROPERTIES = ("contrast", "dissimilarity", "homogeneity", "ASM", "energy", "correlation", "entropy", "mean", "variance", "std")
