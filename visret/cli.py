@@ -538,7 +538,7 @@ def tune_command(
         out.print(table)
     if not result.finished:
         err.print("the budget ran out before every stage was tried; the recipe is the best found so far")
-    err.print(f"wrote {_shown(path)}: {_shown(result.summary())}")
+    err.print(f"wrote {_shown(path)}: {_shown(result.summary())}", soft_wrap=True)
 
 
 @app.command("extractors")

@@ -52,6 +52,20 @@ Progress = Callable[[str, int, int], None]
 
 
 @dataclass
+class Block:
+    """One base extractor with its best normalisation: validation mAP, spec, features."""
+
+    score: float
+    spec: dict[str, Any]
+    features: np.ndarray
+
+    @property
+    def unit(self) -> np.ndarray:
+        """The features as ``combine`` uses them: each row L2-normalised."""
+        return normalize(self.features, "l2")
+
+
+@dataclass
 class Trial:
     stage: str
     candidate: str
@@ -223,48 +237,43 @@ class Tuner:
             return score
 
         rows = None
-        blocks: dict[str, tuple[dict[str, Any], np.ndarray]] = {}
         for number, base in enumerate(self.bases):
             features, base_rows = self.features(base)
             rows = base_rows if rows is None else np.intersect1d(rows, base_rows)
             self._report("embedding", number + 1, len(self.bases))
+        blocks: dict[str, Block] = {}
         for number, base in enumerate(self.bases):  # stage 1: each block's normalisation
             features, base_rows = self.features(base)
             aligned = features[np.searchsorted(base_rows, rows)]
-            best = None
             for name, steps in BLOCK_STEPS.items():
-                if best is not None and over_budget():
+                if base["name"] in blocks and over_budget():
                     break
                 transformed = self._fitted_post(aligned, rows, steps, base)
                 score = trial("normalisation", f"{base['name']}+{name}", self._validation_map(transformed, rows))
-                if best is None or score > best[0]:
-                    best = (score, _post(base, steps), transformed, steps)
-            blocks[base["name"]] = (best[1], normalize(best[2], "l2"), best[3])
+                if base["name"] not in blocks or score > blocks[base["name"]].score:
+                    blocks[base["name"]] = Block(score, _post(base, steps), transformed)
             self._report("normalisations", number + 1, len(self.bases))
-        scores = {name: trials_max(trials, f"{name}+") for name in blocks}
-        chosen, best_score = [], -1.0  # stage 2: greedy forward selection of parts and weights
+        # stage 2: greedy forward selection of parts and weights, starting from the best block alone
+        first = max(blocks, key=lambda name: blocks[name].score)
+        chosen, best_score = [(first, 1.0)], trial("combination", f"{first} x1.0", blocks[first].score)
         while len(chosen) < min(MAX_PARTS, len(blocks)) and not over_budget():
-            candidates = [(name, w) for name in blocks if name not in dict(chosen) for w in (WEIGHTS if chosen else (1.0,))]
             results = []
-            for name, weight in candidates:
-                combined = np.concatenate([blocks[n][1] * w for n, w in chosen + [(name, weight)]], axis=1)
+            for name, weight in [(n, w) for n in blocks if n not in dict(chosen) for w in WEIGHTS]:
+                combined = np.concatenate([blocks[n].unit * w for n, w in chosen + [(name, weight)]], axis=1)
                 results.append((self._validation_map(combined, rows), name, weight))
             score, name, weight = max(results)
-            if chosen and score <= best_score + 0.002:
+            if score <= best_score + 0.002:
                 break
             chosen.append((name, weight))
             best_score = trial("combination", " + ".join(f"{n} x{w}" for n, w in chosen), score)
             self._report("combination", len(chosen), MAX_PARTS)
-        if not chosen:
-            name = max(scores, key=scores.get)
-            chosen, best_score = [(name, 1.0)], scores[name]
-        alone = blocks[chosen[0][0]][2]
-        spec = _post(self._base(chosen[0][0]), alone if alone[-1:] == ["l2"] else alone + ["l2"]) if len(chosen) == 1 else {
-            "name": "combine",
-            "params": {"parts": [blocks[n][0] for n, _ in chosen], "weights": [w for _, w in chosen],
-                       "size": max(_input_side(blocks[n][0]) for n, _ in chosen)},
-        }
-        combined = np.concatenate([blocks[n][1] * w for n, w in chosen], axis=1)
+        if len(chosen) == 1:
+            spec, combined = blocks[first].spec, blocks[first].features
+        else:
+            spec = {"name": "combine", "params": {
+                "parts": [blocks[n].spec for n, _ in chosen], "weights": [w for _, w in chosen],
+                "size": max(_input_side(blocks[n].spec) for n, _ in chosen)}}
+            combined = np.concatenate([blocks[n].unit * w for n, w in chosen], axis=1)
         best = (best_score, spec, combined, None)
         options = {f"pca-whiten:{n}": ["pca-whiten:" + str(n), "l2"] for n in WHITENING
                    if n < combined.shape[1] and n < int((~self.is_test & ~self.is_validation).sum())}
@@ -317,10 +326,6 @@ class Tuner:
             X, y = normalize(features, norm), self.labels[base_rows]
             out[base["name"]] = evaluate_features(X[~test], y[~test], X[test], y[test]).map
         return out
-
-
-def trials_max(trials: list[Trial], prefix: str) -> float:
-    return max(t.validation_map for t in trials if t.candidate.startswith(prefix))
 
 
 def tune(data: str | Path, *, supervised: bool = True, rerank: bool = True, **options) -> TuningResult:
