@@ -2,7 +2,8 @@
 
 Run from the repository root: ``.venv/bin/python benchmarks/extraction_speed.py`` (every handcrafted
 extractor on 1,440 of the 7,200 images, about 6 minutes on 2 cores). Learning extractors are fitted
-first (not timed).
+first (not timed). ``--changed-defaults`` times each default that issue #11 changed against its old
+parameters instead (one process, same images, same run).
 """
 
 from __future__ import annotations
@@ -58,11 +59,47 @@ def worker_scaling(extractors: list[str], limit: int | None = None, build_dir: P
     return rows
 
 
+#: Parameters of the defaults that issue #11 changed, as they were before, to time both in one run.
+OLD_DEFAULTS = {
+    "color-hist": {"bins": [8, 4, 4], "size": 128, "norm": "none"},
+    "color-correlogram": {"norm": "none"},
+    "lbp": {"norm": "none"},
+    "edges": {"norm": "none"},
+    "bovw": {"norm": "none"},
+}
+
+
+def changed_defaults(limit: int) -> list[dict]:
+    """Images/s (one process) of each changed default against its old parameters, same images, same run."""
+    records = scan_folder(SHARED / "coil100")
+    records = records[:: max(1, len(records) // limit)][:limit]
+    for record in records:
+        record.path.read_bytes()
+    rows = []
+    for name, old in OLD_DEFAULTS.items():
+        row = {"extractor": name, "images": len(records)}
+        for label, extractor in (("new", visret.get_extractor(name)), ("old", visret.get_extractor(name, **old))):
+            if extractor.requires_fit:
+                fit_extractor(extractor, records, max_pixels=10**9)
+            extract_records(extractor, records[:64], workers=1)  # warm caches (filter banks, imports)
+            start = time.perf_counter()
+            extract_records(extractor, records, workers=1)
+            row[f"{label}_images_per_s"] = len(records) / (time.perf_counter() - start)
+        row["new_vs_old"] = row["new_images_per_s"] / row["old_images_per_s"]
+        print(json.dumps(row), file=sys.stderr)
+        rows.append(row)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--extractors", default=HANDCRAFTED)
     parser.add_argument("--limit", type=int, default=1440)
+    parser.add_argument("--changed-defaults", action="store_true", help="time the defaults issue #11 changed against the old ones")
     args = parser.parse_args()
+    if args.changed_defaults:
+        print(json.dumps(changed_defaults(args.limit), indent=2))
+        return
     print(json.dumps(worker_scaling(args.extractors.split(","), args.limit), indent=2))
 
 

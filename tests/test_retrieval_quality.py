@@ -244,7 +244,7 @@ def test_a_supervised_step_on_unlabelled_images_is_one_line(tmp_path, cli):
         Image.fromarray(np.random.default_rng(i).integers(0, 256, (12, 12), dtype=np.uint8)).save(flat / f"{i}.png")
     result = cli("index", flat, "-e", "post", "-p", 'extractor={"name":"pixels","params":{"size":12}}', "-p", "steps=lda", "--index", tmp_path / "ix")
     assert result.exit_code == 1
-    assert result.stderr.strip() == "error: cannot fit extractor 'post': it learns from labels: index a labelled folder (one sub-folder per class)"
+    assert result.stderr.strip() == "error: cannot fit extractor 'post': step lda learns from labels: index a labelled folder (one sub-folder per class)"
 
 
 # ---- ranking depth, progress, recipes ------------------------------------------------------------

@@ -29,10 +29,8 @@ def fit_extractor(
 ) -> None:
     """Fit a learning extractor on the readable images among ``records`` (or a seeded sample);
     an extractor that learns from labels is fitted on the labelled ones."""
-    if extractor.supervised:
-        records = [r for r in records if r.label is not None]
-        if not records:
-            raise VisretError(f"cannot fit extractor {extractor.name!r}: it learns from labels: index a labelled folder (one sub-folder per class)")
+    if extractor.supervised and any(r.label is not None for r in records):
+        records = [r for r in records if r.label is not None]  # it learns from labels: only labelled images
     wanted = extractor.fit_sample_size()
     if wanted is not None and wanted < len(records):
         chosen = np.sort(np.random.default_rng(seed).choice(len(records), wanted, replace=False))

@@ -44,11 +44,15 @@ class _ColorSpaceExtractor(FeatureExtractor):
 
 
 class ColorHistogram(_ColorSpaceExtractor):
-    """Colour histogram in RGB, HSV or Lab: joint (bins multiply) or per channel (bins add); sums to 1."""
+    """Colour histogram in RGB, HSV or Lab: joint (bins multiply) or per channel (bins add), then ``norm``.
+
+    The defaults (HSV, 16 x 8 x 16 bins, power 0.3 then L2) were measured on the shared datasets:
+    COIL-100 mAP 0.937 against 0.678 for 8 x 4 x 4 raw histograms (docs/benchmarks.md).
+    """
 
     name: ClassVar[str] = "color-hist"
 
-    def __init__(self, space: str = "hsv", bins=(8, 4, 4), joint: bool = True, size: int = 128, norm: str = "none"):
+    def __init__(self, space: str = "hsv", bins=(16, 8, 16), joint: bool = True, size: int = 128, norm: str = "power:0.3"):
         self.space = space
         self.bins = bins
         self.joint = joint

@@ -45,8 +45,9 @@ def nearest_word(descriptors: np.ndarray, centers: np.ndarray) -> np.ndarray:
 class BagOfVisualWords(FeatureExtractor):
     """SIFT, ORB or DAISY descriptors encoded against a learned codebook: word histogram or VLAD.
 
-    ``bow``: L1-normalised histogram of nearest codewords (``words`` dims). ``vlad``: per word,
-    the sum of residuals to it, power- and L2-normalised (``words`` x descriptor dims).
+    ``bow``: histogram of nearest codewords (``words`` dims); ``vlad``: per word, the sum of
+    residuals to it (``words`` x descriptor dims). ``norm`` (default ``hellinger``: RootSIFT-style
+    square root for BoW, the power + L2 normalisation of VLAD) applies to both.
     """
 
     name: ClassVar[str] = "bovw"
@@ -62,7 +63,7 @@ class BagOfVisualWords(FeatureExtractor):
         fit_descriptors: int = 50_000,
         size: int = 128,
         seed: int = 0,
-        norm: str = "none",
+        norm: str = "hellinger",
     ):
         self.descriptor = descriptor
         self.encoding = encoding
@@ -126,9 +127,7 @@ class BagOfVisualWords(FeatureExtractor):
             return (np.bincount(words, minlength=self.words) / len(words)).astype(np.float32)
         residuals = np.zeros_like(self.centers_)
         np.add.at(residuals, words, descriptors - self.centers_[words])
-        vlad = np.sign(residuals) * np.sqrt(np.abs(residuals))
-        norm = np.linalg.norm(vlad)
-        return (vlad.ravel() / norm if norm > 0 else vlad.ravel()).astype(np.float32)
+        return residuals.ravel().astype(np.float32)  # norm "hellinger" is VLAD's power + L2 normalisation
 
     def extract(self, images):
         if not hasattr(self, "centers_"):

@@ -116,7 +116,7 @@ class LBP(FeatureExtractor):
 
     name: ClassVar[str] = "lbp"
 
-    def __init__(self, points=8, radius=1.0, method: str = "uniform", grid: int = 1, size: int = 128, norm: str = "none"):
+    def __init__(self, points=8, radius=1.0, method: str = "uniform", grid: int = 1, size: int = 128, norm: str = "hellinger"):
         self.points = points
         self.radius = radius
         self.method = method
