@@ -105,7 +105,7 @@ def bench_collection(name: str, data: np.ndarray, n_queries: int, seed: int = 1)
     brute = NearestNeighbors(n_neighbors=10, algorithm="brute").fit(data)
     sklearn_single = time_single(lambda q: brute.kneighbors(q, return_distance=False), queries, budget_s=8)
     result["baselines"] = {"textbook_numpy_single_qps": textbook, "sklearn_brute_single_qps": sklearn_single}
-    del brute
+    brute = None  # free it before the indexes are built
 
     for label, (pattern, knobs) in FACTORIES.items():
         factory = pattern.format(nlist=nlist, m=m)
@@ -137,7 +137,7 @@ def bench_collection(name: str, data: np.ndarray, n_queries: int, seed: int = 1)
             "single_vs_sklearn_brute": single / sklearn_single,
         }
         print(name, label, json.dumps(result["indexes"][label]), file=sys.stderr)
-        del index
+        index = None  # free it before the next one
     return result
 
 
