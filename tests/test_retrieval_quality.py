@@ -2,8 +2,6 @@
 supervised post-processing that is never fitted on its queries, ranking depth, recipes."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +16,6 @@ from visret.recipe import Recipe, read_recipe
 from visret.rerank import Reranker, parse_rerank
 from visret.search import ArrayCollection
 
-VISRET = str(Path(sys.executable).with_name("visret"))
 
 
 # ---- normalisations ---------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 import visret
-from visret import VisretError, add_images, build_index, open_index, remove_images, sync_index
+from visret import VisretError, add_images, build_index, open_index, sync_index
 from visret.store import layout
 from visret.store.layout import MANIFEST, checksum
 
