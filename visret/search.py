@@ -15,11 +15,26 @@ from visret import vectors
 from visret.distances import Distance
 
 
-def _padded(n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.full((n, k), np.inf, np.float32), np.full((n, k), -1, np.int64)
+class _Searcher:
+    """The shared part of a search: float32 queries, padded results, threads by batch size."""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        out_d, out_i = np.full((len(queries), k), np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
+        if len(self) and len(queries):
+            vectors.use_threads(len(queries))
+            self._search(queries, k, out_d, out_i)
+        return out_d, out_i
+
+    def _search(self, queries: np.ndarray, k: int, out_d: np.ndarray, out_i: np.ndarray) -> None:
+        """Fill ``out_d`` and ``out_i`` with the ``k`` nearest of each query."""
+        raise NotImplementedError
 
 
-class ExactSearch:
+class ExactSearch(_Searcher):
     """Brute force over the shards in place (no second copy of the vectors, in memory or on disk)."""
 
     def __init__(self, shards: Sequence[np.ndarray], ids: np.ndarray, distance: Distance):
@@ -29,12 +44,7 @@ class ExactSearch:
     def __len__(self) -> int:
         return int(self.offsets[-1])
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        out_d, out_i = _padded(len(queries), k)
-        if len(self) == 0 or len(queries) == 0:
-            return out_d, out_i
-        vectors.use_threads(len(queries))
+    def _search(self, queries, k, out_d, out_i) -> None:
         found_d, found_i = [], []
         for shard, start in zip(self.shards, self.offsets[:-1]):
             depth = min(k, len(shard))
@@ -49,10 +59,9 @@ class ExactSearch:
             distances, ids = np.take_along_axis(distances, order, 1), np.take_along_axis(ids, order, 1)
         depth = min(k, distances.shape[1])
         out_d[:, :depth], out_i[:, :depth] = distances[:, :depth], ids[:, :depth]
-        return out_d, out_i
 
 
-class FaissSearch:
+class FaissSearch(_Searcher):
     """An approximate FAISS index (IVF, HNSW, PQ...); entries it cannot delete (HNSW) are tombstones, filtered out."""
 
     def __init__(self, index: faiss.Index, distance: Distance, tombstones: np.ndarray):
@@ -62,12 +71,7 @@ class FaissSearch:
     def __len__(self) -> int:
         return int(self.index.ntotal) - len(self.tombstones)
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        out_d, out_i = _padded(len(queries), k)
-        if len(self) == 0 or len(queries) == 0:
-            return out_d, out_i
-        vectors.use_threads(len(queries))
+    def _search(self, queries, k, out_d, out_i) -> None:
         depth = min(k + len(self.tombstones), self.index.ntotal)
         raw, ids = self.index.search(queries, depth)
         distances = self.distance.readable(raw)
@@ -75,7 +79,6 @@ class FaissSearch:
         for q in range(len(queries)):
             keep = np.flatnonzero(alive[q])[:k]
             out_d[q, : len(keep)], out_i[q, : len(keep)] = distances[q, keep], ids[q, keep]
-        return out_d, out_i
 
 
 class ArrayCollection:
