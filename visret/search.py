@@ -45,18 +45,28 @@ class ExactSearch(_Searcher):
         return int(self.offsets[-1])
 
     def _search(self, queries, k, out_d, out_i) -> None:
+        # A short list per query: merge shard by shard in a heap (memory queries x k). A ranking of
+        # most of the collection: sort every shard's list at once.
+        merged = faiss.ResultHeap(len(queries), k, keep_max=False) if 2 * k < len(self) else None
         found_d, found_i = [], []
         for shard, start in zip(self.shards, self.offsets[:-1]):
             depth = min(k, len(shard))
             if depth == 0:
                 continue
             raw, rows = faiss.knn(queries, shard, depth, metric=self.distance.faiss_metric)
-            found_d.append(self.distance.readable(raw))
-            found_i.append(self.ids[start + rows])
-        distances, ids = np.concatenate(found_d, axis=1), np.concatenate(found_i, axis=1)
-        if len(found_d) > 1:  # merge the shards' lists: by distance, then id, so ties are deterministic
-            order = np.lexsort((ids, distances), axis=1)[:, :k]
-            distances, ids = np.take_along_axis(distances, order, 1), np.take_along_axis(ids, order, 1)
+            distances, ids = self.distance.readable(raw), np.ascontiguousarray(self.ids[start + rows], dtype=np.int64)
+            if merged is not None:
+                merged.add_result(distances, ids)
+            else:
+                found_d.append(distances)
+                found_i.append(ids)
+        if merged is not None:
+            merged.finalize()
+            distances, ids = merged.D, merged.I
+        else:
+            distances, ids = np.concatenate(found_d, axis=1), np.concatenate(found_i, axis=1)
+        order = np.lexsort((ids, distances), axis=1)[:, :k]  # by distance, then id: ties are deterministic
+        distances, ids = np.take_along_axis(distances, order, 1), np.take_along_axis(ids, order, 1)
         depth = min(k, distances.shape[1])
         out_d[:, :depth], out_i[:, :depth] = distances[:, :depth], ids[:, :depth]
 
