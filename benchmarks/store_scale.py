@@ -10,6 +10,8 @@ grey PNGs in 100 class folders, indexed with ``pixels --param size=24`` (576-d v
 - build memory: the peak resident memory of the building process minus its resident memory after
   importing visret, against the bytes of the vectors added (N x 576 x 4);
 - disk: the index directory's bytes against those vectors;
+- evaluation: ``visret evaluate --index`` (leave-one-out) with the full ranking at 10k and ``--depth 100``
+  at 10k and 100k (issue #11: the full ranking took 11.3 s at 10k and over 25 minutes at 100k);
 - removal: ``visret remove`` of one class folder (1 % of the entries), its time and the bytes of the
   current generation it frees (removed vectors are compacted out of the shards).
 """
@@ -122,6 +124,10 @@ def bench(n: int, root: Path) -> dict:
         "python_numpy_start_s": round(median_wall([sys.executable, "-c", "import numpy"]), 3),
         "verify_s": round(median_wall([VISRET, "info", "--verify", "--index", str(index)], repeats=1), 2),
     }
+    if n <= 10_000:
+        result["loo_full_s"] = round(median_wall([VISRET, "evaluate", "--index", str(index), "--json"], repeats=1), 1)
+    if n <= 100_000:
+        result["loo_depth100_s"] = round(median_wall([VISRET, "evaluate", "--index", str(index), "--depth", "100", "--json"], repeats=1), 1)
     before = current_bytes(index)
     start = time.perf_counter()
     subprocess.run([VISRET, "remove", str(data / "c042"), "--index", str(index)], check=True, capture_output=True)

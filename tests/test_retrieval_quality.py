@@ -223,7 +223,7 @@ def test_leave_one_out_of_a_supervised_index_never_fits_on_its_queries(tmp_path)
 def test_supervised_steps_learn_from_labels_and_beat_the_plain_features(digits):
     from visret.comparison import compare
 
-    hog = {"name": "hog", "params": {"size": 32, "pixels_per_cell": 4}}
+    hog = {"name": "hog", "params": {"size": 32, "pixels_per_cell": 8}}  # 324-d
     result = compare(digits / "train", [hog, {"name": "post", "params": {"extractor": hog, "steps": ["standardize", "lda", "l2"]}},
                                         {"name": "post", "params": {"extractor": hog, "steps": ["standardize", "learned-whiten:20", "l2"]}}],
                      protocol="kfold", folds=3, workers=1)
