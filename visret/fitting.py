@@ -23,18 +23,26 @@ from visret.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageReadError,
 from visret.plugins import extractor_from_spec
 
 
+def fitting_records(extractor: FeatureExtractor, records: Sequence[ImageRecord], seed: int = 0) -> list[ImageRecord]:
+    """The records an extractor is fitted on: the labelled ones if it learns from labels, then a
+    seeded sample of ``fit_sample_size()`` of them."""
+    records = list(records)
+    if extractor.supervised and any(r.label is not None for r in records):
+        records = [r for r in records if r.label is not None]
+    wanted = extractor.fit_sample_size()
+    if wanted is not None and wanted < len(records):
+        chosen = np.sort(np.random.default_rng(seed).choice(len(records), wanted, replace=False))
+        records = [records[i] for i in chosen]
+    return records
+
+
 def fit_extractor(
     extractor: FeatureExtractor, records: Sequence[ImageRecord], max_pixels: int = DEFAULT_MAX_PIXELS,
     seed: int = 0, max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> None:
     """Fit a learning extractor on the readable images among ``records`` (or a seeded sample);
     an extractor that learns from labels is fitted on the labelled ones."""
-    if extractor.supervised and any(r.label is not None for r in records):
-        records = [r for r in records if r.label is not None]  # it learns from labels: only labelled images
-    wanted = extractor.fit_sample_size()
-    if wanted is not None and wanted < len(records):
-        chosen = np.sort(np.random.default_rng(seed).choice(len(records), wanted, replace=False))
-        records = [records[i] for i in chosen]
+    records = fitting_records(extractor, records, seed)
     images, labels = [], []
     for record in records:
         try:

@@ -29,7 +29,7 @@ from visret.dataset import scan_folder
 from visret.errors import VisretError
 from visret.evaluation import KnnReport, evaluate_features
 from visret.extraction import Embedder
-from visret.fitting import fit_extractor
+from visret.fitting import fit_extractor, fitting_records
 from visret.normalization import normalize
 from visret.plugins import extractor_classes, extractor_from_spec, get_extractor
 from visret.protocols import stratified_test_mask
@@ -180,8 +180,26 @@ class Tuner:
             self.progress(stage, done, total)
 
     def features(self, spec: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        """``(features, rows)`` of every readable record, by ``spec`` fitted on the tuning part."""
+        """``(features, rows)`` of every readable record, by ``spec`` fitted on the tuning part.
+
+        A ``post`` spec is its base extractor's features (extracted once) with its steps fitted on
+        the same sample of the tuning part that ``fit_extractor`` would read: what the pipeline
+        computes, without decoding every image again.
+        """
         key = repr(spec)
+        if key not in self._features and spec["name"] == "post" and not extractor_from_spec(spec).base.requires_fit:
+            post = extractor_from_spec(spec)
+            base, rows = self.features(post.base.get_config() if isinstance(spec["params"]["extractor"], str) else spec["params"]["extractor"])
+            position = {r.path: i for i, r in enumerate(self.records)}
+            row_of = {int(record_row): i for i, record_row in enumerate(rows)}
+            tuning = [self.records[r] for r in rows if not self.is_test[r]]
+            chosen = [row_of[position[r.path]] for r in fitting_records(post, tuning, self.seed)]
+            labels = self.labels[rows][chosen] if post.supervised else None
+            try:
+                post.fit_features(base[chosen], labels)
+            except ValueError as exc:
+                raise VisretError(f"cannot fit extractor 'post': {exc}") from None
+            self._features[key] = (post.transform_features(base), rows)
         if key not in self._features:
             extractor = extractor_from_spec(spec)
             if extractor.requires_fit:
