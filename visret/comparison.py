@@ -20,7 +20,7 @@ import numpy as np
 from visret.dataset import ImageRecord, scan_folder
 from visret.errors import VisretError
 from visret.evaluation import (
-    CROSS_FIT_FOLDS, KnnReport, Progress, _Scores, check_settings, peak_rss_mib, query_latency_ms, score_features,
+    CROSS_FIT_FOLDS, Counter, KnnReport, Progress, _Scores, check_settings, peak_rss_mib, query_latency_ms, score_features,
 )
 from visret.fitting import fold_embeddings
 from visret.images import DEFAULT_MAX_PIXELS
@@ -174,7 +174,7 @@ def compare(
         {"images": len(records), "test_size": test_size, "folds": folds, "seed": seed, "k": k, "at": list(at),
          "weights": weights, "metric": metric, "depth": depth, "rerank": reranker.spec if reranker else None},
     )
-    work = _Work(progress, len(created) * 2 * len(records))
+    work = Counter(progress, len(created) * 2 * len(records))
     for name, extractor, spec in created:
         comparison.reports[name] = _evaluate_extractor(
             extractor, spec, records, labels, groups, protocol, k, at, weights, metric, depth, reranker,
@@ -183,33 +183,8 @@ def compare(
     return comparison
 
 
-class _Work:
-    """Progress over a comparison, counted in images embedded and queries ranked; the total
-    grows when extractors that learn embed the images again for each fold."""
-
-    def __init__(self, progress: Progress | None, total: int):
-        self.progress, self.total, self.done = progress, total, 0
-
-    def advance(self, n: int) -> None:
-        self.done += n
-        self.total = max(self.total, self.done)
-        if self.progress is not None:
-            self.progress(self.done, self.total)
-
-    def ranking(self) -> Progress:
-        """A ``progress(done, total)`` callback for one ranking pass."""
-        seen = 0
-
-        def update(done: int, total: int) -> None:
-            nonlocal seen
-            self.advance(done - seen)
-            seen = done
-
-        return update
-
-
 def _evaluate_extractor(extractor, spec, records, labels, groups, protocol, k, at, weights, metric, depth, reranker,
-                        batch_size, workers, max_pixels, seed, work: _Work):
+                        batch_size, workers, max_pixels, seed, work: Counter):
     classes = np.array(sorted(set(labels.tolist())))
     scores = _Scores(classes, k, weights, at, depth)
     cross_fit = protocol == "loo" and extractor.supervised
@@ -238,7 +213,7 @@ def _evaluate_extractor(extractor, spec, records, labels, groups, protocol, k, a
             held = score_features(scores, features[~is_query], ok_labels[~is_query], features[is_query], ok_labels[is_query],
                                   metric, reranker, work.ranking())
             latency_queries = held.distance.prepare(features[is_query])
-    suffix = f" (supervised steps refitted in {len(groups)} folds)" if cross_fit else ""
+    suffix = f" (fitted without the queries, in {len(groups)} folds)" if cross_fit else ""
     report = scores.report(at, protocol + suffix, reranker.spec if reranker else None)
     report.supervised = bool(extractor.supervised)
     report.skipped = len(skipped)

@@ -243,19 +243,30 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _ticker(progress: Progress | None, total: int) -> Callable[[int], None] | None:
-    """Turn a ``progress(done, total)`` callback into an ``advance(n)`` one."""
-    if progress is None:
-        return None
-    done = 0
-    progress(0, total)
+class Counter:
+    """Progress counted in work units (images embedded, queries ranked) for a ``progress(done,
+    total)`` callback; the total grows when more work turns up (a refit per fold)."""
 
-    def advance(n: int) -> None:
-        nonlocal done
-        done += n
-        progress(done, total)
+    def __init__(self, progress: Progress | None, total: int):
+        self.progress, self.total, self.done = progress, total, 0
+        self.advance(0)
 
-    return advance
+    def advance(self, n: int) -> None:
+        self.done += n
+        self.total = max(self.total, self.done)
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+    def ranking(self) -> Progress:
+        """A ``progress(done, total)`` callback for one ranking pass, feeding this counter."""
+        seen = 0
+
+        def update(done: int, total: int) -> None:
+            nonlocal seen
+            self.advance(done - seen)
+            seen = done
+
+        return update
 
 
 def evaluate_features(
@@ -304,7 +315,7 @@ def score_features(
     code_of_id = np.append(_codes(np.asarray(collection_labels, str), scores.classes), -1)
     query_codes = _codes(np.asarray(query_labels, str), scores.classes)
     exclude = np.arange(len(held)) if loo else None
-    rank_and_score(scores, held, code_of_id, query_vectors, query_codes, exclude, reranker, _ticker(progress, len(query_codes)))
+    rank_and_score(scores, held, code_of_id, query_vectors, query_codes, exclude, reranker, Counter(progress, len(query_codes)).advance)
     return held
 
 
@@ -371,7 +382,7 @@ def _evaluate(index: Index, test, k, weights, at, depth, rerank, batch_size, wor
     code_of_id = np.full(int(ids.max()) + 2, -1, np.int64)  # the spare last slot serves the "no item" id -1
     code_of_id[ids] = _codes(labels, classes)
     scores = _Scores(classes, k, weights, at, depth)
-    rank_and_score(scores, index, code_of_id, queries, _codes(true, classes), exclude, reranker, _ticker(progress, len(true)))
+    rank_and_score(scores, index, code_of_id, queries, _codes(true, classes), exclude, reranker, Counter(progress, len(true)).advance)
     report = scores.report(at, "loo" if test is None else "holdout", reranker.spec if reranker else None)
     report.skipped = skipped
     report.cost = {
@@ -395,19 +406,20 @@ def _cross_fitted_loo(index: Index, k, weights, at, depth, reranker, batch_size,
     fold = stratified_folds(labels, min(CROSS_FIT_FOLDS, len(records)), seed=0)
     classes = np.array(sorted(set(labels.tolist())), dtype=str)
     scores = _Scores(classes, k, weights, at, depth)
-    advance = _ticker(progress, len(records))
     parts = range(fold.max() + 1)
-    embeddings = fold_embeddings(index.manifest["extractor"], records, [fold != f for f in parts], batch_size=batch_size, workers=workers)
+    work = Counter(progress, 2 * len(records))  # embedding (once or per fold), then ranking
+    embeddings = fold_embeddings(index.manifest["extractor"], records, [fold != f for f in parts], batch_size=batch_size,
+                                 workers=workers, progress=work.advance)
     query_vectors, true = [], []
     for f, embedded in zip(parts, embeddings):
         collection = ArrayCollection(index.distance.prepare(embedded.features), index.distance)
         codes = _codes(labels[embedded.rows], classes)
         is_query = fold[embedded.rows] == f
         own = np.flatnonzero(is_query)
-        rank_and_score(scores, collection, np.append(codes, -1), collection.vectors(own), codes[own], own, reranker, advance)
+        rank_and_score(scores, collection, np.append(codes, -1), collection.vectors(own), codes[own], own, reranker, work.advance)
         query_vectors.append(collection.vectors(own))
         true.append(labels[embedded.rows][own])
-    report = scores.report(at, f"loo (supervised steps refitted in {len(parts)} folds)", reranker.spec if reranker else None)
+    report = scores.report(at, f"loo (fitted without the queries, in {len(parts)} folds)", reranker.spec if reranker else None)
     report.supervised = True
     report.skipped = len(records) - len(embedded.rows)
     report.cost = {"extraction_images_per_s": None, "index_bytes": index.info()["bytes"], "peak_rss_mib": peak_rss_mib()}
