@@ -4,6 +4,7 @@ supervised post-processing that is never fitted on its queries, ranking depth, r
 import json
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 from PIL import Image
@@ -271,3 +272,29 @@ def test_a_recipe_round_trips_into_an_index(digits, tmp_path, cli):
     (tmp_path / "bad.json").write_text(json.dumps({"extractor": {"name": "nope"}}))
     bad = cli("index", digits / "test", "--recipe", tmp_path / "bad.json", "--index", tmp_path / "ix3")
     assert bad.exit_code == 1 and "unknown extractor 'nope'" in bad.stderr
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine", "l1"])
+def test_a_full_ranking_matches_a_reference_sort_with_ties_by_id(metric):
+    """Ranking the whole collection (leave-one-out's default) takes another path than a short
+    list: the same distances, ordered by distance then id, over shards whose ids are not in row order."""
+    from visret.search import ExactSearch
+
+    rng = np.random.default_rng(4)
+    vectors = rng.integers(0, 3, (60, 4)).astype(np.float32) + 0.5  # few distinct values: many ties
+    distance = get_distance(metric)
+    stored = distance.prepare(vectors)
+    ids = rng.permutation(1000)[:60].astype(np.int64)
+    search = ExactSearch([stored[:25], stored[25:]], ids, distance)
+    queries = stored[:7]
+    full_d, full_i = search.search(queries, 60)
+    short_d, short_i = search.search(queries, 5)
+    assert np.allclose(full_d[:, :5], short_d, atol=1e-5)
+    reference = distance.readable(faiss.pairwise_distances(queries, stored, distance.faiss_metric))
+    row_of = {i: r for r, i in enumerate(ids.tolist())}
+    for q in range(len(queries)):
+        assert sorted(full_i[q].tolist()) == sorted(ids.tolist())
+        assert np.all(np.diff(full_d[q]) >= 0)
+        assert np.allclose(full_d[q], reference[q][[row_of[i] for i in full_i[q].tolist()]], atol=1e-5)
+        if metric != "cosine":  # exact arithmetic on these values: ties are exact, and go by id
+            assert np.array_equal(full_i[q], ids[np.lexsort((ids, reference[q]))])

@@ -14,6 +14,9 @@ import numpy as np
 from visret import vectors
 from visret.distances import Distance
 
+#: Distances held at once when a whole collection is ranked (queries x entries): 64 MiB of float32.
+RANK_ALL_CELLS = 2**24
+
 
 class _Searcher:
     """The shared part of a search: float32 queries, padded results, threads by batch size."""
@@ -45,6 +48,9 @@ class ExactSearch(_Searcher):
         return int(self.offsets[-1])
 
     def _search(self, queries, k, out_d, out_i) -> None:
+        if k >= len(self):
+            self._rank_all(queries, out_d, out_i)
+            return
         # A short list per query: merge shard by shard in a heap (memory queries x k). A ranking of
         # most of the collection: sort every shard's list at once.
         merged = faiss.ResultHeap(len(queries), k, keep_max=False) if 2 * k < len(self) else None
@@ -69,6 +75,34 @@ class ExactSearch(_Searcher):
         distances, ids = np.take_along_axis(distances, order, 1), np.take_along_axis(ids, order, 1)
         depth = min(k, distances.shape[1])
         out_d[:, :depth], out_i[:, :depth] = distances[:, :depth], ids[:, :depth]
+
+    def _rank_all(self, queries, out_d, out_i) -> None:
+        """Every stored vector for every query (a full leave-one-out ranking): the distance
+        matrix, a chunk of queries at a time, then each row sorted over columns in id order, so
+        that ties go by id."""
+        by_id = np.argsort(self.ids, kind="stable")
+        in_order = bool(np.all(by_id == np.arange(len(by_id))))
+        ids, n = self.ids[by_id], len(self)
+        rows = max(1, RANK_ALL_CELLS // n)
+        for start in range(0, len(queries), rows):
+            chunk = queries[start : start + rows]
+            parts = [faiss.pairwise_distances(chunk, shard, self.distance.faiss_metric) for shard in self.shards]
+            raw = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+            distances, order = _sort_rows(self.distance.readable(raw if in_order else raw[:, by_id]))
+            out_d[start : start + len(chunk), :n] = distances
+            out_i[start : start + len(chunk), :n] = ids[order]
+
+
+def _sort_rows(distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row sorted by distance, ties by column, and the columns' order. One sort of 64-bit
+    keys (a non-negative float's bits keep its order; then the column): faster than a stable
+    argsort, and the sorted distances come back from the keys without a gather. Distances below
+    zero (a cosine's rounding, -1e-7) count as zero."""
+    bits = np.maximum(distances, 0.0, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    keys = (bits << np.uint64(32)) | np.arange(distances.shape[1], dtype=np.uint64)
+    keys.sort(axis=1)
+    restored = (keys >> np.uint64(32)).astype(np.uint32).view(np.float32)
+    return restored, (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
 
 
 class FaissSearch(_Searcher):
