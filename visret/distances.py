@@ -10,6 +10,7 @@ l1            as extracted                                L1             L1 (Man
 intersection  L1-normalised (features must be >= 0)       L1             1 - histogram intersection (= L1 / 2)
 chi2          explicit additive chi-square feature map    L2             chi-square distance, sum (x-y)^2/(x+y)
               (features >= 0; 5x the dimensions)                         (approximated by the map)
+hamming       as extracted (features must be 0 or 1)      L2             bits that differ (squared L2 of 0/1 vectors)
 ============  ==========================================  =============  ===========================================
 
 Because the map is applied before storing, FAISS searches every distance, and the exact search
@@ -50,6 +51,8 @@ class Distance:
         x = np.ascontiguousarray(np.atleast_2d(features), dtype=np.float32)
         if self.name in ("intersection", "chi2") and (x < 0).any():
             raise VisretError(f"distance {self.name} needs non-negative features (histograms); use l2 or cosine")
+        if self.name == "hamming" and ((x != 0) & (x != 1)).any():
+            raise VisretError("distance hamming needs 0/1 features (perceptual hashes such as phash); use l2 or cosine")
         if self.name == "cosine":
             x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
         elif self.name == "intersection":
@@ -78,7 +81,7 @@ class Distance:
             out = 1.0 - raw
         elif self.name == "intersection":
             out = raw / 2.0
-        elif self.name == "chi2":
+        elif self.name in ("chi2", "hamming"):
             out = np.maximum(raw, 0.0)
         else:
             out = raw
@@ -97,6 +100,7 @@ DISTANCES = {
         Distance("l1", faiss.METRIC_L1, approximate=False),
         Distance("intersection", faiss.METRIC_L1, approximate=False),
         Distance("chi2", faiss.METRIC_L2),
+        Distance("hamming", faiss.METRIC_L2),
     )
 }
 
@@ -105,3 +109,8 @@ def get_distance(name: str) -> Distance:
     if name not in DISTANCES:
         raise VisretError(f"metric must be one of {', '.join(DISTANCES)}, got {name!r}")
     return DISTANCES[name]
+
+
+def default_metric(extractor) -> str:
+    """Hamming for extractors of 0/1 bits (perceptual hashes), Euclidean for everything else."""
+    return "hamming" if getattr(extractor, "binary", False) else "l2"

@@ -44,6 +44,8 @@ class FeatureExtractor(Configurable):
     #: True when ``fit`` learns from the labels (LDA): such an extractor is refitted without the
     #: queries whenever it is evaluated, and cannot be fitted on unlabelled images.
     supervised: ClassVar[bool] = False
+    #: True when features are 0/1 bits (perceptual hashes), compared by Hamming distance.
+    binary: ClassVar[bool] = False
     #: The parameter that ``name:VALUE`` sets (``model:net.keras`` -> ``path="net.keras"``).
     shorthand: ClassVar[str | None] = None
 

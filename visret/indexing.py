@@ -17,7 +17,7 @@ import numpy as np
 
 from visret import vectors
 from visret.dataset import ImageRecord, scan_folder
-from visret.distances import Distance, get_distance
+from visret.distances import Distance, default_metric, get_distance
 from visret.errors import VisretError
 from visret.extraction import Embedder
 from visret.extractor import DEFAULT_EXTRACTOR, FeatureExtractor
@@ -131,7 +131,7 @@ def build_index(
     folder: str | Path,
     extractor: str | FeatureExtractor = DEFAULT_EXTRACTOR,
     index: str | Path | None = None,
-    metric: str = "l2",
+    metric: str | None = None,
     params: dict[str, Any] | None = None,
     batch_size: int = 32,
     workers: int | None = None,
@@ -151,7 +151,8 @@ def build_index(
     Unreadable files are skipped with a warning each; their count is in
     ``index.manifest["build"]``. An interrupted build resumes when run again with the same
     arguments. ``factory`` is any FAISS index-factory string, or ``auto`` (chosen by size and
-    ``max_memory`` bytes). ``metric``: ``l2``, ``cosine``, ``l1``, ``intersection`` or ``chi2``.
+    ``max_memory`` bytes). ``metric``: ``l2``, ``cosine``, ``l1``, ``intersection``, ``chi2`` or
+    ``hamming``; by default ``hamming`` for perceptual hashes, else ``l2``.
     ``rerank`` is the re-ranking queries get by default (see ``visret.rerank``).
     ``progress(done, total)`` is called as batches finish.
     """
@@ -159,6 +160,7 @@ def build_index(
     parse_rerank(rerank)
     options.check()
     extractor = resolve_extractor(extractor, params)
+    metric = metric or default_metric(extractor)
     distance = get_distance(metric)
     distance.check_factory("Flat" if factory == "auto" else factory)
     if max_memory is not None and max_memory <= 0:
