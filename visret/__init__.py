@@ -14,6 +14,7 @@ import os as _os
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from visret.classifier import Classifier
+from visret.duplicates import DuplicateReport, find_duplicates
 from visret.errors import VisretError
 from visret.evaluation import KnnReport, evaluate_features, evaluate_knn
 from visret.extractor import FeatureExtractor, InputSpec
@@ -23,6 +24,7 @@ from visret.plugins import get_classifier, get_extractor, hookimpl
 
 __all__ = [
     "Classifier",
+    "DuplicateReport",
     "FeatureExtractor",
     "Index",
     "InputSpec",
@@ -35,6 +37,7 @@ __all__ = [
     "build_index",
     "evaluate_features",
     "evaluate_knn",
+    "find_duplicates",
     "get_classifier",
     "get_extractor",
     "hookimpl",

@@ -136,7 +136,7 @@ def index_command(
     param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Extractor parameter KEY=VALUE (repeatable).")] = None,
     recipe: Annotated[Optional[Path], typer.Option(help="A recipe (JSON, from 'visret tune'): extractor, metric and re-ranking.")] = None,
     index: IndexPath = None,
-    metric: Annotated[Optional[str], typer.Option(help="Distance: l2, cosine, l1, intersection or chi2 [default: l2].")] = None,
+    metric: Annotated[Optional[str], typer.Option(help="Distance: l2, cosine, l1, intersection, chi2 or hamming [default: hamming for perceptual hashes, else l2].")] = None,
     rerank: Annotated[Optional[str], typer.Option(help="Default re-ranking of queries, e.g. alpha-qe:k=10 or dba:k=3+aqe:k=5.")] = None,
     factory: Annotated[str, typer.Option(help="FAISS index-factory string (Flat, IVF1024,Flat, HNSW32, IVF4096,PQ32...) or auto.")] = "Flat",
     max_memory: Annotated[Optional[str], typer.Option(help="Memory budget for --factory auto (e.g. 2G).")] = None,
@@ -158,7 +158,6 @@ def index_command(
 
         extractor, metric, rerank = read_recipe(recipe).index_options().values()
     chosen = resolve_extractor(extractor or DEFAULT_EXTRACTOR, None if recipe else _params(param))  # checked before the bar
-    metric = metric or "l2"
     limits = _limits(max_pixels, max_bytes)
     memory = _memory(max_memory)
     start = time.perf_counter()
@@ -539,6 +538,74 @@ def tune_command(
     if not result.finished:
         err.print("the budget ran out before every stage was tried; the recipe is the best found so far")
     err.print(f"wrote {_shown(path)}: {_shown(result.summary())}", soft_wrap=True)
+
+
+@app.command("duplicates")
+def duplicates_command(
+    folder: Annotated[Optional[Path], typer.Argument(help="Folder of images (or use --index).")] = None,
+    index: Annotated[Optional[Path], typer.Option("--index", help="Find duplicates among an index's entries (its stored vectors; no image is read).")] = None,
+    extractor: Annotated[Optional[str], typer.Option("--extractor", "-e", help="Extractor [default: gist for a folder, the index's own for --index].")] = None,
+    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Extractor parameter KEY=VALUE (repeatable).")] = None,
+    threshold: Annotated[Optional[float], typer.Option(help="Largest distance between duplicates: bits for hashes, cosine distance for float features [default: the extractor's calibrated one, else automatic].")] = None,
+    auto_threshold: Annotated[bool, typer.Option("--auto-threshold", help="Choose the threshold from the gap in nearest-neighbour distances.")] = False,
+    keep: Annotated[str, typer.Option(help="Which file of each group to keep: first (path order), largest (pixels), newest.")] = "first",
+    colour_check: Annotated[bool, typer.Option("--colour-check/--no-colour-check", help="Keep colourful images whose hues disagree apart (reads the candidates again).")] = True,
+    as_json: AsJson = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV (one row per file of each group).")] = False,
+    list_removable: Annotated[bool, typer.Option("--list-removable", help="Print only the files the --keep rule would remove, one per line.")] = False,
+    montage: Annotated[Optional[Path], typer.Option(help="Write a PNG of each group into this folder.")] = None,
+    html: Annotated[Optional[Path], typer.Option("--html", help="Write a self-contained HTML report here.")] = None,
+    workers: Workers = None,
+    max_pixels: MaxPixels = None,
+    max_bytes: MaxBytes = None,
+) -> None:
+    """Groups of exact and near-duplicate images (nothing is deleted or moved)."""
+    from visret.duplicates import find_duplicates
+
+    if (folder is None) == (index is None):
+        raise VisretError("give a folder or --index, not both and not neither")
+    if sum([as_json, as_csv, list_removable]) > 1:
+        raise VisretError("choose one of --json, --csv and --list-removable")
+    with _ProgressBar("embedding") as bar:
+        stage = {"name": "embedding"}
+
+        def progress(name: str, done: int, total: int) -> None:
+            if name != stage["name"]:
+                stage["name"] = name
+                bar.progress.update(bar.task, description=name)
+            bar.update(done, total)
+
+        report = find_duplicates(
+            folder if folder is not None else index, extractor, _params(param) or None, threshold, auto_threshold, keep,
+            workers=workers, progress=progress, colour_check=colour_check, **_limits(max_pixels, max_bytes),
+        )
+    pictures = []
+    if montage is not None:
+        from visret.plots import save_duplicate_group
+
+        pictures = [save_duplicate_group(group, montage / f"group-{n:05d}.png") for n, group in enumerate(report.groups, start=1)]
+    if html is not None:
+        from visret.duplicates.page import write_page
+
+        pictures.append(write_page(report, html))
+    _pictures_written(pictures)
+    if as_json:
+        _print_json(report.to_dict())
+    elif as_csv:
+        sys.stdout.write(report.to_csv())
+    elif list_removable:
+        sys.stdout.write("".join(f"{path}\n" for path in report.removable()))
+    else:
+        for number, group in enumerate(report.groups, start=1):
+            table = Table("", "path", "distance", title=f"group {number}: {group.kind}", title_justify="left")
+            table.columns[1].overflow = "fold"
+            closest = {path: pair.distance for path, pair in group.closest().items()}
+            for path in [group.keep] + group.removable:
+                table.add_row("keep" if path == group.keep else "", _shown(path), f"{closest.get(path, 0):g}")
+            out.print(table)
+    if report.skipped:
+        err.print(f"skipped {report.skipped} unreadable files")
+    err.print(_shown(report.summary()), soft_wrap=True)
 
 
 @app.command("extractors")

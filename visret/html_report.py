@@ -7,7 +7,7 @@ import html
 from pathlib import Path
 
 from visret.comparison import Comparison, _format
-from visret.errors import VisretError
+from visret.output_files import write_text
 
 
 def write_html(comparison: Comparison, out: str | Path, pictures: dict[str, Path] | None = None) -> Path:
@@ -38,10 +38,4 @@ img{{max-width:100%}}</style></head><body>
 {''.join(figures)}
 </body></html>
 """
-    out = Path(out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(page, encoding="utf-8")
-    except OSError as exc:
-        raise VisretError(f"cannot write {out}: {exc.strerror or exc}") from None
-    return out
+    return write_text(out, page)

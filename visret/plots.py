@@ -1,4 +1,5 @@
-"""Pictures of results (matplotlib, PNG): query montages, confusion matrices, t-SNE maps, PR curves.
+"""Pictures of results (matplotlib, PNG): query montages, confusion matrices, t-SNE maps, PR curves,
+duplicate groups and the distances their threshold cuts.
 
 matplotlib is imported only when a picture is drawn, with the non-interactive Agg backend.
 """
@@ -127,4 +128,47 @@ def save_pr_curves(curves: dict[str, dict[str, list[float]]], out: str | Path) -
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
     axis.set_title("precision-recall (mean over queries)")
+    return _save(figure, out)
+
+
+#: Members drawn per duplicate group; the rest are counted in the title.
+MAX_GROUP_TILES = 12
+
+
+def save_duplicate_group(group, out: str | Path, size: int = 128) -> Path:
+    """The files of one duplicate group side by side, the kept one framed green, each with its
+    smallest distance to another member."""
+    plt = _pyplot()
+    closest = {path: pair.distance for path, pair in group.closest().items()}
+    files = [group.keep] + group.removable
+    shown = files[:MAX_GROUP_TILES]
+    figure, axes = plt.subplots(1, len(shown), figsize=(2.2 * len(shown), 2.8), squeeze=False)
+    for axis, path in zip(axes[0], shown):
+        axis.imshow(_thumbnail(path, size))
+        kept = path == group.keep
+        axis.set_title(f"{'keep' if kept else 'copy'} d={closest.get(path, 0):g}\n{Path(path).name[:24]}", fontsize=8)
+        axis.set_xticks([])
+        axis.set_yticks([])
+        for spine in axis.spines.values():
+            spine.set_edgecolor(CORRECT if kept else NEUTRAL)
+            spine.set_linewidth(4)
+    more = f" (+{len(files) - len(shown)} more)" if len(files) > len(shown) else ""
+    figure.suptitle(f"{group.kind} duplicates, {len(files)} files{more}", fontsize=10)
+    return _save(figure, out)
+
+
+def save_distance_histogram(nearest: Sequence[float], threshold: float, distance: str, out: str | Path) -> Path:
+    """How far each image is from its nearest other image, and where the threshold cuts: the
+    images left of the line have a duplicate."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7, 3.6))
+    values = np.asarray(nearest, dtype=float)
+    bins = np.arange(values.max(initial=0) + 2) - 0.5 if distance == "hamming" else 60
+    axis.hist(values, bins=bins, color="#4575b4")
+    axis.axvline(threshold, color=WRONG, linestyle="--", label=f"threshold {threshold:g}")
+    axis.set_yscale("log")
+    axis.set_xlabel(f"distance to the nearest other image ({'bits that differ' if distance == 'hamming' else 'cosine distance'})")
+    axis.set_ylabel("images")
+    axis.legend(fontsize=8)
+    axis.set_title(f"{len(values)} distinct images: duplicates sit left of the threshold")
     return _save(figure, out)
