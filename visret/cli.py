@@ -128,6 +128,13 @@ class _ProgressBar:
     def update(self, done: int, total: int) -> None:
         self.progress.update(self.task, completed=done, total=total)
 
+    def stages(self, stage: str, done: int, total: int) -> None:
+        """A ``progress(stage, done, total)`` callback: the bar's label follows the stage."""
+        if stage != self.label:
+            self.label = stage
+            self.progress.update(self.task, description=stage)
+        self.update(done, total)
+
 
 @app.command("index")
 def index_command(
@@ -515,16 +522,8 @@ def tune_command(
 
     names = [n.strip() for n in extractors.split(",") if n.strip()] if extractors else list(BASES)
     with _ProgressBar("tuning") as bar:
-        stage = {"name": ""}
-
-        def progress(name: str, done: int, total: int) -> None:
-            if name != stage["name"]:
-                stage["name"] = name
-                bar.progress.update(bar.task, description=name)
-            bar.update(done, total)
-
         tuner = Tuner(data_dir, test_dir=test_dir, extractors=names, test_size=test_size, seed=seed, workers=workers,
-                      budget_seconds=None if budget_minutes is None else budget_minutes * 60, progress=progress)
+                      budget_seconds=None if budget_minutes is None else budget_minutes * 60, progress=bar.stages)
         result = tuner.run(supervised=supervised, rerank=rerank)
     path = result.recipe.save(recipe_path)
     if as_json:
@@ -567,17 +566,9 @@ def duplicates_command(
     if sum([as_json, as_csv, list_removable]) > 1:
         raise VisretError("choose one of --json, --csv and --list-removable")
     with _ProgressBar("embedding") as bar:
-        stage = {"name": "embedding"}
-
-        def progress(name: str, done: int, total: int) -> None:
-            if name != stage["name"]:
-                stage["name"] = name
-                bar.progress.update(bar.task, description=name)
-            bar.update(done, total)
-
         report = find_duplicates(
             folder if folder is not None else index, extractor, _params(param) or None, threshold, auto_threshold, keep,
-            workers=workers, progress=progress, colour_check=colour_check, **_limits(max_pixels, max_bytes),
+            workers=workers, progress=bar.stages, colour_check=colour_check, **_limits(max_pixels, max_bytes),
         )
     pictures = []
     if montage is not None:
