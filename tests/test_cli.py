@@ -81,7 +81,7 @@ def test_index_reports_skipped_files(cli, folder_with_broken_files, tmp_path):
         (["index", "{data}", "-e", "hog", "-p", "pixels_per_cell=big", "--index", "{tmp}/x"], "error: extractor 'hog': pixels_per_cell must be"),
         (["index", "{data}", "-p", "novalue", "--index", "{tmp}/x"], "error: parameter 'novalue' is not KEY=VALUE"),
         (["index", "{tmp}/nowhere", "--index", "{tmp}/x"], "is not a folder"),
-        (["index", "{data}", "--metric", "hamming", "--index", "{tmp}/x"], "error: metric must be one of"),
+        (["index", "{data}", "--metric", "manhattan", "--index", "{tmp}/x"], "error: metric must be one of"),
         (["query", "{tmp}/notes.txt", "--index", "{index}"], "error: cannot read query image"),
     ],
 )

@@ -63,7 +63,8 @@ def test_builtin_plugins_load_through_entry_points():
     rows = by_name()
     assert rows["handcrafted"]["version"] == visret.__version__
     assert rows["handcrafted"]["extractors"] == sorted(
-        ["color-hist", "color-moments", "color-correlogram", "hog", "lbp", "glcm", "gabor", "gist", "shape", "edges", "bovw", "pixels"]
+        ["color-hist", "color-moments", "color-correlogram", "hog", "lbp", "glcm", "gabor", "gist", "shape", "edges", "bovw", "pixels",
+         "phash", "dhash", "ahash", "whash"]
     )
     assert rows["compose"]["extractors"] == ["combine", "post"]
     assert "keras/mobilenet_v2" in rows["keras"]["extractors"] and "model" in rows["keras"]["extractors"]
