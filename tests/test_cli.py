@@ -82,6 +82,7 @@ def test_index_reports_skipped_files(cli, folder_with_broken_files, tmp_path):
         (["index", "{data}", "-p", "novalue", "--index", "{tmp}/x"], "error: parameter 'novalue' is not KEY=VALUE"),
         (["index", "{tmp}/nowhere", "--index", "{tmp}/x"], "is not a folder"),
         (["index", "{data}", "--metric", "manhattan", "--index", "{tmp}/x"], "error: metric must be one of"),
+        (["index", "{data}", "-e", "hog", "--metric", "hamming", "--index", "{tmp}/x"], "error: distance hamming needs 0/1 features"),
         (["query", "{tmp}/notes.txt", "--index", "{index}"], "error: cannot read query image"),
     ],
 )

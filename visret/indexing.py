@@ -162,6 +162,8 @@ def build_index(
     extractor = resolve_extractor(extractor, params)
     metric = metric or default_metric(extractor)
     distance = get_distance(metric)
+    if metric == "hamming" and not extractor.binary:  # known before any image is embedded
+        raise VisretError(f"distance hamming needs 0/1 features (perceptual hashes such as phash), not {extractor.name}; use l2 or cosine")
     distance.check_factory("Flat" if factory == "auto" else factory)
     if max_memory is not None and max_memory <= 0:
         raise VisretError(f"max memory must be positive, got {max_memory}")
