@@ -62,14 +62,14 @@ def evaluate(X_train, y_train, X_test, y_test) -> dict:
     return scores(visret.evaluate_features(X_train, y_train, X_test, y_test, k=1, at=(10,)))
 
 
-def run(dataset: str, root: Path, workers: int) -> dict:
+def run(dataset: str, root: Path, workers: int, names: list[str]) -> dict:
     train_dir, test_dir = materialise(dataset, root)
     train, test = scan_folder(train_dir), scan_folder(test_dir)
     y_train = np.array([r.label for r in train])
     y_test = np.array([r.label for r in test])
     rows = {}
-    for name, spec in EXTRACTORS.items():
-        X_train, X_test = features(spec, train, test, workers)
+    for name in names:
+        X_train, X_test = features(EXTRACTORS[name], train, test, workers)
         rows[name] = evaluate(X_train, y_train, X_test, y_test)
         print(f"  {dataset} {name}: {rows[name]}", file=sys.stderr)
     return {"train": len(train), "test": len(test), "rows": rows}
@@ -79,12 +79,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="coil100,coil20,umist,animal-mnist")
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--rows", help="only these rows, by name, separated by ';' (e.g. 'color-hist;lbp')")
     parser.add_argument("--out", type=Path, help="also write the JSON results here")
     args = parser.parse_args()
+    names = args.rows.split(";") if args.rows else list(EXTRACTORS)
+    unknown = sorted(set(names) - set(EXTRACTORS))
+    if unknown:
+        parser.error(f"unknown rows {unknown}; known: {list(EXTRACTORS)}")
     results = {}
     with tempfile.TemporaryDirectory(prefix="visret-bench-") as tmp:
         for dataset in args.datasets.split(","):
-            results[dataset] = run(dataset, Path(tmp), args.workers)
+            results[dataset] = run(dataset, Path(tmp), args.workers, names)
     emit(results, args.out)
 
 

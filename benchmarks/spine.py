@@ -78,6 +78,29 @@ def cold_query(workdir: Path, repeats: int) -> dict:
     }
 
 
+def cli_index_scaling(workdir: Path, repeats: int) -> list[dict]:
+    """End to end ``visret index`` with ``--workers 1`` and ``2`` in fresh processes (pool start
+    included): all of COIL-100 with ``hog``, and a 36-image folder where a pool cannot pay for itself."""
+    small = workdir / "small"
+    for record in sorted((SHARED / "coil100").rglob("*.png"))[:36]:
+        target = small / record.parent.name / record.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(record.read_bytes())
+    rows = []
+    for label, folder in (("coil100 (7,200 images)", SHARED / "coil100"), ("36 images", small)):
+        row = {"job": f"visret index {label} -e hog"}
+        for workers in (1, 2):
+            times = []
+            for attempt in range(repeats):
+                index = workdir / f"cli-{workers}-{attempt}-{len(rows)}"
+                times += wall([VISRET, "index", str(folder), "-e", "hog", "--index", str(index), "--workers", str(workers)], 1)
+            row[f"seconds_{workers}_worker"] = statistics.median(times)
+        row["speedup"] = row["seconds_1_worker"] / row["seconds_2_worker"]
+        print(json.dumps(row), file=sys.stderr)
+        rows.append(row)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -88,6 +111,7 @@ def main() -> None:
         results = {
             "cold_query": cold_query(Path(tmp), args.repeats),
             "worker_scaling_coil100": worker_scaling(args.extractors.split(","), build_dir=Path(tmp)),
+            "cli_index_scaling": cli_index_scaling(Path(tmp), 3),
         }
     print(json.dumps(results, indent=2))
 
