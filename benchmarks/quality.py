@@ -55,16 +55,19 @@ def naive_script(train: Path, test: Path) -> float:
     return visret.evaluate_features(X, y, Q, yq).map
 
 
-def run(dataset: str, root: Path, workers: int | None) -> dict:
+RUNS = {
+    "tuned_unsupervised": {"supervised": False, "rerank": False},
+    "tuned_unsupervised_rerank": {"supervised": False, "rerank": True},
+    "tuned_supervised": {"supervised": True, "rerank": True},
+}
+
+
+def run(dataset: str, root: Path, workers: int | None, names: list[str]) -> dict:
     train, test = materialise(dataset, root)
     started = time.perf_counter()
     tuner = Tuner(train, test_dir=test, extractors=BASES, workers=workers)
-    runs = {
-        "tuned_unsupervised": tuner.run(supervised=False, rerank=False),
-        "tuned_unsupervised_rerank": tuner.run(supervised=False, rerank=True),
-        "tuned_supervised": tuner.run(supervised=True, rerank=True),
-    }
-    defaults = runs["tuned_supervised"].defaults
+    runs = {name: tuner.run(**RUNS[name]) for name in names}
+    defaults = next(iter(runs.values())).defaults
     best = max(defaults, key=defaults.get)
     row = {
         "indexed": int((~tuner.is_test).sum()),
@@ -85,12 +88,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="coil100,coil20,umist,mnist,animal-mnist")
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--runs", default=",".join(RUNS), help="which tuner runs, separated by commas")
     parser.add_argument("--out", type=Path, help="also write the JSON results here")
     args = parser.parse_args()
+    names = args.runs.split(",")
+    if set(names) - set(RUNS):
+        parser.error(f"runs must be among {', '.join(RUNS)}")
     results = {}
     with tempfile.TemporaryDirectory(prefix="visret-quality-") as tmp:
         for dataset in args.datasets.split(","):
-            results[dataset] = run(dataset, Path(tmp), args.workers)
+            results[dataset] = run(dataset, Path(tmp), args.workers, names)
     emit(results, args.out)
 
 
