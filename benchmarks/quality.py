@@ -1,7 +1,7 @@
 """Retrieval quality on the fair splits: defaults, the tuner (unsupervised, with re-ranking, supervised).
 
 Run from the repository root: ``.venv/bin/python benchmarks/quality.py`` (on 2 cores COIL-100 took 34
-minutes, COIL-20 9, UMIST 1.5, each of the 10,000-image sets longer than COIL-100; ``--datasets
+minutes, COIL-20 9, UMIST 1.5, MNIST 43, Animal-MNIST 32 for its supervised run alone; ``--datasets
 coil20,umist`` for a quick run, ``--runs tuned_supervised`` for one tuner run). For each dataset the
 fair split of ``datasets.py`` gives an indexed part and a query part. ``visret.tuning.Tuner`` is
 given the indexed part as its data and the query part as its held-out test folder, so every
