@@ -1,4 +1,5 @@
-# visret: `make demo` runs the main job on a small real dataset; `make test` runs the whole suite.
+# visret: `make demo` runs the main jobs (retrieval, then handcrafted vs CNN classification) on a small
+# real dataset; `make test` runs the whole suite.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -30,6 +31,10 @@ demo: $(VENV)/.setup
 	$(BIN)/visret query $(DEMO)/digits/test/3/$$(ls $(DEMO)/digits/test/3 | head -n 1) \
 		$(DEMO)/digits/test/8/$$(ls $(DEMO)/digits/test/8 | head -n 1) --index $(DEMO)/index -k 5
 	$(BIN)/visret evaluate $(DEMO)/digits/test --index $(DEMO)/index -k 5
+	$(BIN)/visret compare $(DEMO)/digits --pipelines "hog(size=32,pixels_per_cell=4)+linear-svm,cnn/lenet5" \
+		--epochs 30 --augment translate=0.1,rotate=0.05 --save-dir $(DEMO)/models --html $(DEMO)/pipelines.html
+	$(BIN)/visret classify $$(for d in $(DEMO)/digits/test/*/; do ls $$d* | head -n 2; done) \
+		--model $(DEMO)/models/cnn-lenet5.keras --montage $(DEMO)/predictions.png --explain
 
 test: $(VENV)/.setup-dev
 	$(BIN)/python -m pytest

@@ -22,7 +22,6 @@ from datasets import materialise, stratified_test_mask  # noqa: E402
 import visret  # noqa: E402
 from visret.dataset import scan_folder  # noqa: E402
 from visret.extraction import extract_records  # noqa: E402
-from visret_keras.training import train  # noqa: E402
 
 COIL_AUGMENT = "rotate=0.05,translate=0.1,zoom=0.1,contrast=0.2,brightness=0.1"
 DIGIT_AUGMENT = "translate=0.08,rotate=0.03,zoom=0.05"  # small shifts and turns a hand-drawn shape keeps
@@ -34,11 +33,11 @@ def knn(train_dir: Path, test_dir: Path, extractor: str, params: dict | None = N
 
 
 def lenet(train_dir: Path, test_dir: Path, out: Path, epochs: int) -> dict:
-    report = train(
+    _, report = visret.train_pipeline(
         train_dir, model="cnn/lenet5", test_data=test_dir, augment=DIGIT_AUGMENT, epochs=epochs, batch_size=32,
-        patience=6, val_split=0.1, out=out, verbose=0,
+        patience=6, val_split=0.1, out=out,
     )
-    return {"test_accuracy": report.test_accuracy, "training_seconds": report.seconds, "epochs": report.epochs, "sizes": report.sizes}
+    return {"test_accuracy": report.test_accuracy, "training_seconds": report.train_seconds, "epochs": report.epochs, "sizes": report.sizes}
 
 
 def head_on(train_dir: Path, test_dir: Path, extractor: str, params: dict | None, fraction: float) -> float:
@@ -90,9 +89,9 @@ def main() -> None:
         coil = {}
         for name, augment in (("no_augmentation", None), ("augmentation", COIL_AUGMENT)):
             start = time.perf_counter()
-            report = train(
+            _, report = visret.train_pipeline(
                 coil_train, model="cnn/vgg-small", params={"size": 32, "widths": [32, 64, 128]}, test_data=coil_test,
-                augment=augment, epochs=args.coil_epochs, batch_size=64, patience=4, tta=8, out=root / f"coil-{name}.keras", verbose=0,
+                augment=augment, epochs=args.coil_epochs, batch_size=64, patience=4, tta=8, out=root / f"coil-{name}.keras",
             )
             coil[name] = {"test_accuracy": report.test_accuracy, "test_accuracy_tta8": report.test_accuracy_tta,
                           "epochs": report.epochs, "seconds": time.perf_counter() - start}

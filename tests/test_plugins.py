@@ -9,6 +9,7 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import visret
 from visret import VisretError, get_classifier, get_extractor
@@ -69,7 +70,9 @@ def test_builtin_plugins_load_through_entry_points():
     assert rows["compose"]["extractors"] == ["combine", "post"]
     assert "keras/mobilenet_v2" in rows["keras"]["extractors"] and "model" in rows["keras"]["extractors"]
     assert rows["handcrafted"]["hooks"] == ["register_extractors"]
-    assert rows["heads"]["classifiers"] == ["knn", "linear-svm", "logistic", "random-forest"]
+    assert rows["heads"]["classifiers"] == ["knn", "linear-svm", "logistic", "random-forest", "svm"]
+    assert rows["heads"]["pipelines"] == ["features"] and rows["keras"]["pipelines"] == ["cnn"]
+    assert rows["keras"]["classifiers"] == ["dense"]
     assert get_classifier("knn", k=3).k == 3
 
 
@@ -120,7 +123,7 @@ def test_two_plugins_registering_one_name_is_an_error_naming_both(register_plugi
 
 def test_plugins_and_extractors_list_as_json(cli):
     plugins = json.loads(cli("plugins", "--json").stdout)
-    assert {"name", "version", "hooks", "extractors", "classifiers", "status", "error"} <= set(plugins[0])
+    assert {"name", "version", "hooks", "extractors", "classifiers", "pipelines", "status", "error"} <= set(plugins[0])
     extractors = {row["name"]: row for row in json.loads(cli("extractors", "--json").stdout)}
     assert extractors["hog"]["params"]["pixels_per_cell"] == 16
     assert extractors["lbp"]["params"] == {"points": 8, "radius": 1.0, "method": "uniform", "grid": 1, "size": 128, "norm": "hellinger"}
@@ -161,3 +164,82 @@ def test_visret_load_plugins_restricts_what_loads(project_env):
     assert [row["name"] for row in json.loads(listing.stdout)] == ["handcrafted"]
     by_dist = run_visret("plugins", "--json", env={**project_env, "VISRET_LOAD_PLUGINS": "visret-plugin-example"})
     assert [row["name"] for row in json.loads(by_dist.stdout)] == ["example"]
+
+
+class Threshold(visret.Pipeline):
+    """Dark or light, by the mean grey level against a threshold learnt on the training part."""
+
+    name: ClassVar[str] = "test/threshold"
+
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+        self.classes_ = np.array(["dark", "light"])
+
+    @property
+    def input_spec(self):
+        return visret.InputSpec(mode="L", size=(8, 8))
+
+    def predict_arrays(self, images):
+        light = 1 / (1 + np.exp(-(np.array([image.mean() for image in images]) - self.threshold) / 10))
+        return np.stack([1 - light, light], axis=1)
+
+    def save(self, path):
+        Path(path).write_text(json.dumps({"threshold": self.threshold}))
+        return Path(path)
+
+    @classmethod
+    def recognises(cls, path):
+        return Path(path).suffix == ".threshold"
+
+    @classmethod
+    def load(cls, path):
+        return cls(json.loads(Path(path).read_text())["threshold"])
+
+    @classmethod
+    def trains(cls, model):
+        return model == "test/threshold"
+
+    @classmethod
+    def train(cls, split, settings, out, progress=None):
+        means = {label: [] for label in split.classes}
+        for record in split.train:
+            means[record.label].append(np.asarray(Image.open(record.path).convert("L")).mean())
+        return cls(float(np.mean([np.mean(v) for v in means.values()]))), {"train_seconds": 0.0, "params": {"seed": settings["seed"]}}
+
+
+class ThresholdPlugin:
+    @visret.hookimpl
+    def register_pipelines(self, register):
+        register(Threshold)
+
+
+def test_a_plugins_pipeline_kind_trains_saves_loads_and_classifies(register_plugin, cli, tmp_path):
+    rng = np.random.default_rng(0)
+    for label, level in (("dark", 60), ("light", 190)):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for i in range(10):
+            Image.fromarray(np.clip(rng.normal(level, 20, (16, 16)), 0, 255).astype(np.uint8)).save(tmp_path / "data" / label / f"{i}.png")
+    register_plugin(ThresholdPlugin(), "threshold")
+    assert by_name()["threshold"]["pipelines"] == ["test/threshold"]
+    model = tmp_path / "m.threshold"
+    trained = cli("train", tmp_path / "data", "--model", "test/threshold", "--out", model, "--json")
+    assert trained.exit_code == 0, trained.stderr
+    report = json.loads(trained.stdout)
+    assert report["test_accuracy"] == 1.0 and report["pipeline"] == "test/threshold" and 60 < json.loads(model.read_text())["threshold"] < 190
+    classified = cli("classify", tmp_path / "data", "--model", model, "--json")
+    assert classified.exit_code == 0 and [r["label"] for r in json.loads(classified.stdout)] == ["dark"] * 10 + ["light"] * 10
+    visret.plugins.pm.unregister(name="threshold")
+    visret.plugins.reset_registry()
+    with pytest.raises(VisretError, match="is not a saved pipeline"):
+        visret.load_pipeline(model)
+
+
+def test_every_hook_is_documented_in_the_readme():
+    import inspect
+
+    from visret import hookspecs
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    hooks = [name for name, f in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("register_")]
+    assert hooks == ["register_classifiers", "register_commands", "register_extractors", "register_pipelines"]
+    assert [hook for hook in hooks if f"`{hook}(" not in readme] == []

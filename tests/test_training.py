@@ -5,36 +5,34 @@ import json
 import numpy as np
 import pytest
 
+import visret
 from visret import get_classifier
 
 import keras  # a required dependency: a broken install must fail here, not skip
 
 
-def test_splits_are_disjoint_stratified_and_saved(digits, tmp_path):
-    from visret.dataset import scan_folder
-    from visret_keras.training import split_records, train
+def test_a_cnn_is_trained_and_tested_on_the_shared_split_and_saves_it(digits, tmp_path):
+    from visret.pipelines.split import make_split
 
-    parts = split_records(scan_folder(digits / "train"), val_split=0.2, test_split=0.2, seed=0)
-    paths = {name: {str(r.path) for r in part} for name, part in parts.items()}
-    assert not (paths["train"] & paths["test"]) and not (paths["val"] & paths["test"]) and not (paths["train"] & paths["val"])
-    assert sum(len(p) for p in paths.values()) == 150
-    assert {r.label for r in parts["test"]} == {str(d) for d in range(10)}
-    report = train(digits / "train", model="cnn/lenet5", epochs=1, out=tmp_path / "m.keras", verbose=0, val_split=0.2, test_split=0.2)
+    split = make_split(digits / "train", val_split=0.2, test_split=0.2, seed=0)
+    _, report = visret.train_pipeline(digits / "train", model="cnn/lenet5", epochs=1, out=tmp_path / "m.keras", val_split=0.2, test_split=0.2)
     saved = json.loads((tmp_path / "m.split.json").read_text())
-    assert set(saved["test"]) == paths["test"] and set(saved["train"]) == paths["train"]
-    assert report.sizes == {"train": len(paths["train"]), "val": len(paths["val"]), "test": len(paths["test"])}
+    for part in ("train", "val", "test"):
+        assert set(saved[part]) == {str(r.path) for r in getattr(split, part)}
+    assert report.sizes == split.sizes()
 
 
 def test_trained_lenet_has_the_textbook_size_and_reloads_in_safe_mode(digits, tmp_path):
-    from visret_keras.training import _predict, load_classifier, train
+    from visret_keras.pipeline import CNNPipeline
 
-    report = train(digits / "train", model="cnn/lenet5", epochs=2, out=tmp_path / "lenet.keras", verbose=0)
-    model, classes = load_classifier(tmp_path / "lenet.keras")
-    assert model.count_params() == 61_706 and classes == [str(d) for d in range(10)]
+    _, report = visret.train_pipeline(digits / "train", model="cnn/lenet5", epochs=2, out=tmp_path / "lenet.keras")
+    pipeline = visret.load_pipeline(tmp_path / "lenet.keras")
+    assert isinstance(pipeline, CNNPipeline)
+    assert pipeline.model.count_params() == 61_706 and list(pipeline.classes_) == [str(d) for d in range(10)]
     assert (tmp_path / "lenet.curves.png").stat().st_size > 1000 and (tmp_path / "lenet.log.csv").is_file()
-    x = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 1)).astype(np.float32)
-    reloaded = _predict(model)(x)
-    again = _predict(keras.saving.load_model(tmp_path / "lenet.keras", safe_mode=True))(x)
+    x = list(np.random.default_rng(0).integers(0, 256, (4, 32, 32), dtype=np.uint8))
+    reloaded = pipeline.predict_arrays(x)
+    again = keras.saving.load_model(tmp_path / "lenet.keras", safe_mode=True).predict(np.asarray(x, np.float32)[..., None], verbose=0)
     np.testing.assert_allclose(reloaded, again, rtol=1e-6)
     np.testing.assert_allclose(reloaded.sum(axis=1), 1.0, rtol=1e-5)
     assert report.epochs == 2 and 0 <= report.test_accuracy <= 1
@@ -87,22 +85,6 @@ def test_frozen_layers_do_not_change_in_transfer_and_do_after_unfreezing():
     assert moving and all(not v.trainable for v in moving)
 
 
-def test_tta_averages_the_image_and_n_augmentations():
-    from visret_keras.training import predict_tta
-
-    calls = []
-
-    def predict(images):
-        calls.append(images.copy())
-        return np.stack([images.mean(axis=(1, 2, 3)), 1 - images.mean(axis=(1, 2, 3))], axis=1)
-
-    images = np.full((2, 4, 4, 1), 0.2, np.float32)
-    shifts = iter([0.1, 0.3, 0.5])
-    result = predict_tta(predict, images, 3, lambda x: x + next(shifts))
-    assert len(calls) == 4
-    np.testing.assert_allclose(result[:, 0], np.mean([0.2, 0.3, 0.5, 0.7]))
-
-
 @pytest.mark.parametrize("module", ["mobilenet_v2", "resnet", "densenet", "efficientnet"])
 def test_preprocessing_layers_equal_the_familys_preprocess_input(module):
     import importlib
@@ -115,21 +97,6 @@ def test_preprocessing_layers_equal_the_familys_preprocess_input(module):
     for layer in preprocessing_layers(module):
         out = np.asarray(layer(out))
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-4)
-
-
-@pytest.mark.parametrize("name", ["knn", "logistic", "linear-svm", "random-forest"])
-def test_heads_classify_embeddings_and_round_trip(name, tmp_path):
-    from sklearn.datasets import load_digits
-
-    X, y = load_digits(return_X_y=True)
-    head = get_classifier(name).fit(X[:1200], y[:1200])
-    accuracy = np.mean(head.predict(X[1200:]) == y[1200:].astype(str))
-    assert accuracy > 0.85
-    path = tmp_path / f"head.{'npz' if name == 'knn' else 'skops'}"
-    head.save(path)
-    again = type(head).load(path)
-    np.testing.assert_allclose(again.predict_proba(X[1200:]), head.predict_proba(X[1200:]))
-    np.testing.assert_array_equal(again.classes_, head.classes_)
 
 
 def test_a_head_file_with_unexpected_types_is_refused(tmp_path):
@@ -158,7 +125,7 @@ def test_cli_train_then_classify_then_index_with_the_model(cli, digits, tmp_path
     assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
     indexed = cli("index", digits / "train", "-e", f"model:{model}", "--index", tmp_path / "ix", "--workers", "1")
     assert indexed.exit_code == 0, indexed.stderr
-    bad = cli("train", digits / "train", "--augment", "blur=1", "--out", tmp_path / "x.keras")
+    bad = cli("train", digits / "train", "--model", "cnn/lenet5", "--augment", "blur=1", "--out", tmp_path / "x.keras")
     assert bad.exit_code == 1 and "unknown augmentation 'blur'" in bad.stderr
 
 
@@ -169,7 +136,7 @@ def test_cli_train_then_classify_then_index_with_the_model(cli, digits, tmp_path
     (["--test-split", "0"], "test split must be between 0 and 1, got 0.0"),
 ])
 def test_bad_training_options_are_one_line(cli, digits, tmp_path, options, message):
-    result = cli("train", digits / "train", "--epochs", "1", "--out", tmp_path / "m.keras", *options)
+    result = cli("train", digits / "train", "--model", "cnn/lenet5", "--epochs", "1", "--out", tmp_path / "m.keras", *options)
     assert result.exit_code == 1 and result.stderr.strip() == f"error: {message}"
 
 

@@ -1,7 +1,7 @@
 """visret: image retrieval and classification with handcrafted and deep features.
 
 The public API is small: build an index from a folder, open it, query it, evaluate k-NN on
-held-out images. Extractors and classifier heads come from plugins (see ``visret.hookspecs``).
+held-out images; train, compare, save and reopen classification pipelines. Extractors and classifier heads come from plugins (see ``visret.hookspecs``).
 """
 
 __version__ = "0.1.0"
@@ -20,9 +20,12 @@ from visret.evaluation import KnnReport, evaluate_features, evaluate_knn
 from visret.extractor import FeatureExtractor, InputSpec
 from visret.index import Index, Neighbor, QueryResult, open_index
 from visret.indexing import add_images, build_index, remove_images, sync_index
+from visret.pipelines import ClassificationReport, Pipeline, load_pipeline, train_pipeline
+from visret.pipelines.comparison import PipelineComparison, compare_pipelines
 from visret.plugins import get_classifier, get_extractor, hookimpl
 
 __all__ = [
+    "ClassificationReport",
     "Classifier",
     "DuplicateReport",
     "FeatureExtractor",
@@ -30,18 +33,23 @@ __all__ = [
     "InputSpec",
     "KnnReport",
     "Neighbor",
+    "Pipeline",
+    "PipelineComparison",
     "QueryResult",
     "VisretError",
     "__version__",
     "add_images",
     "build_index",
+    "compare_pipelines",
     "evaluate_features",
     "evaluate_knn",
     "find_duplicates",
     "get_classifier",
     "get_extractor",
     "hookimpl",
+    "load_pipeline",
     "open_index",
     "remove_images",
     "sync_index",
+    "train_pipeline",
 ]

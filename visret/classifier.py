@@ -20,6 +20,10 @@ class Classifier(Configurable):
     """
 
     name: ClassVar[str] = ""
+    #: The file ending ``save`` writes (a pipeline names its head file by it).
+    file_suffix: ClassVar[str] = ".npz"
+    #: Values worth trying per parameter: a pipeline chooses among them on its validation part.
+    search_space: ClassVar[dict[str, tuple]] = {}
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> Classifier:
         raise NotImplementedError

@@ -1,4 +1,4 @@
-"""The ``visret`` command line: index, query, evaluate, info, and what plugins provide."""
+"""The ``visret`` command line: index, query, evaluate, compare, train, classify, and what plugins provide."""
 
 from __future__ import annotations
 
@@ -7,18 +7,19 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
+from visret.console import (
+    ProgressBar, cell, err, fail, memory_size, out, parse_cli_params, pictures_written, print_json, read_limits, shown,
+)
 from visret.errors import VisretError
 from visret.extractor import DEFAULT_EXTRACTOR
+from visret.pipelines import commands as pipeline_commands
 
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
 
 
 class _Commands(TyperGroup):
@@ -29,19 +30,12 @@ class _Commands(TyperGroup):
         try:
             return super().invoke(ctx)
         except VisretError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         except OSError as exc:
             where = f": {exc.filename}" if exc.filename else ""
-            _fail(f"{exc.strerror or exc}{where}")
+            fail(f"{exc.strerror or exc}{where}")
         except MemoryError:
-            _fail("out of memory; use smaller images or parameters, or fewer --workers")
-
-
-def _fail(message: str) -> None:
-    from visret.images import display_path
-
-    err.print(f"error: {display_path(message)}", markup=False, soft_wrap=True)
-    raise typer.Exit(1) from None
+            fail("out of memory; use smaller images or parameters, or fewer --workers")
 
 
 app = typer.Typer(
@@ -67,19 +61,6 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of tabl
 K = Annotated[int, typer.Option("-k", "--k", min=1, help="Number of neighbours.")]
 
 
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
-
-
-def _params(pairs: list[str] | None) -> dict[str, Any]:
-    from visret.params import parse_params
-
-    try:
-        return parse_params(pairs or [])
-    except ValueError as exc:
-        raise VisretError(str(exc)) from None
-
-
 Workers = Annotated[Optional[int], typer.Option(min=1, help="Worker processes [default: CPU count].")]
 BatchSize = Annotated[int, typer.Option(min=1, help="Images per batch.")]
 MaxPixels = Annotated[Optional[int], typer.Option(min=1, help="Skip images with more pixels (decompression bombs).")]
@@ -88,52 +69,6 @@ Nprobe = Annotated[Optional[int], typer.Option(min=1, help="IVF lists probed per
 Rerank = Annotated[Optional[str], typer.Option(help="Re-ranking: aqe:k=5, alpha-qe:k=10,alpha=3, dba:k=3, k-reciprocal:k1=20,k2=6,lambda=0.3, several joined by +, or none [default: the index's].")]
 Depth = Annotated[Optional[int], typer.Option(min=1, help="Rank only the top N of the collection (mAP becomes mAP@N) [default: all].")]
 EfSearch = Annotated[Optional[int], typer.Option(min=1, help="HNSW search beam per query.")]
-
-
-def _memory(text: str | None) -> int | None:
-    """``512M``, ``2G``, ``1.5G`` or a number of bytes."""
-    if text is None:
-        return None
-    units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-    number, unit = (text[:-1], text[-1].upper()) if text[-1:].upper() in units else (text, "")
-    try:
-        size = int(float(number) * units.get(unit, 1))
-    except ValueError:
-        size = 0
-    if size <= 0:
-        raise VisretError(f"a size must be positive, like 512M or 2G, got {text!r}")
-    return size
-
-
-class _ProgressBar:
-    """A transient rich progress bar on stderr; ``update(done, total)`` is the progress callback."""
-
-    def __init__(self, label: str):
-        self.label = label
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            console=err, transient=True, disable=not err.is_terminal,
-        )
-
-    def __enter__(self):
-        self.progress.__enter__()
-        self.task = self.progress.add_task(self.label, total=None)
-        return self
-
-    def __exit__(self, *exc):
-        return self.progress.__exit__(*exc)
-
-    def update(self, done: int, total: int) -> None:
-        self.progress.update(self.task, completed=done, total=total)
-
-    def stages(self, stage: str, done: int, total: int) -> None:
-        """A ``progress(stage, done, total)`` callback: the bar's label follows the stage."""
-        if stage != self.label:
-            self.label = stage
-            self.progress.update(self.task, description=stage)
-        self.update(done, total)
 
 
 @app.command("index")
@@ -164,11 +99,11 @@ def index_command(
         from visret.recipe import read_recipe
 
         extractor, metric, rerank = read_recipe(recipe).index_options().values()
-    chosen = resolve_extractor(extractor or DEFAULT_EXTRACTOR, None if recipe else _params(param))  # checked before the bar
-    limits = _limits(max_pixels, max_bytes)
-    memory = _memory(max_memory)
+    chosen = resolve_extractor(extractor or DEFAULT_EXTRACTOR, None if recipe else parse_cli_params(param))  # checked before the bar
+    limits = read_limits(max_pixels, max_bytes)
+    memory = memory_size(max_memory)
     start = time.perf_counter()
-    with _ProgressBar("indexing") as bar:
+    with ProgressBar("indexing") as bar:
         built = build_index(
             folder, chosen, index, metric=metric, batch_size=batch_size, workers=workers,
             progress=bar.update, factory=factory, max_memory=memory, nprobe=nprobe, ef_search=ef_search,
@@ -179,29 +114,14 @@ def index_command(
     rate = build["indexed"] / seconds if seconds > 0 else 0.0
     out.print(
         f"indexed {build['indexed']} images, skipped {build['skipped']}, "
-        f"{seconds:.1f} s ({rate:.1f} images/s) -> {_shown(built.path)} \\[{_shown(built.manifest['factory'])}]"
+        f"{seconds:.1f} s ({rate:.1f} images/s) -> {shown(built.path)} \\[{shown(built.manifest['factory'])}]"
     )
-
-
-def _limits(max_pixels: int | None, max_bytes: str | None) -> dict[str, int]:
-    from visret.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
-
-    return {"max_pixels": max_pixels or DEFAULT_MAX_PIXELS, "max_bytes": _memory(max_bytes) or DEFAULT_MAX_BYTES}
-
-
-def _shown(text: Any) -> str:
-    """User text (paths, labels, names) for rich output: markup escaped, control characters too."""
-    from rich.markup import escape
-
-    from visret.images import display_path
-
-    return escape(display_path(text))
 
 
 def _report_changes(changes, index_path) -> None:
     out.print(
         f"added {changes.added}, removed {changes.removed}, unchanged {changes.unchanged}, "
-        f"skipped {changes.skipped}, {changes.seconds:.1f} s -> {_shown(index_path)}"
+        f"skipped {changes.skipped}, {changes.seconds:.1f} s -> {shown(index_path)}"
     )
 
 
@@ -209,8 +129,8 @@ def _embed_changes(label: str, change, target, index, batch_size: int, workers, 
     """Run ``add_images`` or ``sync_index`` under a progress bar and print what changed."""
     from visret.index import default_index_path
 
-    limits = _limits(max_pixels, max_bytes)
-    with _ProgressBar(label) as bar:
+    limits = read_limits(max_pixels, max_bytes)
+    with ProgressBar(label) as bar:
         changes = change(target, index, batch_size, workers, progress=bar.update, **limits)
     _report_changes(changes, index or default_index_path())
 
@@ -267,11 +187,6 @@ def _cutoffs(text: str) -> list[int]:
     return values
 
 
-def _pictures_written(paths: list[Path]) -> None:
-    for path in paths:
-        err.print(f"wrote {_shown(path)}")
-
-
 @app.command("query")
 def query_command(
     images: Annotated[list[Path], typer.Argument(help="Query image files.")],
@@ -298,21 +213,21 @@ def query_command(
             target = montage if len(images) == 1 else montage.with_name(f"{montage.stem}-{n}{montage.suffix}")
             label = image.parent.name if image.parent.name in classes else None  # an ImageFolder query knows its class
             written.append(save_montage(result, target, query_label=label))
-        _pictures_written(written)
+        pictures_written(written)
     if as_json:
-        _print_json([r.to_dict() for r in results])
+        print_json([r.to_dict() for r in results])
         return
     for result in results:
-        title = _shown(result.query) + (f"  ->  predicted: [bold]{_shown(result.prediction)}[/]" if result.prediction else "")
+        title = shown(result.query) + (f"  ->  predicted: [bold]{shown(result.prediction)}[/]" if result.prediction else "")
         table = Table("rank", "path", "label", "distance", title=title, title_justify="left")
         table.columns[1].overflow = "fold"
         for rank, n in enumerate(result.neighbors, start=1):
-            table.add_row(str(rank), _shown(n.path), _shown(n.label or ""), f"{n.distance:.4f}")
+            table.add_row(str(rank), shown(n.path), shown(n.label or ""), f"{n.distance:.4f}")
         out.print(table)
 
 
 def _print_report(report) -> None:
-    summary = Table("metric", "value", title=f"k-NN evaluation ({_shown(report.describe())})", title_justify="left")
+    summary = Table("metric", "value", title=f"k-NN evaluation ({shown(report.describe())})", title_justify="left")
     for key, value in report.summary().items():
         summary.add_row(key, f"{value:.4f}")
     summary.add_row("skipped", str(report.skipped))
@@ -320,7 +235,7 @@ def _print_report(report) -> None:
     per_class = Table("class", "precision", "recall", "f1", "support", title="per class", title_justify="left")
     for label, scores in report.per_class.items():
         per_class.add_row(
-            _shown(label), f"{scores['precision']:.3f}", f"{scores['recall']:.3f}", f"{scores['f1']:.3f}", str(scores["support"])
+            shown(label), f"{scores['precision']:.3f}", f"{scores['recall']:.3f}", f"{scores['f1']:.3f}", str(scores["support"])
         )
     out.print(per_class)
 
@@ -344,7 +259,7 @@ def evaluate_command(
     """k-NN accuracy and retrieval quality of the index on a labelled test folder (or leave-one-out)."""
     from visret.evaluation import evaluate_knn
 
-    with _ProgressBar("evaluating") as bar:
+    with ProgressBar("evaluating") as bar:
         report, embeddings, labels = evaluate_knn(
             test_dir, index, k=k, weights=weights, at=_cutoffs(at), workers=workers, return_embeddings=True,
             depth=depth, rerank=rerank, progress=bar.update,
@@ -359,18 +274,19 @@ def evaluate_command(
 
         written.append(save_tsne(embeddings, labels, tsne))
     if as_json:
-        _print_json(report.to_dict())
+        print_json(report.to_dict())
     else:
         _print_report(report)
-    _pictures_written(written)
+    pictures_written(written)
 
 
 @app.command("compare")
 def compare_command(
     data_dir: Annotated[Path, typer.Argument(help="Labelled folder (holdout: with train/ and test/ inside).")],
-    extractors: Annotated[str, typer.Option("--extractors", "-e", help="Extractor names, comma-separated.")] = "color-hist,hog,lbp",
+    extractors: Annotated[Optional[str], typer.Option("--extractors", "-e", help="Retrieval: extractor names, comma-separated [default: color-hist,hog,lbp].")] = None,
+    pipelines: Annotated[Optional[str], typer.Option("--pipelines", help="Classification: pipelines to train and test, e.g. hog+linear-svm,lbp+random-forest,cnn/lenet5,keras/mobilenet_v2+transfer.")] = None,
     protocol: Annotated[str, typer.Option(help="split, kfold, loo or holdout.")] = "split",
-    test_size: Annotated[float, typer.Option(help="Query share of each class for split.")] = 0.2,
+    test_size: Annotated[float, typer.Option(help="Query share of each class for split (with --pipelines: the test share).")] = 0.2,
     folds: Annotated[int, typer.Option(min=2, help="Folds for kfold.")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of the split or folds.")] = 0,
     k: Annotated[str, typer.Option("--k", help="Cut-offs for P@k, R@k, mAP@k, nDCG@k.")] = "1,5,10",
@@ -383,12 +299,28 @@ def compare_command(
     html: Annotated[Optional[Path], typer.Option(help="Write an HTML report (tables and pictures) here.")] = None,
     depth: Depth = None,
     rerank: Rerank = None,
+    test_dir: pipeline_commands.TestDir = None,
+    val_split: pipeline_commands.ValSplit = 0.1,
+    tta: pipeline_commands.Tta = 0,
+    epochs: pipeline_commands.Epochs = None,
+    augment: pipeline_commands.Augment = None,
+    mixup: pipeline_commands.Mixup = None,
+    save_dir: Annotated[Optional[Path], typer.Option(help="Pipelines: save each trained pipeline in this folder.")] = None,
 ) -> None:
-    """A leaderboard of extractors on one folder, all under the same protocol and split."""
+    """A leaderboard on one folder, everything under the same split: extractors by k-NN retrieval
+    (--extractors), or classification pipelines trained and tested (--pipelines)."""
     from visret.comparison import compare
 
-    names = [name.strip() for name in extractors.split(",") if name.strip()]
-    with _ProgressBar("comparing") as bar:
+    if pipelines is not None:
+        if extractors is not None:
+            raise VisretError("compare --extractors (retrieval) or --pipelines (classification), not both")
+        pipeline_commands.compare_command(
+            data_dir, pipelines, test_dir, val_split, test_size, seed, tta, workers, save_dir, html, as_json, markdown, as_csv,
+            epochs=epochs, augment=augment, mixup_alpha=mixup,
+        )
+        return
+    names = [name.strip() for name in (extractors or "color-hist,hog,lbp").split(",") if name.strip()]
+    with ProgressBar("comparing") as bar:
         result = compare(
             data_dir, names, protocol=protocol, test_size=test_size, folds=folds, seed=seed, k=neighbors, at=_cutoffs(k),
             workers=workers, depth=depth, rerank=rerank, progress=bar.update,
@@ -405,9 +337,11 @@ def compare_command(
 
         best = max(result.reports, key=lambda name: result.reports[name].map)
         confusion = save_confusion(result.reports[best].confusion_matrix, result.reports[best].classes, html.with_suffix(".confusion.png"), title=f"confusion matrix of {best}")
-        written += [confusion, write_html(result, html, {"precision-recall": written[0], f"confusion matrix: {best}": confusion})]
+        settings = ", ".join(f"{k}={v}" for k, v in result.settings.items())
+        pictures = {"precision-recall": written[0], f"confusion matrix: {best}": confusion}
+        written += [confusion, write_html(html, f"visret comparison ({protocol})", settings, result.leaderboard(compact=True), pictures)]
     if as_json:
-        _print_json(result.to_dict())
+        print_json(result.to_dict())
     elif as_csv:
         sys.stdout.write(result.to_csv())
     elif markdown:
@@ -416,14 +350,14 @@ def compare_command(
         rows, best = result.rows(compact=True), result.best(compact=True)
         ranking = "full ranking" if depth is None else f"top-{depth} ranking"
         reranked = f", re-ranked by {result.settings['rerank']}" if result.settings["rerank"] else ""
-        title = _shown(f"comparison ({protocol}, {result.settings['images']} images, {ranking}{reranked}; best in green)")
+        title = shown(f"comparison ({protocol}, {result.settings['images']} images, {ranking}{reranked}; best in green)")
         table = Table(*[SHORT_HEADERS.get(c, c) for c in rows[0]], title=title, title_justify="left")
         table.columns[0].overflow = "fold"
         for row in rows:
-            cells = {c: _shown(_cell(v / 2**20 if c == "index_bytes" and v else v)) for c, v in row.items()}
+            cells = {c: shown(cell(v / 2**20 if c == "index_bytes" and v else v)) for c, v in row.items()}
             table.add_row(*[f"[bold green]{cells[c]}[/]" if c in best and v == best[c] else cells[c] for c, v in row.items()])
         out.print(table)
-    _pictures_written(written)
+    pictures_written(written)
 
 
 SHORT_HEADERS = {
@@ -435,14 +369,6 @@ SHORT_HEADERS = {
     "query_ms_p50": "query ms",
     "index_bytes": "MiB",
 }
-
-
-def _cell(value) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else ""
-    if isinstance(value, float):
-        return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
-    return "" if value is None else str(value)
 
 
 @app.command("info")
@@ -460,7 +386,7 @@ def info_command(
         if recall:
             info["recall_at_10"] = opened.recall_at_10()
     if as_json:
-        _print_json(info)
+        print_json(info)
         return
     table = Table("field", "value", show_header=False)
     extractor = info["extractor"]
@@ -482,7 +408,7 @@ def info_command(
     if "recall_at_10" in info:
         rows["recall@10 (vs exact)"] = f"{info['recall_at_10']:.4f}"
     for key, value in rows.items():
-        table.add_row(key, _shown(value))
+        table.add_row(key, shown(value))
     out.print(table)
 
 
@@ -493,13 +419,13 @@ def plugins_command(as_json: AsJson = False) -> None:
 
     rows = plugin_report()
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     table = Table("plugin", "version", "status", "hooks", "registered")
     for row in rows:
-        registered = ", ".join(row["extractors"] + row["classifiers"])
-        status = row["status"] if row["error"] is None else f"[red]failed[/]: {_shown(row['error'])}"
-        table.add_row(_shown(row["name"]), _shown(row["version"] or ""), status, ", ".join(row["hooks"]), _shown(registered))
+        registered = ", ".join(row["extractors"] + row["classifiers"] + [f"pipeline {p}" for p in row["pipelines"]])
+        status = row["status"] if row["error"] is None else f"[red]failed[/]: {shown(row['error'])}"
+        table.add_row(shown(row["name"]), shown(row["version"] or ""), status, ", ".join(row["hooks"]), shown(registered))
     out.print(table)
 
 
@@ -521,22 +447,22 @@ def tune_command(
     from visret.tuning import BASES, Tuner
 
     names = [n.strip() for n in extractors.split(",") if n.strip()] if extractors else list(BASES)
-    with _ProgressBar("tuning") as bar:
+    with ProgressBar("tuning") as bar:
         tuner = Tuner(data_dir, test_dir=test_dir, extractors=names, test_size=test_size, seed=seed, workers=workers,
                       budget_seconds=None if budget_minutes is None else budget_minutes * 60, progress=bar.stages)
         result = tuner.run(supervised=supervised, rerank=rerank)
     path = result.recipe.save(recipe_path)
     if as_json:
-        _print_json(result.to_dict())
+        print_json(result.to_dict())
     else:
         table = Table("extractor at its defaults", "held-out mAP", title="the same held-out queries", title_justify="left")
         for name, score in sorted(result.defaults.items(), key=lambda item: -item[1]):
-            table.add_row(_shown(name), f"{score:.4f}")
+            table.add_row(shown(name), f"{score:.4f}")
         table.add_row("[bold]tuned recipe[/]", f"[bold]{result.held_out.map:.4f}[/]")
         out.print(table)
     if not result.finished:
         err.print("the budget ran out before every stage was tried; the recipe is the best found so far")
-    err.print(f"wrote {_shown(path)}: {_shown(result.summary())}", soft_wrap=True)
+    err.print(f"wrote {shown(path)}: {shown(result.summary())}", soft_wrap=True)
 
 
 @app.command("duplicates")
@@ -565,10 +491,10 @@ def duplicates_command(
         raise VisretError("give a folder or --index, not both and not neither")
     if sum([as_json, as_csv, list_removable]) > 1:
         raise VisretError("choose one of --json, --csv and --list-removable")
-    with _ProgressBar("embedding") as bar:
+    with ProgressBar("embedding") as bar:
         report = find_duplicates(
-            folder if folder is not None else index, extractor, _params(param) or None, threshold, auto_threshold, keep,
-            workers=workers, progress=bar.stages, colour_check=colour_check, **_limits(max_pixels, max_bytes),
+            folder if folder is not None else index, extractor, parse_cli_params(param) or None, threshold, auto_threshold, keep,
+            workers=workers, progress=bar.stages, colour_check=colour_check, **read_limits(max_pixels, max_bytes),
         )
     pictures = []
     if montage is not None:
@@ -579,9 +505,9 @@ def duplicates_command(
         from visret.duplicates.page import write_page
 
         pictures.append(write_page(report, html))
-    _pictures_written(pictures)
+    pictures_written(pictures)
     if as_json:
-        _print_json(report.to_dict())
+        print_json(report.to_dict())
     elif as_csv:
         sys.stdout.write(report.to_csv())
     elif list_removable:
@@ -592,11 +518,11 @@ def duplicates_command(
             table.columns[1].overflow = "fold"
             closest = {path: pair.distance for path, pair in group.closest().items()}
             for path in [group.keep] + group.removable:
-                table.add_row("keep" if path == group.keep else "", _shown(path), f"{closest.get(path, 0):g}")
+                table.add_row("keep" if path == group.keep else "", shown(path), f"{closest.get(path, 0):g}")
             out.print(table)
     if report.skipped:
         err.print(f"skipped {report.skipped} unreadable files")
-    err.print(_shown(report.summary()), soft_wrap=True)
+    err.print(shown(report.summary()), soft_wrap=True)
 
 
 @app.command("extractors")
@@ -609,12 +535,12 @@ def extractors_command(as_json: AsJson = False) -> None:
         for name, cls in extractor_classes().items()
     ]
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     table = Table("extractor", "parameters (defaults)", "description")
     for row in rows:
         params = ", ".join(f"{k}={json.dumps(v)}" for k, v in row["params"].items())
-        table.add_row(_shown(row["name"]), _shown(params), _shown(row["description"]))
+        table.add_row(shown(row["name"]), shown(params), shown(row["description"]))
     out.print(table)
 
 
@@ -632,6 +558,8 @@ def _configure_logging() -> None:
     logger.setLevel(logging.INFO)
     logger.propagate = False
 
+
+pipeline_commands.register(app)
 
 _plugin_commands_added = False
 

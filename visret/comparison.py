@@ -8,8 +8,6 @@ an extractor fitted without it). Rows of such extractors are marked as supervise
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +22,7 @@ from visret.evaluation import (
 )
 from visret.fitting import fold_embeddings
 from visret.images import DEFAULT_MAX_PIXELS
+from visret.leaderboard import Leaderboard
 from visret.plugins import extractor_from_spec
 from visret.protocols import PROTOCOLS, stratified_folds, stratified_test_mask
 from visret.rerank import Reranker
@@ -62,14 +61,12 @@ class Comparison:
             rows.append({"extractor": name, "supervised": report.supervised, **metrics, **cost})
         return rows
 
+    def leaderboard(self, compact: bool = False) -> Leaderboard:
+        return Leaderboard(self.rows(compact), LOWER_IS_BETTER)
+
     def best(self, compact: bool = False) -> dict[str, float]:
         """For each numeric column, the best value (ties: every row holding it is best)."""
-        rows, best = self.rows(compact), {}
-        for column in rows[0] if rows else []:
-            values = [row[column] for row in rows if isinstance(row[column], (int, float)) and not isinstance(row[column], bool)]
-            if values and column not in ("extractor", "supervised"):
-                best[column] = min(values) if column in LOWER_IS_BETTER else max(values)
-        return best
+        return self.leaderboard(compact).best()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -80,32 +77,10 @@ class Comparison:
         }
 
     def to_markdown(self, compact: bool = True) -> str:
-        rows, best = self.rows(compact), self.best(compact)
-        columns = list(rows[0]) if rows else ["extractor"]
-        lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" if c == "extractor" else "---:" for c in columns) + "|"]
-        for row in rows:
-            cells = []
-            for column in columns:
-                text = _format(row[column])
-                cells.append(f"**{text}**" if column in best and row[column] == best[column] else text)
-            lines.append("| " + " | ".join(cells) + " |")
-        return "\n".join(lines)
+        return self.leaderboard(compact).to_markdown()
 
     def to_csv(self) -> str:
-        rows = self.rows()
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["extractor"])
-        writer.writeheader()
-        writer.writerows(rows)
-        return buffer.getvalue()
-
-
-def _format(value: Any) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else ""
-    if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 1000 else f"{value:.0f}"
-    return "" if value is None else str(value)
+        return self.leaderboard().to_csv()
 
 
 def _records(data: Path, protocol: str) -> tuple[list[ImageRecord], np.ndarray | None]:

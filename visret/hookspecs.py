@@ -27,5 +27,15 @@ def register_classifiers(register):
 
 
 @hookspec
+def register_pipelines(register):
+    """Register kinds of classification pipeline: call ``register(PipelineClass)`` once per kind.
+
+    The class must subclass ``visret.Pipeline`` and set a unique ``name``; its ``recognises``
+    and ``load`` let ``visret.load_pipeline`` open the files it saves, and ``trains`` and
+    ``train`` let ``visret train --model NAME`` train the networks it names.
+    """
+
+
+@hookspec
 def register_commands(app):
     """Add commands to the ``visret`` typer app: ``@app.command()`` on your functions."""

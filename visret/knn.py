@@ -58,6 +58,7 @@ class KNNClassifier(Classifier):
     """k-nearest neighbours over embeddings, searched with FAISS."""
 
     name: ClassVar[str] = "knn"
+    search_space: ClassVar[dict[str, tuple]] = {"k": (1, 3, 5, 10), "weights": ("uniform", "distance")}
 
     def __init__(self, k: int = 5, weights: str = "uniform", metric: str = "l2"):
         self.k = k

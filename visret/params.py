@@ -78,6 +78,16 @@ def check_positive_int(name: str, value: Any, minimum: int = 1, maximum: int | N
         raise ValueError(f"{name} must be at most {maximum}, got {value!r}")
 
 
+def check_positive_number(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+
+def check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+
+
 def check_image_size(value: Any, minimum: int = 1, name: str = "size") -> None:
     """An image side in pixels, from ``minimum`` to ``MAX_IMAGE_SIDE``."""
     check_positive_int(name, value, minimum, MAX_IMAGE_SIDE)

@@ -1,5 +1,5 @@
-"""Pictures of results (matplotlib, PNG): query montages, confusion matrices, t-SNE maps, PR curves,
-duplicate groups and the distances their threshold cuts.
+"""Pictures of results (matplotlib, PNG): query montages, predictions, confusion matrices, t-SNE maps,
+PR curves, training curves, duplicate groups and the distances their threshold cuts.
 
 matplotlib is imported only when a picture is drawn, with the non-interactive Agg backend.
 """
@@ -47,6 +47,17 @@ def _save(figure, out: str | Path) -> Path:
     return out
 
 
+def _tile(axis, image: np.ndarray, title: str, colour: str, fontsize: int = 9) -> None:
+    """One framed picture of a grid: the image, a title, a coloured frame, no ticks."""
+    axis.imshow(image)
+    axis.set_title(title, fontsize=fontsize)
+    axis.set_xticks([])
+    axis.set_yticks([])
+    for spine in axis.spines.values():
+        spine.set_edgecolor(colour)
+        spine.set_linewidth(4)
+
+
 def save_montage(result, out: str | Path, query_label: str | None = None, size: int = 128) -> Path:
     """The query and its neighbours in rank order, each with label and distance; framed green
     when its label is the query's (``query_label``, else the k-NN prediction), red otherwise."""
@@ -59,13 +70,35 @@ def save_montage(result, out: str | Path, query_label: str | None = None, size: 
         colour = NEUTRAL if expected is None or neighbor.label is None else CORRECT if neighbor.label == expected else WRONG
         tiles.append((neighbor.path, f"#{rank} {neighbor.label or ''}\nd={neighbor.distance:.3f}", colour))
     for axis, (image, title, colour) in zip(axes[0], tiles):
-        axis.imshow(_thumbnail(image, size))
-        axis.set_title(title, fontsize=9)
-        axis.set_xticks([])
-        axis.set_yticks([])
-        for spine in axis.spines.values():
-            spine.set_edgecolor(colour)
-            spine.set_linewidth(4)
+        _tile(axis, _thumbnail(image, size), title, colour)
+    return _save(figure, out)
+
+
+#: Images per row of a predictions montage.
+PREDICTION_COLUMNS = 8
+
+
+def save_predictions(predictions, out: str | Path, heatmaps: Sequence[np.ndarray] | None = None, size: int = 112, title: str = "") -> Path:
+    """Images with their predicted label and confidence, framed green when right and red when
+    wrong (grey when the true label is unknown); ``heatmaps`` (values 0-1, any size) are laid over
+    them, e.g. Grad-CAM maps of what drove each prediction."""
+    plt = _pyplot()
+    n = len(predictions)
+    if n == 0:
+        raise VisretError("no image to draw")
+    columns = min(n, PREDICTION_COLUMNS)
+    rows = -(-n // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(2.0 * columns, 2.4 * rows), squeeze=False)
+    for axis in axes.ravel()[n:]:
+        axis.axis("off")
+    for i, (axis, p) in enumerate(zip(axes.ravel(), predictions)):
+        colour = NEUTRAL if p.correct is None else CORRECT if p.correct else WRONG
+        label = f"{p.predicted} {p.confidence:.2f}" + ("" if p.correct in (None, True) else f"\ntrue: {p.label}")
+        _tile(axis, _thumbnail(p.image, size), label, colour)
+        if heatmaps is not None:
+            axis.imshow(heatmaps[i], cmap="jet", alpha=0.45, extent=(-0.5, size - 0.5, size - 0.5, -0.5), vmin=0, vmax=1)
+    if title:
+        figure.suptitle(title, fontsize=10)
     return _save(figure, out)
 
 
@@ -87,6 +120,22 @@ def save_confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], out:
                 axis.text(j, i, int(value), ha="center", va="center", fontsize=7, color="white" if rates[i, j] > 0.5 else "black")
     figure.colorbar(shown, ax=axis, fraction=0.046)
     axis.set_title(title or "confusion matrix (row-normalised colours)")
+    return _save(figure, out)
+
+
+def save_curves(history: dict[str, list[float]], out: str | Path) -> Path:
+    """Loss and accuracy per epoch, on the training and the validation part."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for axis, metric in zip(axes, ("loss", "accuracy")):
+        for prefix in ("", "val_"):
+            if prefix + metric in history:
+                values = history[prefix + metric]
+                axis.plot(range(1, len(values) + 1), values, marker="o", label=(prefix or "train_") + metric)
+        axis.set_xlabel("epoch")
+        axis.set_title(metric)
+        axis.grid(alpha=0.3)
+        axis.legend()
     return _save(figure, out)
 
 
@@ -144,14 +193,9 @@ def save_duplicate_group(group, out: str | Path, size: int = 128) -> Path:
     shown = files[:MAX_GROUP_TILES]
     figure, axes = plt.subplots(1, len(shown), figsize=(2.2 * len(shown), 2.8), squeeze=False)
     for axis, path in zip(axes[0], shown):
-        axis.imshow(_thumbnail(path, size))
         kept = path == group.keep
-        axis.set_title(f"{'keep' if kept else 'copy'} d={closest.get(path, 0):g}\n{Path(path).name[:24]}", fontsize=8)
-        axis.set_xticks([])
-        axis.set_yticks([])
-        for spine in axis.spines.values():
-            spine.set_edgecolor(CORRECT if kept else NEUTRAL)
-            spine.set_linewidth(4)
+        title = f"{'keep' if kept else 'copy'} d={closest.get(path, 0):g}\n{Path(path).name[:24]}"
+        _tile(axis, _thumbnail(path, size), title, CORRECT if kept else NEUTRAL, fontsize=8)
     more = f" (+{len(files) - len(shown)} more)" if len(files) > len(shown) else ""
     figure.suptitle(f"{group.kind} duplicates, {len(files)} files{more}", fontsize=10)
     return _save(figure, out)

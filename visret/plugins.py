@@ -1,4 +1,4 @@
-"""Plugin loading and the registries of extractors and classifiers.
+"""Plugin loading and the registries of extractors, classifiers and pipeline kinds.
 
 Plugins, built-in ones included, are found through the ``visret`` entry-point group. A plugin
 that fails to import or to register is recorded and reported, never fatal to the others.
@@ -19,6 +19,7 @@ from visret.classifier import Classifier
 from visret.errors import VisretError
 from visret.extractor import FeatureExtractor
 from visret.hookspecs import hookimpl
+from visret.pipelines.pipeline import Pipeline
 
 __all__ = ["hookimpl", "pm", "get_extractor", "get_classifier", "extractor_classes", "classifier_classes"]
 
@@ -42,6 +43,7 @@ class _Registry:
 
     extractors: dict[str, tuple[type, str]] = field(default_factory=dict)
     classifiers: dict[str, tuple[type, str]] = field(default_factory=dict)
+    pipelines: dict[str, tuple[type, str]] = field(default_factory=dict)
 
 
 _load_failures: list[PluginFailure] = []
@@ -135,6 +137,7 @@ def registry() -> _Registry:
         reg = _Registry()
         call_each_plugin("register_extractors", _register_into("extractor", FeatureExtractor, reg.extractors))
         call_each_plugin("register_classifiers", _register_into("classifier", Classifier, reg.classifiers))
+        call_each_plugin("register_pipelines", _register_into("pipeline kind", Pipeline, reg.pipelines))
         _registry = reg
     return _registry
 
@@ -203,6 +206,7 @@ def plugin_report() -> list[dict[str, Any]]:
                 "hooks": sorted(impl.name for impl in pm.get_hookcallers(plugin) or []),
                 "extractors": sorted(n for n, (_, owner) in reg.extractors.items() if owner == name),
                 "classifiers": sorted(n for n, (_, owner) in reg.classifiers.items() if owner == name),
+                "pipelines": sorted(n for n, (_, owner) in reg.pipelines.items() if owner == name),
                 "status": "loaded",
                 "error": None,
             }
@@ -219,6 +223,7 @@ def plugin_report() -> list[dict[str, Any]]:
                     "hooks": [],
                     "extractors": [],
                     "classifiers": [],
+                    "pipelines": [],
                     "status": "failed",
                     "error": failure.error,
                 }

@@ -1,11 +1,18 @@
-"""visret's built-in classifier heads: k-NN (FAISS) and scikit-learn heads (saved with skops)."""
+"""visret's built-in classifier heads (k-NN on FAISS, scikit-learn heads saved with skops) and the
+``features`` pipeline that puts a head on any extractor."""
 
 from visret import hookimpl
 from visret.knn import KNNClassifier
-from visret_heads.sklearn_heads import LinearSVMHead, LogisticHead, RandomForestHead
+from visret.pipelines.features import FeaturePipeline
+from visret_heads.sklearn_heads import LinearSVMHead, LogisticHead, RandomForestHead, SVMHead
 
 
 @hookimpl
 def register_classifiers(register):
-    for head in (KNNClassifier, LogisticHead, LinearSVMHead, RandomForestHead):
+    for head in (KNNClassifier, LogisticHead, LinearSVMHead, SVMHead, RandomForestHead):
         register(head)
+
+
+@hookimpl
+def register_pipelines(register):
+    register(FeaturePipeline)

@@ -1,4 +1,5 @@
-"""visret's CNN feature extraction networks: Keras Applications, textbook CNNs, cut trained models.
+"""visret's Keras plugin: CNN feature extraction networks (Keras Applications, textbook CNNs, cut
+trained models), CNN classifiers trained end to end (the ``cnn`` pipeline) and the ``dense`` head.
 
 Nothing here imports TensorFlow until an extractor builds its model.
 """
@@ -6,6 +7,8 @@ Nothing here imports TensorFlow until an extractor builds its model.
 from visret import hookimpl
 from visret_keras.applications import APPLICATIONS
 from visret_keras.custom import LeNet5, VGGSmall
+from visret_keras.dense_head import DenseHead
+from visret_keras.pipeline import CNNPipeline
 from visret_keras.saved_model import SavedModel
 
 
@@ -20,3 +23,13 @@ def register_commands(app):
 def register_extractors(register):
     for extractor in (*APPLICATIONS, LeNet5, VGGSmall, SavedModel):
         register(extractor)
+
+
+@hookimpl
+def register_pipelines(register):
+    register(CNNPipeline)
+
+
+@hookimpl
+def register_classifiers(register):
+    register(DenseHead)

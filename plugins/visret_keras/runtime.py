@@ -57,6 +57,15 @@ def keras():
     return keras
 
 
+def load_model(path: Path):
+    """A saved ``.keras`` model, loaded in safe mode (no code from the file runs), uncompiled."""
+    try:
+        return keras().saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # Keras raises many types for unsafe or damaged files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise VisretError(f"cannot load {path} in safe mode: {reason}") from None
+
+
 def compiled_forward(model):
     """``model(x, training=False)`` as a traced graph over any batch size."""
     tf = tensorflow()

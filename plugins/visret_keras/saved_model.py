@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from visret.errors import VisretError
 from visret.store.files import sha256_file
 from visret_keras import runtime
 from visret_keras.architectures import cut_before_head
@@ -54,11 +53,5 @@ class SavedModel(KerasExtractor):
         return batch * self.rescale if self.rescale != 1.0 else batch
 
     def build_model(self):
-        keras = runtime.keras()
-        path = Path(str(self.path)).expanduser()
-        try:
-            model = keras.saving.load_model(path, compile=False, safe_mode=True)
-        except Exception as exc:  # Keras raises many types for unsafe or damaged files
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise VisretError(f"cannot load {path} in safe mode: {reason}") from None
+        model = runtime.load_model(Path(str(self.path)).expanduser())
         return cut_before_head(model, layer=self.layer, drop=self.drop)
