@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO := build/demo
 
-.PHONY: demo test setup setup-dev benchmarks clean
+.PHONY: demo test setup setup-dev chromium benchmarks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -13,12 +13,20 @@ $(BIN)/python:
 
 # The stamps are rebuilt whenever a pyproject changes.
 $(VENV)/.setup: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e '.[serve]'
 	touch $@
 
 $(VENV)/.setup-dev: pyproject.toml tests/plugin_example/pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]' -e tests/plugin_example
+	$(BIN)/python -m pip install --quiet -e '.[dev,serve]' -e tests/plugin_example
 	touch $(VENV)/.setup $@
+
+# The browser tests drive the system Chromium (Playwright cannot download its own here): install
+# Debian's package when it is missing and we may; otherwise those tests say why they skip.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	{ if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "chromium is not installed and cannot be installed here: the browser tests will skip"; fi; }
 
 setup: $(VENV)/.setup
 setup-dev: $(VENV)/.setup-dev
@@ -35,8 +43,9 @@ demo: $(VENV)/.setup
 		--epochs 30 --augment translate=0.1,rotate=0.05 --save-dir $(DEMO)/models --html $(DEMO)/pipelines.html
 	$(BIN)/visret classify $$(for d in $(DEMO)/digits/test/*/; do ls $$d* | head -n 2; done) \
 		--model $(DEMO)/models/cnn-lenet5.keras --montage $(DEMO)/predictions.png --explain
+	@echo "browse and search the index in a web browser: $(BIN)/visret serve --index $(DEMO)/index"
 
-test: $(VENV)/.setup-dev
+test: $(VENV)/.setup-dev chromium
 	$(BIN)/python -m pytest
 
 benchmarks: $(VENV)/.setup

@@ -19,6 +19,7 @@ from visret.console import (
 from visret.errors import VisretError
 from visret.extractor import DEFAULT_EXTRACTOR
 from visret.pipelines import commands as pipeline_commands
+from visret.serve import command as serve_command
 
 
 
@@ -560,6 +561,7 @@ def _configure_logging() -> None:
 
 
 pipeline_commands.register(app)
+serve_command.register(app)
 
 _plugin_commands_added = False
 

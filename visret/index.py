@@ -56,6 +56,23 @@ class QueryResult:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One indexed image: its id, file, label, content hash and when it was added (Unix time)."""
+
+    id: int
+    path: str
+    label: str | None
+    sha256: str
+    added_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+ENTRY_COLUMNS = "id, path, label, sha256, added_at"
+
+
 class Index:
     """An opened index; create one with ``build_index`` or ``open_index``."""
 
@@ -131,6 +148,31 @@ class Index:
     def entries(self, ids: Sequence[int]) -> dict[int, tuple[str, str | None]]:
         """``id -> (path, label)`` for the given ids that are in the index."""
         return {row[0]: (row[1], row[2]) for row in self.rows_for("SELECT id, path, label FROM entries WHERE id IN ({})", ids)}
+
+    def entry(self, entry_id: int) -> Entry | None:
+        """The entry with this id, or None when the index has none."""
+        rows = self._sql(f"SELECT {ENTRY_COLUMNS} FROM entries WHERE id = ?", (int(entry_id),))
+        return Entry(*rows[0]) if rows else None
+
+    def page(self, label: str | None = None, offset: int = 0, limit: int = 60) -> list[Entry]:
+        """Entries in id order, only those of ``label`` when given: ``limit`` of them from ``offset``."""
+        where, params = ("WHERE label = ?", [label]) if label is not None else ("", [])
+        rows = self._sql(f"SELECT {ENTRY_COLUMNS} FROM entries {where} ORDER BY id LIMIT ? OFFSET ?", (*params, int(limit), int(offset)))
+        return [Entry(*row) for row in rows]
+
+    def label_counts(self) -> dict[str, int]:
+        """Entries per class, classes sorted."""
+        return dict(self._sql("SELECT label, COUNT(*) FROM entries WHERE label IS NOT NULL GROUP BY label ORDER BY label"))
+
+    def similar_by_id(self, entry_id: int, k: int = 5, weights: str = "uniform", rerank: str | None = None) -> QueryResult:
+        """The ``k`` entries nearest to an indexed one (itself left out), from its stored vector."""
+        if self.entry(entry_id) is None:
+            raise VisretError(f"entry {entry_id} is not in the index at {self.path}")
+        reranker = Reranker(self.rerank if rerank is None else rerank)
+        distances, ids = reranker.search(self, self.vectors([entry_id]), min(k + 1, len(self)))
+        keep = ids[0] != entry_id
+        kept_ids, kept_distances = ids[0][keep][:k], distances[0][keep][:k]
+        return self.results(kept_distances[None], kept_ids[None], [f"entry {entry_id}"], weights)[0]
 
     def labelled_ids(self) -> tuple[np.ndarray, np.ndarray]:
         """Every entry's id and label (``""`` for unlabelled entries)."""

@@ -1,0 +1,174 @@
+"""``visret serve``: the JSON API and the pages, on a real index with real images (FastAPI's test
+client); bad requests get a clear 4xx; the server follows the index as other processes write it."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+import visret
+from visret.serve.app import create_app
+
+VISRET = str(Path(sys.executable).with_name("visret"))
+
+
+@pytest.fixture(scope="module")
+def client(digits_index):
+    return TestClient(create_app(digits_index))
+
+
+def png_bytes(path) -> bytes:
+    return Path(path).read_bytes()
+
+
+def test_info_and_entries_describe_the_index(client, digits_index):
+    info = client.get("/api/info").json()
+    assert info["count"] == 150 and info["extractor"]["name"] == "hog" and info["factory"] == "Flat"
+    assert info["classes"] == {str(d): 15 for d in range(10)}
+    threes = client.get("/api/entries", params={"label": "3", "limit": 10}).json()
+    assert threes["total"] == 15 and len(threes["entries"]) == 10 and {e["label"] for e in threes["entries"]} == {"3"}
+    rest = client.get("/api/entries", params={"label": "3", "offset": 10, "limit": 10}).json()["entries"]
+    assert len(rest) == 5 and not {e["id"] for e in rest} & {e["id"] for e in threes["entries"]}
+    assert set(threes["entries"][0]) == {"id", "path", "label", "sha256", "added_at"}
+
+
+def test_a_query_upload_answers_like_visret_query_json(client, digits_index, digits, cli):
+    image = sorted((digits / "train" / "7").iterdir())[0]
+    answer = client.post("/api/query", files={"image": ("q.png", png_bytes(image), "image/png")}, data={"k": "4"}).json()
+    command = json.loads(cli("query", image, "--index", digits_index, "-k", "4", "--json").stdout)
+    assert answer[0]["neighbors"] == command[0]["neighbors"] and answer[0]["prediction"] == command[0]["prediction"] == "7"
+    assert answer[0]["neighbors"][0]["path"] == str(image) and answer[0]["neighbors"][0]["distance"] < 1e-4
+
+
+def test_similar_leaves_the_entry_out_and_files_are_served_by_id(client, digits_index):
+    entry = client.get("/api/entries", params={"limit": 1}).json()["entries"][0]
+    similar = client.get(f"/api/similar/{entry['id']}", params={"k": 5}).json()
+    assert len(similar["neighbors"]) == 5 and entry["id"] not in [n["id"] for n in similar["neighbors"]]
+    distances = [n["distance"] for n in similar["neighbors"]]
+    assert distances == sorted(distances) and distances[0] > 0
+    thumb = client.get(f"/thumb/{entry['id']}")
+    assert thumb.headers["content-type"] == "image/jpeg" and max(Image.open(io.BytesIO(thumb.content)).size) <= 160
+    full = client.get(f"/image/{entry['id']}")
+    assert full.content == Path(entry["path"]).read_bytes()
+
+
+@pytest.mark.parametrize("path", [
+    "/image/..%2F..%2Fetc%2Fpasswd", "/thumb/%2Fetc%2Fpasswd", "/image/%2e%2e", "/image/-1", "/image/99999",
+    "/image/1.0", "/entry/..%2Fmanifest.json", "/thumb/0x1", "/api/similar/etc%2Fpasswd", "/search?id=../manifest.json",
+    "/manifest.json", "/static/../manifest.json",
+])
+def test_no_request_path_is_opened(client, path):
+    response = client.get(path)
+    assert response.status_code == 404, (path, response.status_code)
+    assert "Traceback" not in response.text and "root:" not in response.text
+
+
+def test_a_symbolic_link_planted_next_to_the_index_is_not_reachable(client, digits_index, tmp_path):
+    link = digits_index / "passwd"
+    try:
+        os.symlink("/etc/passwd", link)
+        assert client.get("/passwd").status_code == 404 and client.get("/image/passwd").status_code == 404
+    finally:
+        link.unlink(missing_ok=True)
+
+
+def test_bad_uploads_get_a_clear_4xx(digits_index, digits):
+    small = TestClient(create_app(digits_index, max_upload=2000, max_pixels=10_000))
+    good = png_bytes(sorted((digits / "test" / "1").iterdir())[0])
+    big = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 60, 3), dtype=np.uint8)).save(big, format="PNG")
+    bomb = io.BytesIO()
+    Image.new("L", (200, 200)).save(bomb, format="PNG")
+    cases = [
+        (b"this is text, not pixels", 400, "not a readable image"),
+        (good[: len(good) // 2], 400, "not a readable image"),
+        (b"", 400, "the upload is empty"),
+        (big.getvalue(), 413, "larger than 2000 bytes"),
+        (bomb.getvalue(), 400, "not a readable image"),
+    ]
+    for data, status, message in cases:
+        response = small.post("/api/query", files={"image": ("x.png", data, "image/png")})
+        assert response.status_code == status and message in response.json()["detail"], (message, response.text)
+    assert small.post("/api/query", files={"image": ("x.png", good, "image/png")}, data={"k": "0"}).status_code == 400
+    assert small.post("/api/query").status_code == 422
+    page = small.post("/search", files={"image": ("x.png", b"junk", "image/png")})
+    assert page.status_code == 400 and "<h1>400</h1>" in page.text and "Traceback" not in page.text
+
+
+def test_the_server_is_read_only(client, digits_index):
+    before = (digits_index / "manifest.json").read_bytes()
+    methods = {m for route in client.app.routes for m in getattr(route, "methods", ())}
+    assert methods <= {"GET", "HEAD", "POST"}
+    posts = {route.path for route in client.app.routes if "POST" in getattr(route, "methods", ())}
+    assert posts == {"/api/query", "/search"}
+    for method in ("put", "delete", "patch"):
+        assert getattr(client, method)("/api/entries").status_code == 405
+    assert (digits_index / "manifest.json").read_bytes() == before
+
+
+def test_pages_browse_filter_search_and_evaluate(client, digits):
+    overview = client.get("/", params={"label": "4"})
+    assert overview.status_code == 200 and "4: 15 images" in overview.text and overview.text.count('class="tile"') == 15
+    upload = client.post("/search", files={"image": ("q.png", png_bytes(sorted((digits / "train" / "2").iterdir())[0]), "image/png")})
+    assert upload.status_code == 200 and "k-NN prediction: <b>2</b>" in upload.text and 'data-rank="1" data-distance="0' in upload.text
+    entry = client.get("/api/entries", params={"label": "5", "limit": 1}).json()["entries"][0]
+    more = client.get("/search", params={"id": entry["id"], "k": 6})
+    assert more.status_code == 200 and more.text.count('data-rank="') == 6 and ("correct" in more.text or "wrong" in more.text)
+    assert entry["path"] in client.get(f"/entry/{entry['id']}").text
+    evaluation = client.get("/evaluation")
+    assert evaluation.status_code == 200 and "accuracy" in evaluation.text and "data:image/png;base64," in evaluation.text
+    live = client.app.state.live
+    assert live.cached("evaluation", lambda index: None) is not None  # computed once for this generation
+
+
+def test_the_server_follows_the_index_while_another_writer_changes_it(digits, tmp_path):
+    index = tmp_path / "ix"
+    visret.build_index(digits / "train", "hog", index, params={"size": 32, "pixels_per_cell": 4}, workers=1).close()
+    client = TestClient(create_app(index))
+    assert client.get("/api/info").json()["count"] == 150
+    query = {"image": ("q.png", png_bytes(sorted((digits / "test" / "0").iterdir())[0]), "image/png")}
+    failures, stop = [], threading.Event()
+
+    def keep_querying():
+        while not stop.is_set():
+            for response in (client.post("/api/query", files=query), client.get("/api/entries", params={"limit": 5}), client.get("/thumb/0")):
+                if response.status_code not in (200, 404):
+                    failures.append((response.status_code, response.text))
+
+    reader = threading.Thread(target=keep_querying)
+    reader.start()
+    try:
+        visret.add_images([digits / "test"], index, workers=1)
+        after_add = client.get("/api/info").json()["count"]
+        visret.remove_images([digits / "test" / "0"], index)
+        after_remove = client.get("/api/info").json()["count"]
+    finally:
+        stop.set()
+        reader.join()
+    assert (after_add, after_remove) == (200, 195) and failures == []
+    added = client.get("/api/entries", params={"label": "0", "limit": 100}).json()
+    assert added["total"] == 15 and all("/train/" in e["path"] for e in added["entries"])
+
+
+def test_visret_serve_binds_loopback_prints_its_address_and_answers(digits_index, project_env):
+    import httpx
+
+    server = subprocess.Popen([VISRET, "serve", "--index", str(digits_index), "--port", "0"], stderr=subprocess.PIPE, text=True, env=project_env)
+    try:
+        line = server.stderr.readline()
+        assert line.startswith(f"serving {digits_index} (150 images) at http://127.0.0.1:"), line
+        address = line.split(" at ")[1].split()[0]
+        assert httpx.get(address + "api/info", timeout=30).json()["count"] == 150
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    missing = subprocess.run([VISRET, "serve", "--index", str(digits_index.parent / "nope")], capture_output=True, text=True, env=project_env, timeout=60)
+    assert missing.returncode == 1 and len(missing.stderr.strip().splitlines()) == 1

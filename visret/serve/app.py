@@ -1,0 +1,230 @@
+"""The web app over an index: pages to browse and search it, and a JSON API (FastAPI).
+
+Read-only by construction: no route writes to the index. Files are served by entry id only, from
+the paths the index recorded; a path in a request is never opened. Uploads are read into memory
+up to a size limit and decoded with the same pixel limit as indexing; nothing a client sends is
+unpickled or written to disk. Routes are plain functions, so FastAPI runs them in its thread pool
+and a slow query never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import mimetypes
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.templating import Jinja2Templates
+from PIL import Image
+
+from visret import __version__
+from visret.errors import VisretError
+from visret.images import DEFAULT_MAX_PIXELS, ImageReadError, decode, read_file
+from visret.serve.live import LiveIndex
+
+#: Largest upload accepted, by default (``visret serve --max-upload``).
+DEFAULT_MAX_UPLOAD = 20 * 2**20
+#: Thumbnail side in pixels, and entries per page of the overview.
+THUMB_SIDE, PAGE = 160, 60
+#: The largest k a request may ask for.
+MAX_K = 200
+#: Formats a browser shows as they are; other files (TIFF, PGM...) are sent as PNG.
+BROWSER_FORMATS = {".jpg", ".jpeg", ".png", ".gif", ".webp"}
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
+
+
+def create_app(index: str | Path, max_upload: int = DEFAULT_MAX_UPLOAD, max_pixels: int = DEFAULT_MAX_PIXELS) -> FastAPI:
+    """The ASGI app serving the index at ``index`` (opened now: a bad index fails here, not later)."""
+    live = LiveIndex(index)
+    app = FastAPI(title="visret", version=__version__, description="Search and browse a visret index.")
+
+    @app.exception_handler(VisretError)
+    def user_error(request: Request, exc: VisretError):
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    # ---- helpers ------------------------------------------------------------------------
+    def entry_or_404(entry_id: str):
+        """The entry named by a path segment that must be a plain id: anything else is not found."""
+        if not entry_id.isdigit() or len(entry_id) > 18:
+            raise HTTPException(404, "no such entry")
+        found = live.current().entry(int(entry_id))
+        if found is None:
+            raise HTTPException(404, "no such entry")
+        return found
+
+    def upload_array(data: bytes):
+        if not data:
+            raise HTTPException(400, "the upload is empty")
+        try:
+            return decode(data, live.current().extractor.input_spec, max_pixels)
+        except ImageReadError as exc:
+            raise HTTPException(400, f"not a readable image: {exc}") from None
+
+    def read_upload(file: UploadFile) -> bytes:
+        data = file.file.read(max_upload + 1)
+        if len(data) > max_upload:
+            raise HTTPException(413, f"the upload is larger than {max_upload} bytes")
+        return data
+
+    def checked_k(k: int) -> int:
+        if not 1 <= k <= MAX_K:
+            raise HTTPException(400, f"k must be between 1 and {MAX_K}, got {k}")
+        return k
+
+    def search_settings(index, nprobe: int | None, ef_search: int | None) -> None:
+        """This request's IVF / HNSW settings, the index's own where it names none."""
+        for name, value in (("nprobe", nprobe), ("ef_search", ef_search)):
+            if value is not None and not 1 <= value <= 4096:
+                raise HTTPException(400, f"{name} must be between 1 and 4096, got {value}")
+        saved = index.manifest["search"]
+        index.set_search_params(nprobe or saved.get("nprobe"), ef_search or saved.get("ef_search"))
+
+    def query_upload(data: bytes, k: int, nprobe=None, ef_search=None, name: str = "upload"):
+        index = live.current()
+        array = upload_array(data)
+        search_settings(index, nprobe, ef_search)
+        return index.query_vectors(index.distance.prepare(index.extractor.extract([array])), checked_k(k), names=[name])[0]
+
+    def info(index) -> dict[str, Any]:
+        manifest = index.manifest
+        return {
+            "path": str(index.path), "count": len(index), "extractor": manifest["extractor"], "metric": manifest["metric"],
+            "factory": manifest["factory"], "search": manifest["search"], "rerank": manifest.get("rerank"),
+            "classes": index.label_counts(), "visret_version": manifest["visret_version"],
+        }
+
+    def page(request: Request, template: str, **context) -> HTMLResponse:
+        index = live.current()
+        tunable = any(part in index.manifest["factory"].upper() for part in ("IVF", "HNSW"))
+        return TEMPLATES.TemplateResponse(request, template, {"info": info(index), "tunable": tunable, **context})
+
+    # ---- the JSON API -------------------------------------------------------------------
+    @app.get("/api/info", tags=["api"])
+    def api_info() -> dict[str, Any]:
+        """How the index was built, and its classes with their counts."""
+        return info(live.current())
+
+    @app.post("/api/query", tags=["api"])
+    def api_query(image: UploadFile = File(...), k: int = Form(5), nprobe: int | None = Form(None), ef_search: int | None = Form(None)):
+        """The k nearest entries to an uploaded image: the JSON of ``visret query --json``."""
+        return [query_upload(read_upload(image), k, nprobe, ef_search, image.filename or "upload").to_dict()]
+
+    @app.get("/api/entries", tags=["api"])
+    def api_entries(label: str | None = None, offset: int = Query(0, ge=0), limit: int = Query(PAGE, ge=1, le=1000)):
+        """Entries in id order, optionally of one class."""
+        index = live.current()
+        total = index.label_counts().get(label, 0) if label is not None else len(index)
+        return {"total": total, "offset": offset, "entries": [e.to_dict() for e in index.page(label, offset, limit)]}
+
+    @app.get("/api/similar/{entry_id}", tags=["api"])
+    def api_similar(entry_id: str, k: int = 5, nprobe: int | None = None, ef_search: int | None = None):
+        """The k entries nearest to an indexed one, itself left out."""
+        entry = entry_or_404(entry_id)
+        index = live.current()
+        search_settings(index, nprobe, ef_search)
+        return index.similar_by_id(entry.id, checked_k(k)).to_dict()
+
+    @app.get("/thumb/{entry_id}", tags=["files"])
+    def thumb(entry_id: str):
+        """A JPEG thumbnail of an entry, at most 160 pixels a side."""
+        entry = entry_or_404(entry_id)
+        data = live.thumbnail((entry.sha256, THUMB_SIDE), lambda: thumbnail_bytes(entry.path))
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+    @app.get("/image/{entry_id}", tags=["files"])
+    def image(entry_id: str):
+        """An entry's image file (PNG when the browser cannot show its format)."""
+        entry = entry_or_404(entry_id)
+        try:
+            data = read_file(entry.path)
+        except OSError:
+            raise HTTPException(404, "the indexed file is gone") from None
+        suffix = Path(entry.path).suffix.lower()
+        if suffix in BROWSER_FORMATS:
+            return Response(data, media_type=mimetypes.guess_type(entry.path)[0] or "application/octet-stream")
+        try:
+            return Response(as_png(data), media_type="image/png")
+        except (OSError, ValueError, Image.DecompressionBombError):
+            raise HTTPException(404, "the indexed file can no longer be read as an image") from None
+
+    # ---- pages --------------------------------------------------------------------------
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def overview(request: Request, label: str | None = None, page_number: int = Query(1, alias="page", ge=1)):
+        index = live.current()
+        total = index.label_counts().get(label, 0) if label else len(index)
+        entries = index.page(label or None, (page_number - 1) * PAGE, PAGE)
+        return page(request, "overview.html", entries=entries, label=label or "", page=page_number, pages=max(1, -(-total // PAGE)), total=total)
+
+    @app.get("/search", response_class=HTMLResponse, include_in_schema=False)
+    def search_entry(request: Request, id: str, k: int = 12, nprobe: int | None = None, ef_search: int | None = None):
+        entry = entry_or_404(id)
+        index = live.current()
+        search_settings(index, nprobe, ef_search)
+        result = index.similar_by_id(entry.id, checked_k(k))
+        return page(request, "results.html", result=result, query=entry, k=k, nprobe=nprobe, ef_search=ef_search, upload=None)
+
+    @app.post("/search", response_class=HTMLResponse, include_in_schema=False)
+    def search_upload(request: Request, image: UploadFile = File(...), k: int = Form(12), nprobe: int | None = Form(None), ef_search: int | None = Form(None)):
+        data = read_upload(image)
+        result = query_upload(data, k, nprobe, ef_search, image.filename or "upload")
+        preview = base64.b64encode(thumbnail_bytes(io.BytesIO(data))).decode("ascii")
+        return page(request, "results.html", result=result, query=None, k=k, nprobe=nprobe, ef_search=ef_search, upload=preview)
+
+    @app.get("/entry/{entry_id}", response_class=HTMLResponse, include_in_schema=False)
+    def entry_page(request: Request, entry_id: str, k: int = 8):
+        entry = entry_or_404(entry_id)
+        result = live.current().similar_by_id(entry.id, checked_k(k))
+        return page(request, "entry.html", entry=entry, result=result)
+
+    @app.get("/evaluation", response_class=HTMLResponse, include_in_schema=False)
+    def evaluation(request: Request):
+        if not live.current().label_counts():
+            raise HTTPException(400, "the index has no labels to evaluate against")
+        report, picture = live.cached("evaluation", leave_one_out)
+        return page(request, "evaluation.html", report=report, picture=picture)
+
+    @app.exception_handler(HTTPException)
+    def http_error(request: Request, exc: HTTPException):
+        if request.url.path.startswith("/api/") or request.url.path.startswith(("/thumb/", "/image/")):
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+        return TEMPLATES.TemplateResponse(request, "error.html", {"status": exc.status_code, "detail": exc.detail}, status_code=exc.status_code)
+
+    app.state.live = live
+    return app
+
+
+def leave_one_out(index) -> tuple[Any, str]:
+    """Leave-one-out k-NN quality of the index, and its confusion matrix as a base64 PNG."""
+    import tempfile
+
+    from visret.evaluation import evaluate_knn
+    from visret.plots import save_confusion
+
+    report = evaluate_knn(index=index, k=5, at=(1, 5, 10))
+    with tempfile.TemporaryDirectory(prefix="visret-serve-") as scratch:
+        path = save_confusion(report.confusion_matrix, report.classes, Path(scratch) / "confusion.png", title="leave-one-out confusion")
+        return report, base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def thumbnail_bytes(source) -> bytes:
+    """A JPEG at most ``THUMB_SIDE`` pixels a side, from a path or a file object."""
+    try:
+        with Image.open(source) as image:
+            image.draft("RGB", (THUMB_SIDE, THUMB_SIDE))
+            picture = image.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError):
+        picture = Image.new("RGB", (THUMB_SIDE, THUMB_SIDE), (230, 230, 230))
+    picture.thumbnail((THUMB_SIDE, THUMB_SIDE))
+    out = io.BytesIO()
+    picture.save(out, format="JPEG", quality=85)
+    return out.getvalue()
+
+
+def as_png(data: bytes) -> bytes:
+    with Image.open(io.BytesIO(data)) as image:
+        out = io.BytesIO()
+        image.convert("RGB" if image.mode not in ("L", "RGB", "RGBA") else image.mode).save(out, format="PNG")
+        return out.getvalue()
