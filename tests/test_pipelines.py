@@ -230,6 +230,26 @@ def test_compare_pipelines_prints_one_leaderboard_in_every_format(cli, digits, t
     assert csv.stdout.splitlines()[0].startswith("pipeline,accuracy,balanced_accuracy,macro_f1")
 
 
+def test_a_folder_of_the_users_own_sub_folders_is_classified_unlabelled(cli, hog_pipeline, digits, tmp_path):
+    _, _, out = hog_pipeline
+    for year in ("2023", "2024"):
+        (tmp_path / "photos" / year).mkdir(parents=True)
+        for source in sorted((digits / "test" / "1").iterdir())[:2]:
+            (tmp_path / "photos" / year / source.name).write_bytes(source.read_bytes())
+    result = cli("classify", tmp_path / "photos", "--model", out, "--json")
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert len(rows) == 4 and all("true_label" not in r for r in rows) and "labelled" not in result.stderr
+
+
+def test_an_svm_head_calibrates_with_as_few_folds_as_the_smallest_class_allows():
+    X = np.array([[0.0, 0.0], [0.1, 0.0], [1.0, 1.0], [1.1, 1.0], [1.0, 1.2]])
+    head = visret.get_classifier("linear-svm").fit(X, ["a", "a", "b", "b", "b"])
+    assert list(head.predict([[0.05, 0.0], [1.05, 1.1]])) == ["a", "b"]
+    with pytest.raises(ValueError, match="at least 2 training images"):
+        visret.get_classifier("svm").fit(X[1:], ["a", "b", "b", "b"])
+
+
 def test_reports_render_as_html_tables_in_notebooks(hog_pipeline):
     _, report, _ = hog_pipeline
     assert "<table>" in report._repr_html_() and "hog+knn" in report._repr_html_()
@@ -244,6 +264,7 @@ def test_reports_render_as_html_tables_in_notebooks(hog_pipeline):
     (["--epochs", "3"], "--epochs apply to training a CNN: add --model"),
     (["--model", "hog"], "no installed plugin trains 'hog' as a network"),
     (["--model", "cnn/lenet5", "--head", "knn"], "give --model (a CNN to train) or --extractor/--head"),
+    (["--tta", "13"], "test-time augmentation takes 0 to 12 views, got 13"),
 ])
 def test_bad_training_input_is_one_line(cli, digits, tmp_path, args, message):
     result = cli("train", digits / "train", *args, "--out", tmp_path / "x")
@@ -263,23 +284,35 @@ def test_bad_folders_are_one_line(cli, digits, tmp_path):
         Image.fromarray(np.zeros((8, 8), np.uint8)).save(extra / label / "0.png")
     result = cli("train", digits / "train", "--test-dir", extra, "--out", tmp_path / "m.pipeline")
     assert result.exit_code == 1 and result.stderr.strip() == "error: the test folder has classes that training has not: elephant"
+    (tmp_path / "empty").mkdir()
+    result = cli("train", digits / "train", "--test-dir", tmp_path / "empty", "--out", tmp_path / "m.pipeline")
+    assert result.exit_code == 1 and "has no labelled images" in result.stderr
+    result = cli("train", digits, "--test-dir", digits / "test", "--out", tmp_path / "m.pipeline")
+    assert result.exit_code == 1 and "holds train/ and test/" in result.stderr
+    result = cli("compare", digits, "--pipelines", "pixels+knn,pixels+boosted-trees")
+    assert result.exit_code == 1 and "unknown classifier 'boosted-trees'" in result.stderr and "pipelines," not in result.stdout
 
 
 def test_bad_classify_input_is_one_line(cli, hog_pipeline, digits, tmp_path):
     _, _, out = hog_pipeline
     extra = tmp_path / "extra" / "elephant"
-    extra.mkdir(parents=True)
-    Image.fromarray(np.zeros((8, 8), np.uint8)).save(extra / "0.png")
+    for folder in (extra, tmp_path / "extra" / "3"):  # one class the pipeline knows, one it does not
+        folder.mkdir(parents=True)
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(folder / "0.png")
     cases = [
         (["classify", extra.parent, "--model", out], "has classes the pipeline was not trained on: elephant"),
         (["classify", digits / "test", "--model", out, "--montage", tmp_path / "m.png", "--explain"], "Grad-CAM needs a CNN pipeline"),
         (["classify", digits / "test", "--model", out, "--explain"], "--explain draws on the montage"),
         (["classify", digits / "test", "--model", tmp_path], "is not a saved pipeline"),
         (["classify", tmp_path / "missing.png", "--model", out], "missing.png does not exist"),
+        (["classify", digits / "test" / "3" / next((digits / "test" / "3").iterdir()).name, "--model", out, "--confusion", tmp_path / "c.png"], None),
         (["compare", digits, "--pipelines", "hog+knn", "--extractors", "hog"], "not both"),
         (["compare", digits, "--pipelines", "hog+knn+svm"], "a pipeline is EXTRACTOR+HEAD"),
         (["summary", "hog"], "hog is not a CNN"),
     ]
     for args, message in cases:
+        if message is None:  # a file named by its class folder is labelled: --confusion works
+            assert cli(*args).exit_code == 0
+            continue
         result = cli(*args)
         assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1 and message in result.stderr, (args, result.stderr)

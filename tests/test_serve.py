@@ -63,7 +63,7 @@ def test_similar_leaves_the_entry_out_and_files_are_served_by_id(client, digits_
 @pytest.mark.parametrize("path", [
     "/image/..%2F..%2Fetc%2Fpasswd", "/thumb/%2Fetc%2Fpasswd", "/image/%2e%2e", "/image/-1", "/image/99999",
     "/image/1.0", "/entry/..%2Fmanifest.json", "/thumb/0x1", "/api/similar/etc%2Fpasswd", "/search?id=../manifest.json",
-    "/manifest.json", "/static/../manifest.json",
+    "/manifest.json", "/static/../manifest.json", "/image/%C2%B2", "/thumb/%D9%A3",
 ])
 def test_no_request_path_is_opened(client, path):
     response = client.get(path)
@@ -99,6 +99,8 @@ def test_bad_uploads_get_a_clear_4xx(digits_index, digits):
         assert response.status_code == status and message in response.json()["detail"], (message, response.text)
     assert small.post("/api/query", files={"image": ("x.png", good, "image/png")}, data={"k": "0"}).status_code == 400
     assert small.post("/api/query").status_code == 422
+    assert small.post("/api/query", content=b"x" * 100_000, headers={"content-type": "multipart/form-data; boundary=b"}).status_code == 413
+    assert small.get("/api/entries", params={"offset": 10**20}).status_code == 422
     page = small.post("/search", files={"image": ("x.png", b"junk", "image/png")})
     assert page.status_code == 400 and "<h1>400</h1>" in page.text and "Traceback" not in page.text
 

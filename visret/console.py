@@ -104,8 +104,7 @@ def pictures_written(paths: list[Path]) -> None:
 
 
 def cell(value) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else ""
-    if isinstance(value, float):
-        return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
-    return "" if value is None else str(value)
+    """A table cell in a terminal: three decimals, whole numbers from 100 up."""
+    from visret.leaderboard import format_value
+
+    return format_value(value, digits=3, whole_above=100)

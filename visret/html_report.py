@@ -6,21 +6,12 @@ import base64
 import html
 from pathlib import Path
 
-from visret.leaderboard import Leaderboard, format_value
+from visret.leaderboard import Leaderboard
 from visret.output_files import write_text
 
 
 def write_html(out: str | Path, title: str, subtitle: str, leaderboard: Leaderboard, pictures: dict[str, Path] | None = None) -> Path:
     """Write the leaderboard (best per column in bold) and the PNG ``pictures`` (title -> file)."""
-    best, columns = leaderboard.best(), leaderboard.columns
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = []
-    for row in leaderboard.rows:
-        cells = []
-        for column in columns:
-            text = html.escape(format_value(row[column]))
-            cells.append(f"<td><b>{text}</b></td>" if leaderboard.is_best(row, column, best) else f"<td>{text}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
     figures = []
     for caption, path in (pictures or {}).items():
         data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
@@ -32,7 +23,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child,th
 img{{max-width:100%}}</style></head><body>
 <h1>{html.escape(title)}</h1>
 <p>{html.escape(subtitle)}</p>
-<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>
+{leaderboard.to_html()}
 {''.join(figures)}
 </body></html>
 """

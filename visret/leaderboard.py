@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-def format_value(value: Any) -> str:
+def format_value(value: Any, digits: int = 4, whole_above: float = 1000) -> str:
+    """A cell's text: ``yes`` or nothing for flags, floats to ``digits`` places (whole numbers from
+    ``whole_above`` up), nothing for None."""
     if isinstance(value, bool):
         return "yes" if value else ""
     if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 1000 else f"{value:.0f}"
+        return f"{value:.{digits}f}" if abs(value) < whole_above else f"{value:.0f}"
     return "" if value is None else str(value)
 
 
@@ -52,6 +54,21 @@ class Leaderboard:
             cells = [format_value(row[c]) for c in columns]
             lines.append("| " + " | ".join(f"**{t}**" if self.is_best(row, c, best) else t for t, c in zip(cells, columns)) + " |")
         return "\n".join(lines)
+
+    def to_html(self) -> str:
+        """The table alone, best of each column in bold, every cell escaped."""
+        import html
+
+        best, columns = self.best(), self.columns
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+        rows = []
+        for row in self.rows:
+            cells = []
+            for column in columns:
+                text = html.escape(format_value(row[column]))
+                cells.append(f"<td><b>{text}</b></td>" if self.is_best(row, column, best) else f"<td>{text}</td>")
+            rows.append("<tr>" + "".join(cells) + "</tr>")
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
     def to_csv(self) -> str:
         buffer = io.StringIO()

@@ -27,17 +27,19 @@ class SklearnHead(Classifier):
     file_suffix: ClassVar[str] = ".skops"
     standardize: bool = False
 
-    def make_estimator(self):
+    def make_estimator(self, smallest_class: int):
+        """The estimator to fit, knowing how many examples the smallest class has."""
         raise NotImplementedError
 
     def fit(self, X, y) -> SklearnHead:
-        estimator = self.make_estimator()
+        y = np.asarray(y).astype(str)
+        estimator = self.make_estimator(int(np.unique(y, return_counts=True)[1].min()) if len(y) else 0)
         if self.standardize:
             from sklearn.pipeline import make_pipeline
             from sklearn.preprocessing import StandardScaler
 
             estimator = make_pipeline(StandardScaler(), estimator)
-        self.estimator_ = estimator.fit(np.asarray(X, np.float32), np.asarray(y).astype(str))
+        self.estimator_ = estimator.fit(np.asarray(X, np.float32), y)
         self.classes_ = np.asarray(self.estimator_.classes_)
         return self
 
@@ -83,7 +85,7 @@ class LogisticHead(SklearnHead):
         check_positive_number("C", self.C)
         check_bool("standardize", self.standardize)
 
-    def make_estimator(self):
+    def make_estimator(self, smallest_class: int):
         from sklearn.linear_model import LogisticRegression
 
         return LogisticRegression(C=self.C, max_iter=self.max_iter)
@@ -107,11 +109,20 @@ class LinearSVMHead(SklearnHead):
         check_positive_number("C", self.C)
         check_bool("standardize", self.standardize)
 
-    def make_estimator(self):
-        from sklearn.calibration import CalibratedClassifierCV
+    def make_estimator(self, smallest_class: int):
         from sklearn.svm import LinearSVC
 
-        return CalibratedClassifierCV(LinearSVC(C=self.C), cv=3)
+        return calibrated(LinearSVC(C=self.C), smallest_class)
+
+
+def calibrated(svm, smallest_class: int):
+    """An SVM whose scores are calibrated into probabilities by Platt scaling, cross-fitted in up to
+    three folds (fewer when the smallest class has fewer examples)."""
+    from sklearn.calibration import CalibratedClassifierCV
+
+    if smallest_class < 2:
+        raise ValueError("each class needs at least 2 training images to calibrate an SVM's probabilities")
+    return CalibratedClassifierCV(svm, cv=min(3, smallest_class))
 
 
 def _check_gamma(gamma) -> None:
@@ -138,11 +149,10 @@ class SVMHead(SklearnHead):
         _check_gamma(self.gamma)
         check_bool("standardize", self.standardize)
 
-    def make_estimator(self):
-        from sklearn.calibration import CalibratedClassifierCV
+    def make_estimator(self, smallest_class: int):
         from sklearn.svm import SVC
 
-        return CalibratedClassifierCV(SVC(C=self.C, gamma=self.gamma), cv=3)
+        return calibrated(SVC(C=self.C, gamma=self.gamma), smallest_class)
 
 
 class RandomForestHead(SklearnHead):
@@ -162,7 +172,7 @@ class RandomForestHead(SklearnHead):
         if self.max_depth is not None:
             check_positive_int("max_depth", self.max_depth)
 
-    def make_estimator(self):
+    def make_estimator(self, smallest_class: int):
         from sklearn.ensemble import RandomForestClassifier
 
         return RandomForestClassifier(n_estimators=self.trees, max_depth=self.max_depth, random_state=self.seed, n_jobs=-1)

@@ -68,7 +68,11 @@ class CNNPipeline(Pipeline):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.model.save(path)
         record = {**(self.split or {}), "classes": [str(c) for c in self.classes_], "pipeline": self.description, "augment": self.augment}
-        split_file(path).write_text(json.dumps(record, indent=1))
+        text = json.dumps(record, indent=1)
+        split_file(path).write_text(text)
+        checkpoint = path.with_suffix(".best.keras")
+        if checkpoint.is_file():  # the best epoch's model is a pipeline too: it gets its classes
+            split_file(checkpoint).write_text(text)
         return path
 
     @classmethod
@@ -84,7 +88,12 @@ class CNNPipeline(Pipeline):
         outputs = model.output_shape[-1] if isinstance(model.output_shape, tuple) else None
         if len(model.input_shape) != 4 or not isinstance(outputs, int):
             raise VisretError(f"{path} is not an image classifier (it takes {model.input_shape}, gives {model.output_shape})")
-        record = json.loads(split_file(path).read_text()) if split_file(path).is_file() else {}
+        try:
+            record = json.loads(split_file(path).read_text()) if split_file(path).is_file() else {}
+        except ValueError as exc:
+            raise VisretError(f"{split_file(path)} is damaged: {exc}") from None
+        if not isinstance(record, dict):
+            raise VisretError(f"{split_file(path)} is damaged: not a JSON object")
         classes = record.get("classes") or [str(i) for i in range(outputs)]
         if len(classes) != outputs:
             raise VisretError(f"{path} gives {outputs} classes but {split_file(path)} names {len(classes)}")
@@ -106,7 +115,6 @@ class CNNPipeline(Pipeline):
         from visret_keras.training import fit_network
 
         settings = dict(settings)
-        settings.pop("tta", None)
         accepted = set(inspect.signature(fit_network).parameters) - {"split", "out", "on_epoch"}
         unknown = sorted(set(settings) - accepted)
         if unknown:

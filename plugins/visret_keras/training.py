@@ -152,7 +152,7 @@ def fit_network(
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, patience // 2)),
         keras.callbacks.ModelCheckpoint(str(out.with_suffix(".best.keras")), monitor="val_loss", save_best_only=True),
-        keras.callbacks.CSVLogger(str(out.with_suffix(".log.csv")), append=True),
+        keras.callbacks.CSVLogger(str(out.with_suffix(".log.csv"))),
     ]
     if log_dir is not None:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(log_dir)))

@@ -33,7 +33,7 @@ Workers = Annotated[Optional[int], typer.Option(min=1, help="Worker processes fo
 
 def network_options(**given: Any) -> dict[str, Any]:
     """The CNN training options the user set (the rest keep the trainer's defaults)."""
-    return {key: value for key, value in given.items() if value not in (None, False)}
+    return {key: value for key, value in given.items() if value is not None and value is not False}
 
 
 def print_training(report) -> None:
@@ -41,8 +41,9 @@ def print_training(report) -> None:
     chosen = ", ".join(f"{k}={v}" for k, v in report.params.items())
     how = f"; chose {chosen} by validation accuracy {report.validation_accuracy:.4f}" if report.selection else ""
     epochs = f", {report.epochs} epochs" if report.epochs else ""
-    out.print(f"trained {shown(report.pipeline)} on {sizes.get('train', 0)} images (validation {sizes.get('val', 0)}) "
-              f"in {report.train_seconds:.1f} s{epochs}{shown(how)}")
+    seconds = f" in {report.train_seconds:.1f} s" if report.train_seconds is not None else ""
+    out.print(f"trained {shown(report.pipeline)} on {sizes.get('train', 0)} images (validation {sizes.get('val', 0)})"
+              f"{seconds}{epochs}{shown(how)}")
     table = Table("class", "precision", "recall", "f1", "support", title="held-out test, per class", title_justify="left")
     for label, s in report.per_class.items():
         table.add_row(shown(label), f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}", str(s["support"]))
@@ -129,9 +130,15 @@ def register(app: typer.Typer) -> None:
 
         if explain and montage is None:
             raise VisretError("--explain draws on the montage: add --montage OUT.png")
+        from visret.pipelines.pipeline import Pipeline
+
         pipeline = load_pipeline(model or default_model())
+        if explain and type(pipeline).explain is Pipeline.explain:
+            pipeline.explain([], [])  # says in one line why this pipeline cannot explain
         classes = [str(c) for c in pipeline.classes_]
         records = gather(images, classes)
+        if confusion is not None and not any(r.label is not None for r in records):
+            raise VisretError("--confusion needs labelled images (a folder with one sub-folder per class)")
         start = time.perf_counter()
         with ProgressBar("classifying") as bar:
             kept, probabilities, skipped = pipeline.classify(records, tta, bar.update, workers)
@@ -149,9 +156,7 @@ def register(app: typer.Typer) -> None:
                 err.print(f"the montage shows the first {MONTAGE_LIMIT} of {len(predictions)} images")
         labelled = [p for p in predictions if p.label is not None]
         measured = scores([p.label for p in labelled], [p.predicted for p in labelled], classes) if labelled else None
-        if confusion is not None:
-            if measured is None:
-                raise VisretError("--confusion needs labelled images (a folder with one sub-folder per class)")
+        if confusion is not None and measured is not None:
             from visret.plots import save_confusion
 
             pictures.append(save_confusion(measured["confusion_matrix"], classes, confusion, title=f"confusion matrix of {pipeline.describe()}"))
@@ -188,9 +193,12 @@ def gather(inputs: list[Path], classes: list[str]):
     for item in inputs:
         if item.is_dir():
             found = scan_folder(item)
-            unknown = sorted({r.label for r in found if r.label is not None} - set(classes))
-            if unknown:
+            labels = {r.label for r in found if r.label is not None}
+            unknown = sorted(labels - set(classes))
+            if unknown and labels & set(classes):
                 raise VisretError(f"{item} has classes the pipeline was not trained on: {', '.join(unknown[:5])}")
+            if unknown:  # no sub-folder names a class: folders of the user's own (photos/2023/), unlabelled
+                found = [ImageRecord(r.path, None) for r in found]
             own = item.resolve().name if item.resolve().name in classes else None  # a class's own folder
             records += [r if r.label is not None else ImageRecord(r.path, own) for r in found]
         elif item.exists():

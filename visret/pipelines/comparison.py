@@ -1,7 +1,11 @@
 """Comparing classification pipelines on one split: ``hog+linear-svm`` against ``cnn/lenet5``.
 
-Every pipeline is trained by ``train_pipeline`` with the same seed, so all see the same train,
-validation and test images, and is tested on the same held-out part.
+Every pipeline is trained by ``train_pipeline`` with the same seed, so all split the folder into the
+same train, validation and test images and are tested on the same held-out part. Each uses the
+training and validation images its own way: a head chooses its parameters on the validation part
+and is refitted on both; a CNN learns from the training part and stops early on the validation
+part. The test part is never seen before testing; the leaderboard's "best" is only the row with
+the highest test accuracy, not a choice made on it.
 
 Pipelines are written ``EXTRACTOR+HEAD`` (a head on an extractor's features), ``NETWORK`` (a CNN
 trained from scratch), ``NETWORK+transfer`` (a pretrained network frozen, a new head trained) or
@@ -92,6 +96,17 @@ def parse_pipeline(text: str) -> PipelineSpec:
     return PipelineSpec(text, {"extractor": name, "params": params, "head": head, "head_params": head_params})
 
 
+def check_spec(spec: PipelineSpec) -> None:
+    """Raise ``VisretError`` now for an unknown extractor, head or parameter of ``spec``."""
+    from visret.indexing import resolve_extractor
+    from visret.plugins import get_classifier
+
+    arguments = spec.arguments
+    if not spec.trains_network:
+        resolve_extractor(arguments["extractor"], arguments["params"])
+        get_classifier(arguments["head"], **arguments["head_params"])
+
+
 def parse_pipelines(text: str) -> list[PipelineSpec]:
     specs = [parse_pipeline(part) for part in split_top_level(text, ",")]
     if not specs:
@@ -130,12 +145,7 @@ class PipelineComparison:
         return self.leaderboard().to_csv()
 
     def _repr_html_(self) -> str:
-        from visret.leaderboard import format_value
-
-        columns = self.leaderboard().columns
-        head = "".join(f"<th>{c}</th>" for c in columns)
-        body = "".join("<tr>" + "".join(f"<td>{format_value(row[c])}</td>" for c in columns) + "</tr>" for row in self.rows())
-        return f"<table><tr>{head}</tr>{body}</table>"
+        return self.leaderboard().to_html()
 
 
 def compare_pipelines(
@@ -161,6 +171,8 @@ def compare_pipelines(
     names = [spec.text for spec in specs]
     if len(set(names)) != len(names):
         raise VisretError("a pipeline is named twice")
+    for spec in specs:  # every name checked before anything trains
+        check_spec(spec)
     result = PipelineComparison(settings={
         "data": str(data), "test_data": str(test_data) if test_data else None, "val_split": val_split,
         "test_split": test_split, "seed": seed, "tta": tta, **{k: v for k, v in network_options.items() if v is not None},
@@ -168,7 +180,7 @@ def compare_pipelines(
     for number, spec in enumerate(specs, start=1):
         label = f"[{number}/{len(specs)}] {spec.text}"
         step = (lambda stage, done, total, label=label: progress(f"{label}: {stage}", done, total)) if progress else None
-        options = {k: v for k, v in network_options.items() if v is not None} if spec.trains_network else {}
+        options = {k: v for k, v in network_options.items() if v is not None and k not in spec.arguments} if spec.trains_network else {}
         out = None
         if save_dir is not None:
             slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", spec.text).strip("-")

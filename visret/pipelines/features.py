@@ -109,6 +109,13 @@ class FeaturePipeline(Pipeline):
             raise VisretError(f"{path / MANIFEST} is not a visret pipeline manifest")
         if manifest.get("version") != VERSION:
             raise VisretError(f"{path} is a pipeline of format version {manifest.get('version')}; this visret reads {VERSION}")
+        try:
+            return cls._from_manifest(path, manifest)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise VisretError(f"{path} is a damaged pipeline: {type(exc).__name__}: {exc}") from None
+
+    @classmethod
+    def _from_manifest(cls, path: Path, manifest: dict[str, Any]) -> FeaturePipeline:
         extractor = extractor_from_spec(manifest["extractor"])
         if manifest.get("extractor_state"):
             with np.load(_inside(path, manifest["extractor_state"]), allow_pickle=False) as arrays:

@@ -54,9 +54,11 @@ def labelled_records(folder: str | Path) -> list[ImageRecord]:
 
 def train_and_test_folders(data, test_data):
     """A folder holding ``train/`` and ``test/`` (each an ImageFolder) is read as both parts."""
-    if test_data is None and isinstance(data, (str, Path)):
+    if isinstance(data, (str, Path)):
         root = Path(data).expanduser()
         if (root / "train").is_dir() and (root / "test").is_dir():
+            if test_data is not None:
+                raise VisretError(f"{data} holds train/ and test/: pass {root / 'train'} with a test folder, or {data} alone")
             return root / "train", root / "test"
     return data, test_data
 
@@ -101,6 +103,8 @@ def make_split(
         test = [r for r, t in zip(records, is_test) if t]
         rest = [r for r, t in zip(records, is_test) if not t]
     else:
+        if not test:
+            raise VisretError(f"the test folder {_name(test_data)} has no labelled images (one sub-folder per class)")
         unknown = sorted({r.label for r in test} - set(classes))
         if unknown:
             raise VisretError(f"the test folder has classes that training has not: {', '.join(unknown)}")

@@ -77,11 +77,16 @@ def train_pipeline(
     from visret.indexing import resolve_extractor
     from visret.plugins import get_classifier
 
+    from visret.pipelines.tta import max_views
+
+    flips = "horizontal" in str(options.get("augment", ""))
+    if not isinstance(tta, int) or not 0 <= tta <= max_views(flips):
+        raise VisretError(f"test-time augmentation takes 0 to {max_views(flips)} views{' with flips' if flips else ''}, got {tta}")
     if model is not None:
-        if extractor is not None or head is not None:
+        if extractor is not None or head is not None or head_params:
             raise VisretError("give --model (a CNN to train) or --extractor/--head (a feature pipeline), not both")
         kind = kind_for_model(model)
-        settings = {"model": model, "params": params or {}, "seed": seed, "tta": tta, **options}
+        settings = {"model": model, "params": params or {}, "seed": seed, **options}
     else:
         if options:
             raise VisretError(f"{', '.join(sorted(options))} apply to training a network (--model) only")

@@ -1,10 +1,13 @@
 """The web app over an index: pages to browse and search it, and a JSON API (FastAPI).
 
 Read-only by construction: no route writes to the index. Files are served by entry id only, from
-the paths the index recorded; a path in a request is never opened. Uploads are read into memory
-up to a size limit and decoded with the same pixel limit as indexing; nothing a client sends is
-unpickled or written to disk. Routes are plain functions, so FastAPI runs them in its thread pool
-and a slow query never blocks the event loop.
+the paths the index recorded (plain files, size-checked as when indexing); a path in a request is
+never opened. A request body larger than the upload limit is refused before it is read; an upload
+is held in memory (Starlette spools a large one to a temporary file it removes) and decoded with
+the same pixel limit as indexing; nothing a client sends is unpickled. Routes are plain functions,
+so FastAPI runs them in its thread pool and a slow query never blocks the event loop; decoding
+and searching take one of a few slots, so concurrent uploads cannot hold unbounded memory, and the
+IVF / HNSW settings a request asks for hold only while its own search runs.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import base64
 import io
 import mimetypes
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,10 @@ DEFAULT_MAX_UPLOAD = 20 * 2**20
 THUMB_SIDE, PAGE = 160, 60
 #: The largest k a request may ask for.
 MAX_K = 200
+#: Uploads decoded and searched at once.
+SLOTS = 4
+#: Bytes a multipart request may carry beyond its file (field names, boundaries).
+FORM_OVERHEAD = 64 * 1024
 #: Formats a browser shows as they are; other files (TIFF, PGM...) are sent as PNG.
 BROWSER_FORMATS = {".jpg", ".jpeg", ".png", ".gif", ".webp"}
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
@@ -45,28 +53,32 @@ def create_app(index: str | Path, max_upload: int = DEFAULT_MAX_UPLOAD, max_pixe
     def user_error(request: Request, exc: VisretError):
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
+    slots = threading.BoundedSemaphore(SLOTS)
+    searching = threading.Lock()
+
+    @app.middleware("http")
+    async def bounded_body(request: Request, call_next):
+        declared = request.headers.get("content-length", "")
+        if declared.isascii() and declared.isdigit() and int(declared) > max_upload + FORM_OVERHEAD:
+            return JSONResponse({"detail": f"the upload is larger than {max_upload} bytes"}, status_code=413)
+        return await call_next(request)
+
     # ---- helpers ------------------------------------------------------------------------
-    def entry_or_404(entry_id: str):
+    def entry_or_404(index, entry_id: str):
         """The entry named by a path segment that must be a plain id: anything else is not found."""
-        if not entry_id.isdigit() or len(entry_id) > 18:
+        if not (entry_id.isascii() and entry_id.isdigit()) or len(entry_id) > 18:
             raise HTTPException(404, "no such entry")
-        found = live.current().entry(int(entry_id))
+        found = index.entry(int(entry_id))
         if found is None:
             raise HTTPException(404, "no such entry")
         return found
-
-    def upload_array(data: bytes):
-        if not data:
-            raise HTTPException(400, "the upload is empty")
-        try:
-            return decode(data, live.current().extractor.input_spec, max_pixels)
-        except ImageReadError as exc:
-            raise HTTPException(400, f"not a readable image: {exc}") from None
 
     def read_upload(file: UploadFile) -> bytes:
         data = file.file.read(max_upload + 1)
         if len(data) > max_upload:
             raise HTTPException(413, f"the upload is larger than {max_upload} bytes")
+        if not data:
+            raise HTTPException(400, "the upload is empty")
         return data
 
     def checked_k(k: int) -> int:
@@ -74,19 +86,40 @@ def create_app(index: str | Path, max_upload: int = DEFAULT_MAX_UPLOAD, max_pixe
             raise HTTPException(400, f"k must be between 1 and {MAX_K}, got {k}")
         return k
 
-    def search_settings(index, nprobe: int | None, ef_search: int | None) -> None:
-        """This request's IVF / HNSW settings, the index's own where it names none."""
+    def checked_settings(nprobe: int | None, ef_search: int | None) -> tuple[int | None, int | None]:
         for name, value in (("nprobe", nprobe), ("ef_search", ef_search)):
             if value is not None and not 1 <= value <= 4096:
                 raise HTTPException(400, f"{name} must be between 1 and 4096, got {value}")
+        return nprobe, ef_search
+
+    def searched(index, search, nprobe: int | None = None, ef_search: int | None = None):
+        """``search()`` with this request's IVF / HNSW settings (the index's own where it names none)."""
         saved = index.manifest["search"]
-        index.set_search_params(nprobe or saved.get("nprobe"), ef_search or saved.get("ef_search"))
+        with searching:
+            index.set_search_params(nprobe or saved.get("nprobe"), ef_search or saved.get("ef_search"))
+            return search()
 
     def query_upload(data: bytes, k: int, nprobe=None, ef_search=None, name: str = "upload"):
-        index = live.current()
-        array = upload_array(data)
-        search_settings(index, nprobe, ef_search)
-        return index.query_vectors(index.distance.prepare(index.extractor.extract([array])), checked_k(k), names=[name])[0]
+        index, k = live.current(), checked_k(k)
+        nprobe, ef_search = checked_settings(nprobe, ef_search)
+        with slots:
+            try:
+                array = decode(data, index.extractor.input_spec, max_pixels)
+            except ImageReadError as exc:
+                raise HTTPException(400, f"not a readable image: {exc}") from None
+            vector = index.distance.prepare(index.extractor.extract([array]))
+            return searched(index, lambda: index.query_vectors(vector, k, names=[name])[0], nprobe, ef_search)
+
+    def similar(index, entry, k: int, nprobe=None, ef_search=None):
+        k = checked_k(k)
+        nprobe, ef_search = checked_settings(nprobe, ef_search)
+        return searched(index, lambda: index.similar_by_id(entry.id, k), nprobe, ef_search)
+
+    def file_bytes(entry) -> bytes:
+        try:
+            return read_file(entry.path)
+        except ImageReadError:
+            raise HTTPException(404, "the indexed file cannot be read any more") from None
 
     def info(index) -> dict[str, Any]:
         manifest = index.manifest
@@ -113,7 +146,7 @@ def create_app(index: str | Path, max_upload: int = DEFAULT_MAX_UPLOAD, max_pixe
         return [query_upload(read_upload(image), k, nprobe, ef_search, image.filename or "upload").to_dict()]
 
     @app.get("/api/entries", tags=["api"])
-    def api_entries(label: str | None = None, offset: int = Query(0, ge=0), limit: int = Query(PAGE, ge=1, le=1000)):
+    def api_entries(label: str | None = None, offset: int = Query(0, ge=0, le=2**40), limit: int = Query(PAGE, ge=1, le=1000)):
         """Entries in id order, optionally of one class."""
         index = live.current()
         total = index.label_counts().get(label, 0) if label is not None else len(index)
@@ -122,26 +155,23 @@ def create_app(index: str | Path, max_upload: int = DEFAULT_MAX_UPLOAD, max_pixe
     @app.get("/api/similar/{entry_id}", tags=["api"])
     def api_similar(entry_id: str, k: int = 5, nprobe: int | None = None, ef_search: int | None = None):
         """The k entries nearest to an indexed one, itself left out."""
-        entry = entry_or_404(entry_id)
         index = live.current()
-        search_settings(index, nprobe, ef_search)
-        return index.similar_by_id(entry.id, checked_k(k)).to_dict()
+        return similar(index, entry_or_404(index, entry_id), k, nprobe, ef_search).to_dict()
 
     @app.get("/thumb/{entry_id}", tags=["files"])
     def thumb(entry_id: str):
         """A JPEG thumbnail of an entry, at most 160 pixels a side."""
-        entry = entry_or_404(entry_id)
-        data = live.thumbnail((entry.sha256, THUMB_SIDE), lambda: thumbnail_bytes(entry.path))
+        entry = entry_or_404(live.current(), entry_id)
+        with slots:
+            data = live.thumbnail((entry.sha256, THUMB_SIDE), lambda: thumbnail_bytes(io.BytesIO(file_bytes(entry))))
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
     @app.get("/image/{entry_id}", tags=["files"])
     def image(entry_id: str):
         """An entry's image file (PNG when the browser cannot show its format)."""
-        entry = entry_or_404(entry_id)
-        try:
-            data = read_file(entry.path)
-        except OSError:
-            raise HTTPException(404, "the indexed file is gone") from None
+        entry = entry_or_404(live.current(), entry_id)
+        with slots:
+            data = file_bytes(entry)
         suffix = Path(entry.path).suffix.lower()
         if suffix in BROWSER_FORMATS:
             return Response(data, media_type=mimetypes.guess_type(entry.path)[0] or "application/octet-stream")
@@ -152,7 +182,7 @@ def create_app(index: str | Path, max_upload: int = DEFAULT_MAX_UPLOAD, max_pixe
 
     # ---- pages --------------------------------------------------------------------------
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def overview(request: Request, label: str | None = None, page_number: int = Query(1, alias="page", ge=1)):
+    def overview(request: Request, label: str | None = None, page_number: int = Query(1, alias="page", ge=1, le=2**32)):
         index = live.current()
         total = index.label_counts().get(label, 0) if label else len(index)
         entries = index.page(label or None, (page_number - 1) * PAGE, PAGE)
@@ -160,10 +190,9 @@ def create_app(index: str | Path, max_upload: int = DEFAULT_MAX_UPLOAD, max_pixe
 
     @app.get("/search", response_class=HTMLResponse, include_in_schema=False)
     def search_entry(request: Request, id: str, k: int = 12, nprobe: int | None = None, ef_search: int | None = None):
-        entry = entry_or_404(id)
         index = live.current()
-        search_settings(index, nprobe, ef_search)
-        result = index.similar_by_id(entry.id, checked_k(k))
+        entry = entry_or_404(index, id)
+        result = similar(index, entry, k, nprobe, ef_search)
         return page(request, "results.html", result=result, query=entry, k=k, nprobe=nprobe, ef_search=ef_search, upload=None)
 
     @app.post("/search", response_class=HTMLResponse, include_in_schema=False)
@@ -175,15 +204,15 @@ def create_app(index: str | Path, max_upload: int = DEFAULT_MAX_UPLOAD, max_pixe
 
     @app.get("/entry/{entry_id}", response_class=HTMLResponse, include_in_schema=False)
     def entry_page(request: Request, entry_id: str, k: int = 8):
-        entry = entry_or_404(entry_id)
-        result = live.current().similar_by_id(entry.id, checked_k(k))
-        return page(request, "entry.html", entry=entry, result=result)
+        index = live.current()
+        entry = entry_or_404(index, entry_id)
+        return page(request, "entry.html", entry=entry, result=similar(index, entry, k))
 
     @app.get("/evaluation", response_class=HTMLResponse, include_in_schema=False)
     def evaluation(request: Request):
         if not live.current().label_counts():
             raise HTTPException(400, "the index has no labels to evaluate against")
-        report, picture = live.cached("evaluation", leave_one_out)
+        report, picture = live.cached("evaluation", lambda index: searched(index, lambda: leave_one_out(index)))
         return page(request, "evaluation.html", report=report, picture=picture)
 
     @app.exception_handler(HTTPException)

@@ -30,6 +30,7 @@ class LiveIndex:
         self._stamp: tuple[int, int, int] | None = None
         self._index: Index | None = None
         self._cache: dict[tuple[Any, str], Any] = {}
+        self._computing: dict[str, threading.Lock] = {}
         self.thumbnails: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self.current()
 
@@ -45,20 +46,18 @@ class LiveIndex:
                 if stamp != self._stamp:
                     self._index = open_index(self.path)  # the old one stays valid for requests still using it
                     self._stamp = stamp
-                    self._cache = {}
+                    self._cache = {key: value for key, value in self._cache.items() if key[0] == stamp}
         return self._index
 
-    @property
-    def generation(self) -> Any:
-        return self._stamp
-
     def cached(self, name: str, compute: Callable[[Index], Any]) -> Any:
-        """``compute(index)`` once per generation."""
-        index = self.current()
-        key = (self._stamp, name)
-        if key not in self._cache:
-            self._cache[key] = compute(index)
-        return self._cache[key]
+        """``compute(index)`` once per generation (requests arriving meanwhile wait for it)."""
+        self.current()
+        with self._lock:
+            index, key = self._index, (self._stamp, name)
+        with self._computing.setdefault(name, threading.Lock()):
+            if key not in self._cache:
+                self._cache[key] = compute(index)
+            return self._cache[key]
 
     def thumbnail(self, key: tuple[str, int], make: Callable[[], bytes]) -> bytes:
         """A thumbnail by (content hash, size), made once and kept in a bounded cache."""
