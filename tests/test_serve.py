@@ -163,14 +163,16 @@ def test_the_server_follows_the_index_while_another_writer_changes_it(digits, tm
 def test_visret_serve_binds_loopback_prints_its_address_and_answers(digits_index, project_env):
     import httpx
 
-    server = subprocess.Popen([VISRET, "serve", "--index", str(digits_index), "--port", "0"], stderr=subprocess.PIPE, text=True, env=project_env)
+    server = subprocess.Popen([VISRET, "serve", "--index", str(digits_index), "--port", "0", "--workers", "2"], stderr=subprocess.PIPE, text=True, env=project_env)
     try:
         line = server.stderr.readline()
         assert line.startswith(f"serving {digits_index} (150 images) at http://127.0.0.1:"), line
         address = line.split(" at ")[1].split()[0]
-        assert httpx.get(address + "api/info", timeout=30).json()["count"] == 150
+        answers = [httpx.get(address + "api/info", timeout=30).json()["count"] for _ in range(8)]  # whichever process answers
+        assert answers == [150] * 8 and " in 2 processes " in line
     finally:
         server.terminate()
         server.wait(timeout=30)
     missing = subprocess.run([VISRET, "serve", "--index", str(digits_index.parent / "nope")], capture_output=True, text=True, env=project_env, timeout=60)
     assert missing.returncode == 1 and len(missing.stderr.strip().splitlines()) == 1
+

@@ -13,6 +13,7 @@ IVF / HNSW settings a request asks for hold only while its own search runs.
 from __future__ import annotations
 
 import base64
+import datetime
 import io
 import mimetypes
 import threading
@@ -206,7 +207,8 @@ def create_app(index: str | Path, max_upload: int = DEFAULT_MAX_UPLOAD, max_pixe
     def entry_page(request: Request, entry_id: str, k: int = 8):
         index = live.current()
         entry = entry_or_404(index, entry_id)
-        return page(request, "entry.html", entry=entry, result=similar(index, entry, k))
+        added = datetime.datetime.fromtimestamp(entry.added_at, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return page(request, "entry.html", entry=entry, added=added, result=similar(index, entry, k))
 
     @app.get("/evaluation", response_class=HTMLResponse, include_in_schema=False)
     def evaluation(request: Request):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 from typing import Annotated, Optional
@@ -20,6 +21,7 @@ def register(app: typer.Typer) -> None:
         port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 8000,
         max_upload: Annotated[str, typer.Option(help="Largest query image accepted.")] = "20M",
         max_pixels: Annotated[Optional[int], typer.Option(min=1, help="Refuse uploads with more pixels (decompression bombs).")] = None,
+        workers: Annotated[int, typer.Option(min=1, help="Server processes: one answers on one core; more use more cores (and memory).")] = 1,
     ) -> None:
         """Search and browse an index in a web browser, with a JSON API (read-only)."""
         try:
@@ -32,9 +34,55 @@ def register(app: typer.Typer) -> None:
         from visret.index import default_index_path
 
         path = index or default_index_path()
-        web = create_app(path, memory_size(max_upload), max_pixels or DEFAULT_MAX_PIXELS)
-        listening = socket.create_server((host, port))  # bound here: a busy port is one line, port 0 a real one
-        config = uvicorn.Config(web, log_level="warning", access_log=False)
+        limits = (memory_size(max_upload), max_pixels or DEFAULT_MAX_PIXELS)
+        web = create_app(path, *limits)  # a bad index fails here, in one line
+        listening = listen(host, port, shared=workers > 1)  # bound here: a busy port is one line, port 0 a real one
         address = f"http://{host}:{listening.getsockname()[1]}/"
-        err.print(f"serving {shown(path)} ({len(web.state.live.current())} images) at {address}  (API docs: {address}docs; Ctrl-C to stop)", soft_wrap=True)
-        uvicorn.Server(config).run(sockets=[listening])
+        helpers = [_start_worker(path, limits, host, listening.getsockname()[1]) for _ in range(workers - 1)]
+        processes = f" in {workers} processes" if workers > 1 else ""
+        err.print(f"serving {shown(path)} ({len(web.state.live.current())} images) at {address}{processes}  "
+                  f"(API docs: {address}docs; Ctrl-C to stop)", soft_wrap=True)
+        try:
+            uvicorn.Server(uvicorn.Config(web, log_level="warning", access_log=False)).run(sockets=[listening])
+        finally:
+            for helper in helpers:
+                helper.terminate()
+
+
+def listen(host: str, port: int, shared: bool = False) -> socket.socket:
+    """A listening TCP socket. Made as a TCP socket by name so that asyncio turns Nagle's algorithm
+    off on every connection (a keep-alive client otherwise waits 40 ms per answer for a delayed
+    ACK); ``shared`` lets other processes listen on the same port, the kernel spreading connections."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    return sock
+
+
+def _start_worker(path: Path, limits: tuple[int, int], host: str, port: int):
+    """Another server process on the same port (started fresh: never a fork of this one)."""
+    import multiprocessing
+
+    worker = multiprocessing.get_context("spawn").Process(target=serve_worker, args=(str(path), limits, host, port), daemon=True)
+    worker.start()
+    return worker
+
+
+def serve_worker(path: str, limits: tuple[int, int], host: str, port: int) -> None:
+    """One more process of ``visret serve --workers N``: its own app and socket; it ends with the first."""
+    import multiprocessing
+    import threading
+
+    import uvicorn
+
+    from visret.serve.app import create_app
+
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=lambda: (parent.join(), os._exit(0)), daemon=True).start()
+    app = create_app(path, *limits)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False)).run(sockets=[listen(host, port, shared=True)])
