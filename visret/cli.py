@@ -14,7 +14,8 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from visret.console import (
-    ProgressBar, cell, err, fail, memory_size, out, parse_cli_params, pictures_written, print_json, read_limits, shown,
+    ProgressBar, err, fail, memory_size, out, parse_cli_params, pictures_written, print_json, print_leaderboard, read_limits,
+    shown,
 )
 from visret.errors import VisretError
 from visret.extractor import DEFAULT_EXTRACTOR
@@ -341,23 +342,10 @@ def compare_command(
         settings = ", ".join(f"{k}={v}" for k, v in result.settings.items())
         pictures = {"precision-recall": written[0], f"confusion matrix: {best}": confusion}
         written += [confusion, write_html(html, f"visret comparison ({protocol})", settings, result.leaderboard(compact=True), pictures)]
-    if as_json:
-        print_json(result.to_dict())
-    elif as_csv:
-        sys.stdout.write(result.to_csv())
-    elif markdown:
-        sys.stdout.write(result.to_markdown() + "\n")
-    else:
-        rows, best = result.rows(compact=True), result.best(compact=True)
-        ranking = "full ranking" if depth is None else f"top-{depth} ranking"
-        reranked = f", re-ranked by {result.settings['rerank']}" if result.settings["rerank"] else ""
-        title = shown(f"comparison ({protocol}, {result.settings['images']} images, {ranking}{reranked}; best in green)")
-        table = Table(*[SHORT_HEADERS.get(c, c) for c in rows[0]], title=title, title_justify="left")
-        table.columns[0].overflow = "fold"
-        for row in rows:
-            cells = {c: shown(cell(v / 2**20 if c == "index_bytes" and v else v)) for c, v in row.items()}
-            table.add_row(*[f"[bold green]{cells[c]}[/]" if c in best and v == best[c] else cells[c] for c, v in row.items()])
-        out.print(table)
+    ranking = "full ranking" if depth is None else f"top-{depth} ranking"
+    reranked = f", re-ranked by {result.settings['rerank']}" if result.settings["rerank"] else ""
+    title = f"comparison ({protocol}, {result.settings['images']} images, {ranking}{reranked}; best in green)"
+    print_leaderboard(result, result.leaderboard(compact=True), as_json, as_csv, markdown, title, SHORT_HEADERS, "index_bytes")
     pictures_written(written)
 
 

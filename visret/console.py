@@ -103,6 +103,26 @@ def pictures_written(paths: list[Path]) -> None:
         err.print(f"wrote {shown(path)}")
 
 
+def print_leaderboard(result, board, as_json: bool, as_csv: bool, markdown: bool, title: str, headers: dict[str, str], mib: str) -> None:
+    """A comparison on stdout: its JSON, CSV or Markdown, or ``board`` as a table with the best of
+    each column in green, ``headers`` shortening column names and column ``mib`` shown in MiB."""
+    from rich.table import Table
+
+    if as_json:
+        print_json(result.to_dict())
+        return
+    if as_csv or markdown:
+        sys.stdout.write(result.to_csv() if as_csv else result.to_markdown() + "\n")
+        return
+    best = board.best()
+    table = Table(*[headers.get(c, c) for c in board.columns], title=shown(title), title_justify="left")
+    table.columns[0].overflow = "fold"
+    for row in board.rows:
+        cells = {c: shown(cell(v / 2**20 if c == mib and v else v)) for c, v in row.items()}
+        table.add_row(*[f"[bold green]{cells[c]}[/]" if board.is_best(row, c, best) else cells[c] for c in row])
+    out.print(table)
+
+
 def cell(value) -> str:
     """A table cell in a terminal: three decimals, whole numbers from 100 up."""
     from visret.leaderboard import format_value

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from visret.console import ProgressBar, cell, err, out, parse_cli_params, pictures_written, print_json, shown
+from visret.console import ProgressBar, err, out, parse_cli_params, pictures_written, print_json, print_leaderboard, shown
 from visret.errors import VisretError
 
 #: Short column names of the pipeline leaderboard in a terminal.
@@ -228,8 +228,6 @@ def draw(pipeline, predictions, target: Path, explain: bool) -> Path:
 def compare_command(data_dir: Path, pipelines: str, test_dir, val_split, test_split, seed, tta, workers, save_dir, html,
                     as_json, markdown, as_csv, **network: Any) -> None:
     """``visret compare --pipelines``: train and test each pipeline, print the leaderboard."""
-    import sys
-
     from visret.pipelines.comparison import compare_pipelines
 
     with ProgressBar("comparing") as bar:
@@ -238,22 +236,8 @@ def compare_command(data_dir: Path, pipelines: str, test_dir, val_split, test_sp
             workers=workers, save_dir=save_dir, progress=bar.stages, **network_options(**network),
         )
     written = [write_report(result, html)] if html is not None else []
-    if as_json:
-        print_json(result.to_dict())
-    elif as_csv:
-        sys.stdout.write(result.to_csv())
-    elif markdown:
-        sys.stdout.write(result.to_markdown() + "\n")
-    else:
-        board = result.leaderboard()
-        best = board.best()
-        title = f"{len(board.rows)} pipelines, one held-out test part ({result.reports[result.best()].sizes.get('test', 0)} images); best in green"
-        table = Table(*[HEADERS.get(c, c) for c in board.columns], title=title, title_justify="left")
-        table.columns[0].overflow = "fold"
-        for row in board.rows:
-            cells = {c: shown(cell(v / 2**20 if c == "model_bytes" and v else v)) for c, v in row.items()}
-            table.add_row(*[f"[bold green]{cells[c]}[/]" if board.is_best(row, c, best) else cells[c] for c in row])
-        out.print(table)
+    title = f"{len(result.reports)} pipelines, one held-out test part ({result.reports[result.best()].sizes.get('test', 0)} images); best in green"
+    print_leaderboard(result, result.leaderboard(), as_json, as_csv, markdown, title, HEADERS, "model_bytes")
     pictures_written(written)
     err.print(shown(f"best: {result.best()} ({result.reports[result.best()].summary()})"), soft_wrap=True)
 
