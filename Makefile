@@ -17,7 +17,7 @@ $(VENV)/.setup: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.setup-dev: pyproject.toml tests/plugin_example/pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev,serve]' -e tests/plugin_example
+	$(BIN)/python -m pip install --quiet -e '.[dev,serve,ray]' -e tests/plugin_example
 	touch $(VENV)/.setup $@
 
 # The browser tests drive the system Chromium (Playwright cannot download its own here): install

@@ -67,10 +67,11 @@ def test_add_embeds_only_new_content(digits, tmp_path):
         assert index.query(image, k=1).neighbors[0].path == str(image) and len(index) == 200
 
 
-@pytest.mark.parametrize("factory, removal", [("Flat", "deleted"), ("HNSW16", "tombstoned")])
+@pytest.mark.parametrize("factory, removal", [("Flat", "deleted"), ("IVF8,Flat", "deleted"), ("PCA32,IVF4,Flat", "deleted"),
+                                              ("HNSW16", "tombstoned")])
 def test_remove_works_for_every_index_type(digits, tmp_path, factory, removal):
     path = tmp_path / "ix"
-    build_index(digits / "train", "pixels", path, workers=1, factory=factory).close()
+    build_index(digits / "train", "pixels", path, workers=1, factory=factory, nprobe=8).close()
     removed = remove_images([digits / "train" / "3", sorted((digits / "train" / "5").iterdir())[0]], path)
     assert removed.removed == 16
     rows = entries(path)
@@ -82,6 +83,9 @@ def test_remove_works_for_every_index_type(digits, tmp_path, factory, removal):
         assert len(index) == 134 and index.tombstones == (0 if removal == "deleted" else 16)
         for image in sorted((digits / "train" / "3").iterdir())[:3]:
             assert all(n.label != "3" for n in index.query(image, k=10).neighbors)
+        for image in sorted((digits / "train" / "9").iterdir())[:5]:  # ids after the removed ones still right
+            first = index.query(image, k=1).neighbors[0]
+            assert first.path == str(image) and first.distance == pytest.approx(0.0, abs=1e-4)
     with pytest.raises(VisretError, match="is in the index"):
         remove_images([digits / "train" / "3"], path)
 

@@ -71,11 +71,20 @@ Nprobe = Annotated[Optional[int], typer.Option(min=1, help="IVF lists probed per
 Rerank = Annotated[Optional[str], typer.Option(help="Re-ranking: aqe:k=5, alpha-qe:k=10,alpha=3, dba:k=3, k-reciprocal:k1=20,k2=6,lambda=0.3, several joined by +, or none [default: the index's].")]
 Depth = Annotated[Optional[int], typer.Option(min=1, help="Rank only the top N of the collection (mAP becomes mAP@N) [default: all].")]
 EfSearch = Annotated[Optional[int], typer.Option(min=1, help="HNSW search beam per query.")]
+Engine = Annotated[str, typer.Option(help="Where images are embedded: local (worker processes) or ray (a Ray Data actor pool; pip install 'visret[ray]').")]
+RayAddress = Annotated[Optional[str], typer.Option(help="With --engine ray: auto (this machine's cluster) or ray://HOST:PORT [default: a Ray instance of this machine, or $RAY_ADDRESS].")]
+Actors = Annotated[Optional[int], typer.Option(min=1, help="With --engine ray: actors in the pool [default: one per CPU, or per GPU].")]
+FromList = Annotated[Optional[Path], typer.Option(help="A .csv or .parquet list of images (columns path and optional label; paths may be s3://, gs://... URIs).")]
+
+
+def _engine(engine: str, ray_address: str | None, actors: int | None) -> dict:
+    return {"engine": engine, "ray_address": ray_address, "actors": actors}
 
 
 @app.command("index")
 def index_command(
-    folder: Annotated[Path, typer.Argument(help="Folder of images; sub-folders are class labels.")],
+    folder: Annotated[Optional[Path], typer.Argument(help="Folder of images; sub-folders are class labels.", show_default=False)] = None,
+    from_list: FromList = None,
     extractor: Annotated[Optional[str], typer.Option("--extractor", "-e", help=f"Extractor name (see 'visret extractors') [default: {DEFAULT_EXTRACTOR}].")] = None,
     param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Extractor parameter KEY=VALUE (repeatable).")] = None,
     recipe: Annotated[Optional[Path], typer.Option(help="A recipe (JSON, from 'visret tune'): extractor, metric and re-ranking.")] = None,
@@ -91,10 +100,15 @@ def index_command(
     max_pixels: MaxPixels = None,
     max_bytes: MaxBytes = None,
     shard_size: Annotated[int, typer.Option(min=1, help="Images per committed part (the unit of resuming).")] = 2048,
+    engine: Engine = "local",
+    ray_address: RayAddress = None,
+    actors: Actors = None,
 ) -> None:
-    """Embed every image of FOLDER and save them as an index (an interrupted run resumes)."""
+    """Embed every image of FOLDER (or of --from-list) and save them as an index (an interrupted run resumes)."""
     from visret.indexing import build_index, resolve_extractor
 
+    if (folder is None) == (from_list is None):
+        raise VisretError("give a FOLDER of images or --from-list FILE (one of them)")
     if recipe is not None:
         if extractor is not None or param or metric is not None or rerank is not None:
             raise VisretError("--recipe sets the extractor, metric and re-ranking: pass none of --extractor, --param, --metric, --rerank with it")
@@ -107,9 +121,9 @@ def index_command(
     start = time.perf_counter()
     with ProgressBar("indexing") as bar:
         built = build_index(
-            folder, chosen, index, metric=metric, batch_size=batch_size, workers=workers,
+            folder or from_list, chosen, index, metric=metric, batch_size=batch_size, workers=workers,
             progress=bar.update, factory=factory, max_memory=memory, nprobe=nprobe, ef_search=ef_search,
-            shard_size=shard_size, rerank=rerank, **limits,
+            shard_size=shard_size, rerank=rerank, **limits, **_engine(engine, ray_address, actors),
         )
     seconds = time.perf_counter() - start
     build = built.manifest["build"]
@@ -127,29 +141,36 @@ def _report_changes(changes, index_path) -> None:
     )
 
 
-def _embed_changes(label: str, change, target, index, batch_size: int, workers, max_pixels, max_bytes) -> None:
+def _embed_changes(label: str, change, target, index, batch_size: int, workers, max_pixels, max_bytes, engine: dict) -> None:
     """Run ``add_images`` or ``sync_index`` under a progress bar and print what changed."""
     from visret.index import default_index_path
 
     limits = read_limits(max_pixels, max_bytes)
     with ProgressBar(label) as bar:
-        changes = change(target, index, batch_size, workers, progress=bar.update, **limits)
+        changes = change(target, index, batch_size, workers, progress=bar.update, **limits, **engine)
     _report_changes(changes, index or default_index_path())
 
 
 @app.command("add")
 def add_command(
-    inputs: Annotated[list[Path], typer.Argument(help="Folders and image files to add.")],
+    inputs: Annotated[Optional[list[Path]], typer.Argument(help="Folders, image lists (.csv, .parquet) and image files to add.", show_default=False)] = None,
+    from_list: FromList = None,
     index: IndexPath = None,
     batch_size: BatchSize = 32,
     workers: Workers = None,
     max_pixels: MaxPixels = None,
     max_bytes: MaxBytes = None,
+    engine: Engine = "local",
+    ray_address: RayAddress = None,
+    actors: Actors = None,
 ) -> None:
     """Embed and add only what is new (by content hash); what is already indexed is skipped."""
     from visret.indexing import add_images
 
-    _embed_changes("adding", add_images, inputs, index, batch_size, workers, max_pixels, max_bytes)
+    inputs = [*(inputs or []), *([from_list] if from_list else [])]
+    if not inputs:
+        raise VisretError("give folders, image files or --from-list FILE to add")
+    _embed_changes("adding", add_images, inputs, index, batch_size, workers, max_pixels, max_bytes, _engine(engine, ray_address, actors))
 
 
 @app.command("remove")
@@ -172,11 +193,45 @@ def sync_command(
     workers: Workers = None,
     max_pixels: MaxPixels = None,
     max_bytes: MaxBytes = None,
+    engine: Engine = "local",
+    ray_address: RayAddress = None,
+    actors: Actors = None,
 ) -> None:
     """Add new and changed files of FOLDER, remove entries of deleted ones."""
     from visret.indexing import sync_index
 
-    _embed_changes("syncing", sync_index, folder, index, batch_size, workers, max_pixels, max_bytes)
+    _embed_changes("syncing", sync_index, folder, index, batch_size, workers, max_pixels, max_bytes, _engine(engine, ray_address, actors))
+
+
+@app.command("export")
+def export_command(
+    folder: Annotated[Path, typer.Argument(metavar="OUT", help="New folder to write the export to.")],
+    format: Annotated[str, typer.Option("--format", help="Layout: autofaiss (embeddings/*.npy + metadata/*.parquet, as clip-retrieval writes).")] = "autofaiss",
+    index: IndexPath = None,
+) -> None:
+    """Write the index's vectors and metadata for tools that build FAISS indexes at scale (autofaiss)."""
+    from visret.autofaiss import FORMAT, export_autofaiss
+
+    if format != FORMAT:
+        raise VisretError(f"unknown export format {format!r}; the one there is: {FORMAT}")
+    with ProgressBar("exporting") as bar:
+        done = export_autofaiss(folder, index, progress=bar.update)
+    out.print(f"exported {done.count} vectors ({done.dim}-d, metric {done.metric}) in {done.files} files, "
+              f"{done.seconds:.1f} s -> {shown(done.path)}")
+
+
+@app.command("import-index")
+def import_index_command(
+    faiss_file: Annotated[Path, typer.Argument(help="A FAISS index built from this index's export (e.g. by autofaiss).")],
+    index: IndexPath = None,
+    metadata: Annotated[Optional[Path], typer.Option(help="The export's metadata folder: maps the FAISS index's rows to entries [default: the index's own order].")] = None,
+) -> None:
+    """Attach a FAISS index built elsewhere (its dimension, metric and count are checked)."""
+    from visret.autofaiss import import_faiss_index
+    from visret.index import default_index_path
+
+    manifest = import_faiss_index(faiss_file, index, metadata)
+    out.print(f"attached {shown(faiss_file)} ({manifest['imported']['type']}, {manifest['count']} vectors) -> {shown(index or default_index_path())}")
 
 
 def _cutoffs(text: str) -> list[int]:

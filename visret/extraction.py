@@ -195,7 +195,7 @@ class Embedder:
         self._pool: ProcessPoolExecutor | None = None
         self._hidden = None
         self._batch_seconds: float | None = None
-        self._failures = 0
+        self._collector: BatchCollector | None = None  # made at the first run: a learning extractor knows its dim once fitted
         self._in_process_only = self.workers <= 1
         if not self._in_process_only and _defined_in_main(extractor):
             log.warning("extractor %s is defined in the main script: extracting in this process "
@@ -258,21 +258,55 @@ class Embedder:
 
     def run(self, records: Sequence[ImageRecord], progress: Callable[[int], None] | None = None) -> Extracted:
         """Featurise ``records``; ``progress(n)`` is called as each batch of ``n`` files finishes."""
-        out = Extracted(features=np.zeros((0, self.extractor.dim), np.float32))  # dim first: fails early
         batches = [list(records[i : i + self.batch_size]) for i in range(0, len(records), self.batch_size)]
-        chunks = []
-        for batch, (positions, hashes, features, skipped) in zip(batches, self._results([[r.path for r in b] for b in batches])):
-            out.records.extend(batch[p] for p in positions)
-            out.hashes.extend(hashes)
-            chunks.append(features)
-            for position, reason in skipped:
-                out.skipped.append((batch[position].path, reason))
-                log.warning("skipped %s: %s", display_path(batch[position].path), reason)
-            self._count_failures(len(positions), [reason for _, reason in skipped])
+        collector = self._collector = self._collector or BatchCollector(self.extractor)
+        for batch, result in zip(batches, self._results([[r.path for r in b] for b in batches])):
+            collector.add(batch, *result)
             if progress is not None:
                 progress(len(batch))
+        return collector.take()
+
+    def stream(self, records: Sequence[ImageRecord], chunk: int, progress: Callable[[int], None] | None = None) -> Iterator[Extracted]:
+        """Featurise ``records`` in chunks of ``chunk`` files, each returned as it is done."""
+        for start in range(0, len(records), chunk):
+            yield self.run(records[start : start + chunk], progress)
+
+
+class BatchCollector:
+    """Gathers batch results into one ``Extracted``: skips logged one line each, and a run stopped
+    when the extractor fails on too many images in a row (a broken plugin, not bad files)."""
+
+    def __init__(self, extractor: FeatureExtractor):
+        self.extractor = extractor
+        self._failures = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self._out = Extracted(features=np.zeros((0, self.extractor.dim), np.float32))  # dim first: fails early
+        self._chunks: list[np.ndarray] = []
+
+    @property
+    def size(self) -> int:
+        """Files gathered so far, embedded or skipped."""
+        return len(self._out.records) + len(self._out.skipped)
+
+    def add(self, batch: Sequence[ImageRecord], positions, hashes, features: np.ndarray, skipped) -> None:
+        """One batch's ``extract_batch`` result; ``positions`` index into ``batch``."""
+        out = self._out
+        out.records.extend(batch[p] for p in positions)
+        out.hashes.extend(hashes)
+        self._chunks.append(features)
+        for position, reason in skipped:
+            out.skipped.append((batch[position].path, reason))
+            log.warning("skipped %s: %s", display_path(batch[position].path), reason)
+        self._count_failures(len(positions), [reason for _, reason in skipped])
+
+    def take(self) -> Extracted:
+        """What was gathered since the last ``take``."""
+        out, chunks = self._out, self._chunks
         if chunks:
             out.features = np.concatenate(chunks).astype(np.float32, copy=False)
+        self._reset()
         return out
 
     def _count_failures(self, succeeded: int, reasons: list[str]) -> None:

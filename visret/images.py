@@ -136,12 +136,53 @@ def decode(data: bytes, spec: InputSpec, max_pixels: int = DEFAULT_MAX_PIXELS) -
         raise ImageReadError(reason) from None
 
 
+def is_uri(path: str | Path) -> bool:
+    """Whether ``path`` names a file on another filesystem (``s3://``, ``gs://``, ``file://``...)."""
+    return isinstance(path, str) and "://" in path
+
+
+def _read_uri(uri: str, max_bytes: int) -> bytes:
+    """The bytes of a file that pyarrow's filesystems (or, failing them, fsspec's) can read."""
+    import pyarrow
+    from pyarrow import fs
+
+    try:
+        try:
+            filesystem, inner = fs.FileSystem.from_uri(uri)
+        except pyarrow.ArrowInvalid:  # a scheme pyarrow does not know: try fsspec's
+            import fsspec  # an ImportError: no filesystem knows the scheme
+
+            fsspec_filesystem, inner = fsspec.core.url_to_fs(uri)
+            filesystem = fs.PyFileSystem(fs.FSSpecHandler(fsspec_filesystem))
+        info = filesystem.get_file_info(inner)
+        if info.type == fs.FileType.NotFound:
+            raise ImageReadError("No such file or directory")
+        if info.type != fs.FileType.File:
+            raise ImageReadError("not a regular file")
+        if info.size is not None and info.size > max_bytes:
+            raise ImageReadError(f"{info.size} bytes exceeds the limit of {max_bytes}")
+        with filesystem.open_input_stream(inner) as stream:
+            data = stream.read(max_bytes + 1)
+    except ImageReadError:
+        raise
+    except ImportError:
+        raise ImageReadError(f"no filesystem for {uri.split('://')[0]}:// (install fsspec and its plugin)") from None
+    except Exception as exc:  # network and permission errors of any filesystem
+        raise ImageReadError(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__) from None
+    if len(data) > max_bytes:
+        raise ImageReadError(f"file exceeds the limit of {max_bytes} bytes")
+    return data
+
+
 def read_file(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     """The bytes of a regular file of at most ``max_bytes``; anything else is an ``ImageReadError``.
 
     The file is opened without blocking (a named pipe cannot hang the reader) and checked
     before it is read: devices, pipes and sockets are refused, and so are files over the limit.
+    A URI (``s3://bucket/key``) is read through pyarrow's or fsspec's filesystems.
     """
+    if is_uri(path):
+        return _read_uri(path, max_bytes)
     try:
         os.fsencode(path).decode("utf-8")
     except UnicodeDecodeError:

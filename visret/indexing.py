@@ -17,9 +17,10 @@ import numpy as np
 
 from visret import vectors
 from visret.dataset import ImageRecord, scan_folder
+from visret.image_list import is_image_list, read_image_list
 from visret.distances import Distance, default_metric, get_distance
 from visret.errors import VisretError
-from visret.extraction import Embedder
+from visret.engines import SHARD_SIZE, EmbedOptions, StreamingEmbedder, open_embedder
 from visret.extractor import DEFAULT_EXTRACTOR, FeatureExtractor
 from visret.fitting import fit_extractor
 from visret.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageReadError, file_sha256, is_image_path
@@ -31,8 +32,6 @@ from visret.store.layout import read_manifest
 from visret.store.staging import Part, Staging
 from visret.store.writer import Generation, Writer, check_target
 
-#: Images embedded per committed part (and per shard).
-SHARD_SIZE = 2048
 #: Longest vector an index stores (4 MiB each): a guard against parameters that would exhaust memory.
 MAX_VECTOR_DIM = 2**20
 #: Removed HNSW entries (which FAISS cannot delete) trigger a rebuild past this share of the index.
@@ -52,24 +51,6 @@ class Changes:
     seconds: float = 0.0
 
 
-@dataclass(frozen=True)
-class EmbedOptions:
-    """How images are read and embedded: batch size, worker processes, file limits."""
-
-    batch_size: int = 32
-    workers: int | None = None
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    max_bytes: int = DEFAULT_MAX_BYTES
-    shard_size: int = SHARD_SIZE
-
-    def check(self) -> None:
-        for name in ("batch_size", "shard_size", "max_pixels", "max_bytes"):
-            if getattr(self, name) < 1:
-                raise VisretError(f"{name.replace('_', ' ')} must be at least 1, got {getattr(self, name)}")
-        if self.workers is not None and self.workers < 1:
-            raise VisretError(f"workers must be at least 1, got {self.workers}")
-
-
 # ---- helpers -------------------------------------------------------------------------------
 def resolve_extractor(extractor: str | dict[str, Any] | FeatureExtractor, params: dict[str, Any] | None = None) -> FeatureExtractor:
     """An extractor from an instance, a name (with ``params``) or a ``{"name": ..., "params": ...}`` spec."""
@@ -81,7 +62,7 @@ def resolve_extractor(extractor: str | dict[str, Any] | FeatureExtractor, params
 
 
 def _embed_resumably(
-    staging: Staging, embedder: Embedder, distance: Distance, records: Sequence[ImageRecord],
+    staging: Staging, embedder: StreamingEmbedder, distance: Distance, records: Sequence[ImageRecord],
     progress: ProgressCallback | None, shard_size: int,
 ) -> list[Part]:
     """Embed the records not yet committed to ``staging``, one committed part per ``shard_size``."""
@@ -97,8 +78,7 @@ def _embed_resumably(
         if progress is not None:
             progress(finished, len(records))
 
-    for start in range(0, len(todo), shard_size):
-        extracted = embedder.run(todo[start : start + shard_size], advance)
+    for extracted in embedder.stream(todo, shard_size, advance):
         rows = [(str(r.path), r.label, h) for r, h in zip(extracted.records, extracted.hashes)]
         staging.commit(distance.prepare(extracted.features), rows, [(str(p), reason) for p, reason in extracted.skipped])
     crashpoints.reached("embedded")
@@ -128,7 +108,7 @@ def _checked_factory(factory: str, extractor: FeatureExtractor, distance: Distan
 
 # ---- build ---------------------------------------------------------------------------------
 def build_index(
-    folder: str | Path,
+    source: str | Path,
     extractor: str | FeatureExtractor = DEFAULT_EXTRACTOR,
     index: str | Path | None = None,
     metric: str | None = None,
@@ -145,8 +125,16 @@ def build_index(
     shard_size: int = SHARD_SIZE,
     max_bytes: int = DEFAULT_MAX_BYTES,
     rerank: str | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
+    actors: int | None = None,
 ) -> Index:
-    """Index every image in ``folder`` (ImageFolder layout gives labels) and return the opened index.
+    """Index every image in ``source`` and return the opened index.
+
+    ``source`` is a folder (ImageFolder layout gives labels) or a ``.csv``/``.parquet`` list
+    with ``path`` and optional ``label`` columns (``visret.image_list``). ``engine`` is
+    ``local`` (worker processes) or ``ray`` (a Ray Data actor pool, ``actors`` of them, on the
+    cluster at ``ray_address``; see ``visret.engines``): the index is the same either way.
 
     Unreadable files are skipped with a warning each; their count is in
     ``index.manifest["build"]``. An interrupted build resumes when run again with the same
@@ -156,7 +144,7 @@ def build_index(
     ``rerank`` is the re-ranking queries get by default (see ``visret.rerank``).
     ``progress(done, total)`` is called as batches finish.
     """
-    options = EmbedOptions(batch_size, workers, max_pixels, max_bytes, shard_size)
+    options = EmbedOptions(batch_size, workers, max_pixels, max_bytes, shard_size, engine, ray_address, actors)
     parse_rerank(rerank)
     options.check()
     extractor = resolve_extractor(extractor, params)
@@ -171,25 +159,25 @@ def build_index(
         raise VisretError(f"nprobe and ef_search must be at least 1, got {nprobe} and {ef_search}")
     path = Path(index) if index is not None else default_index_path()
     check_target(path)
-    records = scan_folder(folder)
+    records = find_images(source)
     if not records:
-        raise VisretError(f"no image files found in {folder}")
+        raise VisretError(f"no image files found in {source}")
     vector_dim = distance.vector_dim(extractor.dim)
     if vector_dim > MAX_VECTOR_DIM:
         raise VisretError(f"{extractor.name} with metric {metric} gives {vector_dim}-d vectors, more than the {MAX_VECTOR_DIM} supported; use smaller parameters")
     _checked_factory(factory, extractor, distance, len(records))
     start = time.perf_counter()
     with Writer(path, replace=True) as writer:
-        run = {"kind": "build", "source": str(Path(folder).absolute()), "extractor": extractor.get_config(),
+        run = {"kind": "build", "source": str(Path(source).absolute()), "extractor": extractor.get_config(),
                "metric": metric, "generation": writer.previous["generation"] if writer.previous else None}
         staging = Staging(path, run)
-        _fitted(staging, extractor, records, options)
-        staging.vector_dim = vector_dim = distance.vector_dim(extractor.dim)  # final once fitted (LDA)
-        with Embedder(extractor, batch_size, workers, max_pixels, max_bytes) as embedder:
+        with open_embedder(extractor, options) as embedder:  # the engine first: a cluster that cannot be reached fails now
+            _fitted(staging, extractor, records, options)
+            staging.vector_dim = vector_dim = distance.vector_dim(extractor.dim)  # final once fitted (LDA)
             parts = _embed_resumably(staging, embedder, distance, records, progress, shard_size)
         rows = [row for part in parts for row in part.rows]
         if not rows:
-            raise VisretError(f"none of the {len(records)} image files in {folder} could be read")
+            raise VisretError(f"none of the {len(records)} image files in {source} could be read")
         order = {str(r.path): i for i, r in enumerate(records)}
         ranked = sorted(rows, key=lambda row: (order.get(row[0], len(order)), row[0]))  # ids in scan order
         id_of = {row[0]: i for i, row in enumerate(ranked, start=1)}
@@ -220,17 +208,22 @@ def build_index(
 
 
 # ---- add / remove / sync -------------------------------------------------------------------
+def find_images(source: str | Path) -> list[ImageRecord]:
+    """The images of a folder (ImageFolder labels) or of a ``.csv``/``.parquet`` list."""
+    return read_image_list(source) if is_image_list(source) else scan_folder(source)
+
+
 def _gather(inputs: Sequence[str | Path]) -> list[ImageRecord]:
-    """Folders (ImageFolder labels) and single image files (unlabelled), without duplicates."""
+    """Folders, image lists and single image files (unlabelled), without duplicates."""
     records: dict[str, ImageRecord] = {}
     for item in inputs:
         item = Path(item)
-        if item.is_dir():
-            found = scan_folder(item)
+        if item.is_dir() or is_image_list(item):
+            found = find_images(item)
         elif item.is_file() and is_image_path(item):
             found = [ImageRecord(Path(os.path.abspath(item)), None)]
         else:
-            raise VisretError(f"{item} is not a folder or an image file")
+            raise VisretError(f"{item} is not a folder, an image list or an image file")
         records.update({str(r.path): r for r in found})
     return list(records.values())
 
@@ -246,7 +239,7 @@ def _apply(
     if additions:
         run = {"kind": kind, "generation": manifest["generation"], "paths": sorted(str(r.path) for r in additions)}
         staging = Staging(path, run, manifest["vector_dim"])
-        with Embedder(extractor, options.batch_size, options.workers, options.max_pixels, options.max_bytes) as embedder:
+        with open_embedder(extractor, options) as embedder:
             parts = _embed_resumably(staging, embedder, distance, additions, progress, options.shard_size)
     order = {str(r.path): i for i, r in enumerate(additions)}
     new_rows = sorted((row for part in parts for row in part.rows), key=lambda row: order.get(row[0], len(order)))
@@ -264,7 +257,8 @@ def _apply(
             faiss_index.remove_ids(np.array(removals, dtype=np.int64))
         elif removals:
             tombstoned = removals
-        rebuild = bool(tombstoned) and current.tombstones + len(tombstoned) > TOMBSTONE_REBUILD * faiss_index.ntotal
+        rebuild = (bool(tombstoned) and current.tombstones + len(tombstoned) > TOMBSTONE_REBUILD * faiss_index.ntotal
+                   and manifest["factory"] != vectors.IMPORTED)  # an index built elsewhere cannot be rebuilt here
         if rebuild:  # the shards hold only live entries: rebuild from them
             faiss_index = vectors.new_index(manifest["vector_dim"], distance, manifest["factory"])
             vectors.fill(faiss_index, _shard_arrays(path, shards + new_shards), ids)
@@ -300,9 +294,12 @@ def add_images(
     progress: ProgressCallback | None = None,
     shard_size: int = SHARD_SIZE,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    engine: str = "local",
+    ray_address: str | None = None,
+    actors: int | None = None,
 ) -> Changes:
     """Embed and add only the images whose content is not in the index yet (by SHA-256)."""
-    options = EmbedOptions(batch_size, workers, max_pixels, max_bytes, shard_size)
+    options = EmbedOptions(batch_size, workers, max_pixels, max_bytes, shard_size, engine, ray_address, actors)
     options.check()
     path = _existing_index(index)
     start = time.perf_counter()
@@ -363,9 +360,12 @@ def sync_index(
     progress: ProgressCallback | None = None,
     shard_size: int = SHARD_SIZE,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    engine: str = "local",
+    ray_address: str | None = None,
+    actors: int | None = None,
 ) -> Changes:
     """Make the index's entries under ``folder`` match it: add new and changed files, remove deleted ones."""
-    options = EmbedOptions(batch_size, workers, max_pixels, max_bytes, shard_size)
+    options = EmbedOptions(batch_size, workers, max_pixels, max_bytes, shard_size, engine, ray_address, actors)
     options.check()
     path = _existing_index(index)
     start = time.perf_counter()

@@ -15,8 +15,12 @@ import numpy as np
 from visret.distances import Distance
 from visret.errors import VisretError
 
-#: Vectors a FAISS index is trained on at most (a seeded sample of the collection).
+#: Vectors a FAISS index is trained on at least (a seeded sample of the collection) ...
 TRAIN_SAMPLE = 100_000
+#: ... and per inverted list, when more (k-means wants about 40 points per centroid).
+TRAIN_PER_LIST = 50
+#: The ``factory`` an index records once a FAISS index built elsewhere is attached (``visret.autofaiss``).
+IMPORTED = "imported"
 
 
 def new_index(vector_dim: int, distance: Distance, factory: str) -> faiss.Index:
@@ -26,6 +30,8 @@ def new_index(vector_dim: int, distance: Distance, factory: str) -> faiss.Index:
         inner = faiss.index_factory(vector_dim, factory, distance.faiss_metric)
     except RuntimeError:
         raise VisretError(f"{factory!r} is not a FAISS index-factory string for {vector_dim}-d vectors") from None
+    if isinstance(inner_index(inner), faiss.IndexIVF):
+        return inner  # IVF stores the ids it is given and removes by them; an id map over it goes out of step on removal
     return faiss.IndexIDMap2(inner)
 
 
@@ -53,8 +59,8 @@ def check_factory(factory: str, vector_dim: int, distance: Distance, n_vectors: 
     index = new_index(vector_dim, distance, factory)
     if factory == "Flat":
         return
-    ivf = faiss.try_extract_index_ivf(index.index)
-    nlist = int(ivf.nlist) if ivf is not None else 0
+    ivf = inner_index(index)
+    nlist = int(ivf.nlist) if isinstance(ivf, faiss.IndexIVF) else 0
     if nlist > n_vectors:
         raise VisretError(f"{factory!r} has {nlist} inverted lists, more than the {n_vectors} images to index; use fewer lists or --factory auto")
     sample = min(n_vectors, max(256, nlist))  # never more than the real data will offer
@@ -95,8 +101,10 @@ def training_sample(shards: Sequence[np.ndarray], seed: int = 0, size: int = TRA
 def fill(index: faiss.Index, shards: Sequence[np.ndarray], ids: np.ndarray, seed: int = 0) -> None:
     """Train ``index`` when its type needs it, then add the shards one at a time."""
     if not index.is_trained:
+        ivf = inner_index(index)
+        size = max(TRAIN_SAMPLE, TRAIN_PER_LIST * int(ivf.nlist)) if isinstance(ivf, faiss.IndexIVF) else TRAIN_SAMPLE
         try:
-            index.train(training_sample(shards, seed))
+            index.train(training_sample(shards, seed, size))
         except RuntimeError as exc:
             reason = str(exc).split("Error: ")[-1].splitlines()[0]
             raise VisretError(f"cannot train the FAISS index on {sum(map(len, shards))} vectors: {reason}") from None
@@ -128,7 +136,10 @@ def set_search_params(index: faiss.Index, nprobe: int | None = None, ef_search: 
 
 
 def supports_removal(index: faiss.Index) -> bool:
-    return not hasattr(inner_index(index), "hnsw")
+    """Whether ``remove_ids`` keeps every other id right: not for HNSW graphs, nor for an IVF under
+    an id map (IVF does not renumber its entries, the map does; such indexes are tombstoned)."""
+    inner = inner_index(index)
+    return not hasattr(inner, "hnsw") and not (isinstance(index, faiss.IndexIDMap) and isinstance(inner, faiss.IndexIVF))
 
 
 def read(path: Path, mmap: bool = False) -> faiss.Index:

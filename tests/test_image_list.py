@@ -1,0 +1,117 @@
+"""Indexing from a list of images (CSV or Parquet) and reading images by URI."""
+
+from __future__ import annotations
+
+import csv
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import visret
+from visret import VisretError
+from visret.image_list import read_image_list
+from visret.images import ImageReadError, read_file
+
+HOG = {"size": 32, "pixels_per_cell": 4}
+
+
+def _write_csv(path, rows, header=("path", "label")):
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def _train_files(digits, n=30):
+    return sorted((digits / "train").rglob("*.png"))[:n]
+
+
+def test_csv_list_gives_the_same_index_as_the_folder(digits, tmp_path):
+    files = sorted((digits / "train").rglob("*.png"))
+    # relative paths are taken from the list's folder
+    listed = _write_csv(digits / "train.csv", [(f.relative_to(digits), f.parent.name) for f in files])
+    from_list = visret.build_index(listed, "hog", tmp_path / "list", params=HOG, workers=1)
+    from_folder = visret.build_index(digits / "train", "hog", tmp_path / "folder", params=HOG, workers=1)
+    rows = "SELECT path, label, sha256 FROM entries ORDER BY path"
+    assert from_list.sql(rows) == from_folder.sql(rows)
+    assert len(from_list) == len(files) == 150
+    query = from_folder.query(files[7], k=3)
+    assert [n.path for n in from_list.query(files[7], k=3).neighbors] == [n.path for n in query.neighbors]
+    assert from_list.manifest["build"]["source"] == str(listed)
+
+
+def test_parquet_list_with_uris_unlabelled_rows_and_a_missing_file(digits, tmp_path):
+    files = _train_files(digits, 12)
+    paths = [f.as_uri() for f in files] + [(tmp_path / "gone.png").as_uri()]
+    labels = [f.parent.name for f in files[:6]] + [None] * 7
+    listed = tmp_path / "images.parquet"
+    pq.write_table(pa.table({"path": paths, "label": pa.array(labels, pa.string()), "extra": list(range(13))}), listed)
+    index = visret.build_index(listed, "hog", tmp_path / "index", params=HOG, workers=1)
+    assert len(index) == 12 and index.manifest["build"]["skipped"] == 1
+    stored = dict(index.sql("SELECT path, label FROM entries"))
+    assert stored[files[0].as_uri()] == files[0].parent.name
+    assert stored[files[11].as_uri()] is None
+    assert index.query(files[3], k=1).neighbors[0].path == files[3].as_uri()
+
+
+def test_add_accepts_a_list(digits, tmp_path, cli):
+    index = tmp_path / "index"
+    visret.build_index(digits / "test", "hog", index, params=HOG, workers=1).close()
+    listed = _write_csv(tmp_path / "more.csv", [(str(f), f.parent.name) for f in _train_files(digits, 20)])
+    result = cli("add", "--from-list", str(listed), "--index", str(index), "--workers", "1")
+    assert result.exit_code == 0, result.output
+    assert "added 20" in result.output
+    assert len(visret.open_index(index)) == 70
+
+
+def test_fsspec_uris_are_read(digits):
+    import fsspec  # in the ray extra, which make test installs
+
+    data = _train_files(digits, 1)[0].read_bytes()
+    with fsspec.open("memory://visret/one.png", "wb") as fh:
+        fh.write(data)
+    assert read_file("memory://visret/one.png") == data
+    with pytest.raises(ImageReadError, match="No such file"):
+        read_file("memory://visret/none.png")
+    with pytest.raises(ImageReadError, match="exceeds the limit"):
+        read_file("memory://visret/one.png", max_bytes=10)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("name,label\na.png,x\n", "no 'path' column"),
+    ("path,label\na.png,x\n,y\n", "row 2 has an empty path"),
+    ("", "no 'path' column"),
+])
+def test_bad_lists_are_one_line(tmp_path, content, message):
+    listed = tmp_path / "bad.csv"
+    listed.write_text(content)
+    with pytest.raises(VisretError, match=message):
+        read_image_list(listed)
+
+
+def test_a_damaged_parquet_list_is_one_line(tmp_path, cli):
+    listed = tmp_path / "bad.parquet"
+    listed.write_bytes(b"PAR1 not really")
+    result = cli("index", "--from-list", str(listed), "--index", str(tmp_path / "i"))
+    assert result.exit_code == 1
+    assert result.output.strip().startswith("error: cannot read") and "\n" not in result.output.strip()
+
+
+def test_folder_and_list_are_exclusive(digits, tmp_path, cli):
+    listed = _write_csv(tmp_path / "l.csv", [])
+    both = cli("index", str(digits / "train"), "--from-list", str(listed), "--index", str(tmp_path / "i"))
+    neither = cli("index", "--index", str(tmp_path / "i"))
+    assert both.exit_code == neither.exit_code == 1
+    assert "one of them" in both.output and "one of them" in neither.output
+    empty = cli("index", "--from-list", str(listed), "--index", str(tmp_path / "i"))
+    assert empty.exit_code == 1 and "no image files found" in empty.output
+
+
+def test_list_rows_keep_their_order_once_each(tmp_path):
+    listed = _write_csv(tmp_path / "l.csv", [("b.png", "1"), ("a.png", ""), ("b.png", "2"), ("s3://bucket/c.jpg", "3")])
+    records = read_image_list(listed)
+    assert [str(r.path) for r in records] == [str(tmp_path / "b.png"), str(tmp_path / "a.png"), "s3://bucket/c.jpg"]
+    assert [r.label for r in records] == ["1", None, "3"]
+    assert isinstance(records[2].path, str)

@@ -1,0 +1,67 @@
+"""Images named in a list file: a CSV or Parquet table with a ``path`` column and an optional
+``label`` column, as a cluster job or a data catalogue writes them.
+
+Paths may be local (relative ones are taken from the list file's folder) or URIs of any
+filesystem pyarrow or fsspec reads (``s3://``, ``gs://``, ``hdfs://``...), so a cluster can read
+straight from object storage. Listed files are read like found ones: a bad file is a logged skip.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+from visret.dataset import ImageRecord
+from visret.errors import VisretError
+from visret.images import is_uri
+
+LIST_SUFFIXES = (".csv", ".parquet")
+
+
+def is_image_list(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in LIST_SUFFIXES and Path(path).is_file()
+
+
+def _rows(file: Path) -> tuple[list[str], list[object]]:
+    if file.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(file)
+        except Exception as exc:  # pyarrow raises several types for damaged files
+            raise VisretError(f"cannot read {file} as Parquet: {str(exc).splitlines()[0]}") from None
+        columns = table.column_names
+        if "path" not in columns:
+            raise VisretError(f"{file} has no 'path' column (columns: {', '.join(columns) or 'none'})")
+        labels = table.column("label").to_pylist() if "label" in columns else [None] * table.num_rows
+        return [str(p) if p is not None else "" for p in table.column("path").to_pylist()], labels
+    try:
+        with open(file, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            if "path" not in (reader.fieldnames or []):
+                raise VisretError(f"{file} has no 'path' column in its header line (found: {', '.join(reader.fieldnames or []) or 'none'})")
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise VisretError(f"cannot read {file} as CSV: {exc}") from None
+    return [row["path"] or "" for row in rows], [row.get("label") for row in rows]
+
+
+def read_image_list(file: str | Path) -> list[ImageRecord]:
+    """The images a CSV or Parquet list names, in its order, each once."""
+    file = Path(file).expanduser()
+    if not file.is_file():
+        raise VisretError(f"{file} is not a file")
+    if file.suffix.lower() not in LIST_SUFFIXES:
+        raise VisretError(f"{file} is not a .csv or .parquet list of images")
+    paths, labels = _rows(file)
+    base = file.parent.absolute()
+    records: dict[str, ImageRecord] = {}
+    for number, (path, label) in enumerate(zip(paths, labels), start=1):
+        path = path.strip()
+        if not path:
+            raise VisretError(f"{file}: row {number} has an empty path")
+        where: str | Path = path if is_uri(path) else Path(os.path.abspath(base / Path(path).expanduser()))
+        label = None if label is None or str(label).strip() == "" else str(label).strip()
+        records.setdefault(str(where), ImageRecord(where, label))
+    return list(records.values())
