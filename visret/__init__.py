@@ -1,6 +1,6 @@
 """visret: image retrieval and classification with handcrafted and deep features.
 
-The public API is small: build an index from a folder, open it, query it, evaluate k-NN on
+The public API is small: build an index from a folder, a list of images or vectors, open it, query it, evaluate k-NN on
 held-out images; train, compare, save and reopen classification pipelines. Extractors and classifier heads come from plugins (see ``visret.hookspecs``).
 """
 
@@ -19,7 +19,8 @@ from visret.errors import VisretError
 from visret.evaluation import KnnReport, evaluate_features, evaluate_knn
 from visret.extractor import FeatureExtractor, InputSpec
 from visret.index import Index, Neighbor, QueryResult, open_index
-from visret.indexing import add_images, build_index, remove_images, sync_index
+from visret.autofaiss import export_autofaiss, import_faiss_index
+from visret.indexing import add_images, build_index, index_from_arrays, remove_images, sync_index
 from visret.pipelines import ClassificationReport, Pipeline, load_pipeline, train_pipeline
 from visret.pipelines.comparison import PipelineComparison, compare_pipelines
 from visret.plugins import get_classifier, get_extractor, hookimpl
@@ -43,10 +44,13 @@ __all__ = [
     "compare_pipelines",
     "evaluate_features",
     "evaluate_knn",
+    "export_autofaiss",
     "find_duplicates",
     "get_classifier",
     "get_extractor",
     "hookimpl",
+    "import_faiss_index",
+    "index_from_arrays",
     "load_pipeline",
     "open_index",
     "remove_images",

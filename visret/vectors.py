@@ -89,17 +89,31 @@ def choose_factory(n: int, dim: int, max_memory: int | None = None) -> str:
     return f"IVF{nlist},PQ{max(fitting) if fitting else choices[0]}"
 
 
-def training_sample(shards: Sequence[np.ndarray], seed: int = 0, size: int = TRAIN_SAMPLE) -> np.ndarray:
-    """A seeded sample of rows drawn across all shards (read row by row from memory maps)."""
-    total = sum(len(s) for s in shards)
+def _rows(shard: np.ndarray | Path) -> int:
+    return len(np.load(shard, mmap_mode="r", allow_pickle=False)) if isinstance(shard, Path) else len(shard)
+
+
+def _read(shard: np.ndarray | Path) -> np.ndarray:
+    """A shard's vectors: a ``.npy`` file is read, not mapped, so it leaves memory with the array."""
+    return np.load(shard, allow_pickle=False) if isinstance(shard, Path) else np.asarray(shard)
+
+
+def training_sample(shards: Sequence[np.ndarray | Path], seed: int = 0, size: int = TRAIN_SAMPLE) -> np.ndarray:
+    """A seeded sample of rows drawn across all shards, reading one shard at a time."""
+    rows = [_rows(s) for s in shards]
+    total = sum(rows)
     chosen = np.sort(np.random.default_rng(seed).choice(total, min(size, total), replace=False))
-    bounds = np.cumsum([0] + [len(s) for s in shards])
+    bounds = np.cumsum([0] + rows)
     which = np.searchsorted(bounds, chosen, side="right") - 1
-    return np.concatenate([shards[s][chosen[which == s] - bounds[s]] for s in np.unique(which)]).astype(np.float32)
+    return np.concatenate([_read(shards[s])[chosen[which == s] - bounds[s]] for s in np.unique(which)]).astype(np.float32)
 
 
-def fill(index: faiss.Index, shards: Sequence[np.ndarray], ids: np.ndarray, seed: int = 0) -> None:
-    """Train ``index`` when its type needs it, then add the shards one at a time."""
+def fill(index: faiss.Index, shards: Sequence[np.ndarray | Path], ids: np.ndarray, seed: int = 0) -> None:
+    """Train ``index`` when its type needs it, then add the shards one at a time.
+
+    Shards are arrays or ``.npy`` files; with files, memory holds the training sample and one
+    shard, never the whole collection.
+    """
     if not index.is_trained:
         ivf = inner_index(index)
         size = max(TRAIN_SAMPLE, TRAIN_PER_LIST * int(ivf.nlist)) if isinstance(ivf, faiss.IndexIVF) else TRAIN_SAMPLE
@@ -107,15 +121,16 @@ def fill(index: faiss.Index, shards: Sequence[np.ndarray], ids: np.ndarray, seed
             index.train(training_sample(shards, seed, size))
         except RuntimeError as exc:
             reason = str(exc).split("Error: ")[-1].splitlines()[0]
-            raise VisretError(f"cannot train the FAISS index on {sum(map(len, shards))} vectors: {reason}") from None
+            raise VisretError(f"cannot train the FAISS index on {sum(map(_rows, shards))} vectors: {reason}") from None
     add(index, shards, ids)
 
 
-def add(index: faiss.Index, shards: Sequence[np.ndarray], ids: np.ndarray) -> None:
+def add(index: faiss.Index, shards: Sequence[np.ndarray | Path], ids: np.ndarray) -> None:
     start = 0
     for shard in shards:
-        index.add_with_ids(np.ascontiguousarray(shard, dtype=np.float32), np.ascontiguousarray(ids[start : start + len(shard)], dtype=np.int64))
-        start += len(shard)
+        vectors = np.ascontiguousarray(_read(shard), dtype=np.float32)
+        index.add_with_ids(vectors, np.ascontiguousarray(ids[start : start + len(vectors)], dtype=np.int64))
+        start += len(vectors)
 
 
 def inner_index(index: faiss.Index) -> faiss.Index:

@@ -64,7 +64,7 @@ def connect(address: str | None) -> bool:
 
     if ray.is_initialized():
         return False
-    quiet = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": False}
+    quiet = {"include_dashboard": False, "configure_logging": False, "log_to_driver": False}  # the user's logging stays theirs
     if address is None and not os.environ.get("RAY_ADDRESS"):
         ray.init(_node_ip_address="127.0.0.1", **quiet)  # a private instance, on the loopback only
         return True

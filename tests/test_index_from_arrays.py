@@ -1,0 +1,64 @@
+"""Indexes of vectors computed elsewhere: the same index as embedding the files, in bounded memory."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import visret
+from visret import VisretError
+
+HOG = {"size": 32, "pixels_per_cell": 4}
+
+
+@pytest.fixture(scope="module")
+def embedded(digits_index):
+    """The digits index's vectors, paths, labels and hashes, in id order."""
+    with visret.open_index(digits_index) as index:
+        rows = index.sql("SELECT id, path, label, sha256 FROM entries ORDER BY id")
+        return index.vectors([r[0] for r in rows]), [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows]
+
+
+def test_arrays_give_the_index_that_embedding_gives(digits, digits_index, embedded, tmp_path):
+    X, paths, labels, hashes = embedded
+    extractor = visret.get_extractor("hog", **HOG)
+    built = visret.index_from_arrays(X, paths, labels, tmp_path / "arrays", extractor, hashes=hashes, shard_size=40)
+    reference = visret.open_index(digits_index)
+    rows = "SELECT id, path, label, sha256 FROM entries ORDER BY id"
+    assert built.sql(rows) == reference.sql(rows)
+    np.testing.assert_array_equal(built.vectors(list(range(1, 151))), reference.vectors(list(range(1, 151))))
+    query = sorted((digits / "test" / "5").iterdir())[0]
+    assert built.query(query, k=5).to_dict() == reference.query(query, k=5).to_dict()
+    assert len(built.manifest["shards"]) == 4  # committed 40 rows at a time
+    # with content hashes, add recognises what is indexed
+    assert visret.add_images([digits / "train"], tmp_path / "arrays").unchanged == 150
+
+
+def test_a_memory_map_or_row_blocks_build_an_ivf_index(embedded, tmp_path):
+    X, paths, labels, _ = embedded
+    np.save(tmp_path / "x.npy", X)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    extractor = visret.get_extractor("hog", **HOG)
+    a = visret.index_from_arrays(mapped, paths, labels, tmp_path / "a", extractor, factory="IVF4,Flat", nprobe=4)
+    b = visret.index_from_arrays((X[i : i + 33] for i in range(0, 150, 33)), paths, labels, tmp_path / "b", extractor,
+                                 factory="IVF4,Flat", nprobe=4)
+    assert a.manifest["factory"] == "IVF4,Flat" and len(a) == len(b) == 150
+    for index in (a, b):
+        assert [r.neighbors[0].id for r in index.query_vectors(X[:10], k=1)] == list(range(1, 11))
+    assert a.recall_at_10() == b.recall_at_10() == 1.0  # every list probed: exact
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda X, p, l: (X[:, :10], p, l), "rows of"),
+    (lambda X, p, l: (X[:100], p, l), "100 vectors for 150 paths"),
+    (lambda X, p, l: (np.vstack([X, X[:1]]), p, l), "more vectors than the 150 paths"),
+    (lambda X, p, l: (X, p[:-1] + p[:1], l), "paths must be unique"),
+    (lambda X, p, l: (X, p, l[:3]), "150 paths but 3 labels"),
+])
+def test_mismatched_arrays_are_one_line_and_write_nothing(embedded, tmp_path, change, message):
+    X, paths, labels, _ = embedded
+    X, paths, labels = change(X, paths, labels)
+    with pytest.raises(VisretError, match=message):
+        visret.index_from_arrays(X, paths, labels, tmp_path / "ix", visret.get_extractor("hog", **HOG))
+    assert not (tmp_path / "ix" / "manifest.json").exists()
+
