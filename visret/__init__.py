@@ -23,7 +23,7 @@ from visret.autofaiss import export_autofaiss, import_faiss_index
 from visret.indexing import add_images, build_index, index_from_arrays, remove_images, sync_index
 from visret.pipelines import ClassificationReport, Pipeline, load_pipeline, train_pipeline
 from visret.pipelines.comparison import PipelineComparison, compare_pipelines
-from visret.plugins import get_classifier, get_extractor, hookimpl
+from visret.plugins import from_config, get_classifier, get_extractor, hookimpl
 
 __all__ = [
     "ClassificationReport",
@@ -46,6 +46,7 @@ __all__ = [
     "evaluate_knn",
     "export_autofaiss",
     "find_duplicates",
+    "from_config",
     "get_classifier",
     "get_extractor",
     "hookimpl",

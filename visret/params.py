@@ -31,18 +31,51 @@ class Configurable:
         doc = inspect.getdoc(cls) or ""
         return doc.splitlines()[0] if doc else ""
 
-    def get_params(self) -> dict[str, Any]:
-        return {key: getattr(self, key) for key in self.param_defaults()}
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's parameters, as scikit-learn's ``clone`` and searches expect; with
+        ``deep``, those of nested estimators too, as ``name__param``."""
+        params = {key: getattr(self, key) for key in self.param_defaults()}
+        if deep:
+            for key, value in list(params.items()):
+                if hasattr(value, "get_params") and not isinstance(value, type):
+                    params.update({f"{key}__{k}": v for k, v in value.get_params(deep=True).items()})
+        return params
+
+    def set_params(self, **params: Any) -> Configurable:
+        """Set parameters (``name__param`` reaches a nested estimator), check them, return ``self``."""
+        valid = self.param_defaults()
+        nested: dict[str, dict[str, Any]] = {}
+        own = {}
+        for key, value in params.items():
+            head, _, rest = key.partition("__")
+            if head not in valid:
+                raise ValueError(f"{type(self).__name__} has no parameter {head!r}; it has {', '.join(valid) or 'none'}")
+            if rest:
+                nested.setdefault(head, {})[rest] = value
+            else:
+                own[key] = value
+        before = dict(vars(self))
+        try:
+            for key, value in own.items():
+                setattr(self, key, value)
+            for head, values in nested.items():
+                getattr(self, head).set_params(**values)
+            self.validate()
+        except Exception:
+            vars(self).clear()
+            vars(self).update(before)  # a refused change leaves the object as it was
+            raise
+        return self
 
     def get_config(self) -> dict[str, Any]:
-        """Everything needed to re-create this object (learned state aside)."""
-        return {"name": self.name, "params": self.get_params()}
+        """Everything needed to re-create this object (learned state aside); JSON-serialisable."""
+        return {"name": self.name, "params": self.get_params(deep=False)}
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming a bad parameter; called by the registry on creation."""
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params(deep=False).items())
         return f"{type(self).__name__}({args})"
 
 

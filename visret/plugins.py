@@ -111,11 +111,19 @@ def call_each_plugin(hook_name: str, argument_for: Callable[[str], Any]) -> None
             _record_failure(_register_failures, name, _versions.get(name), error)
 
 
+#: What a registered class must implement itself, by base class: checked when it registers, so a
+#: plugin that forgot one fails at once, named, instead of with a bare NotImplementedError later.
+REQUIRED = {FeatureExtractor: ("input_spec", "dim", "extract"), Classifier: ("fit", "predict_proba")}
+
+
 def _register_into(kind: str, base: type, table: dict[str, tuple[type, str]]):
     def for_plugin(plugin_name: str):
         def register(cls: type) -> type:
             if not (isinstance(cls, type) and issubclass(cls, base)) or not getattr(cls, "name", ""):
                 raise TypeError(f"{cls!r} is not a named {base.__name__} subclass")
+            missing = [member for member in REQUIRED.get(base, ()) if getattr(cls, member) is getattr(base, member)]
+            if missing:
+                raise TypeError(f"{kind} {cls.name!r} ({cls.__qualname__}) does not implement {', '.join(missing)}")
             if cls.name in table and table[cls.name][0] is not cls:
                 other = table[cls.name][1]
                 raise VisretError(
@@ -185,6 +193,21 @@ def extractor_from_spec(spec: str | dict[str, Any]) -> FeatureExtractor:
     if isinstance(spec, dict) and isinstance(spec.get("name"), str) and set(spec) <= {"name", "params"}:
         return get_extractor(spec["name"], **(spec.get("params") or {}))
     raise VisretError(f'an extractor must be a name or {{"name": ..., "params": {{...}}}}, got {spec!r}')
+
+
+def from_config(config: dict[str, Any]) -> FeatureExtractor | Classifier:
+    """The inverse of ``get_config()``: an extractor or a classifier head from ``{"name", "params"}``
+    (learned state aside: ``set_state`` restores it)."""
+    reg = registry()
+    name = config.get("name") if isinstance(config, dict) else None
+    if not isinstance(name, str) or not set(config) <= {"name", "params"}:
+        raise VisretError(f'a configuration is {{"name": ..., "params": {{...}}}}, got {config!r}')
+    kinds = [kind for kind, table in (("extractor", reg.extractors), ("classifier", reg.classifiers)) if name.partition(":")[0] in table]
+    if len(kinds) > 1:
+        raise VisretError(f"{name!r} is both an extractor and a classifier; use get_extractor or get_classifier")
+    if kinds == ["classifier"]:
+        return get_classifier(name, **(config.get("params") or {}))
+    return extractor_from_spec(config)
 
 
 def get_classifier(name: str, **params: Any) -> Classifier:

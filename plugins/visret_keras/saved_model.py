@@ -41,13 +41,14 @@ class SavedModel(KerasExtractor):
         if self.sha256 is not None and sha256_file(file) != self.sha256:
             raise ValueError(f"{self.path} has changed since the index was built (SHA-256 differs)")
 
-    def get_params(self) -> dict[str, Any]:
-        """The parameters, with the model file's hash filled in."""
-        params = super().get_params()
-        if params["sha256"] is None:
-            params["sha256"] = sha256_file(Path(str(self.path)).expanduser())
+    def get_config(self) -> dict[str, Any]:
+        """What an index records: the model file's absolute path and its SHA-256, checked on reopening."""
+        config = super().get_config()
+        params = config["params"]
         params["path"] = str(Path(str(self.path)).expanduser().absolute())
-        return params
+        if params["sha256"] is None:
+            params["sha256"] = sha256_file(Path(params["path"]))
+        return config
 
     def preprocess(self, batch):
         return batch * self.rescale if self.rescale != 1.0 else batch

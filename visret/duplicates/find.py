@@ -89,8 +89,8 @@ def _from_index(index, extractor: FeatureExtractor | None):
     built = index.extractor
     if extractor is not None and extractor.get_config() != built.get_config():
         raise VisretError(
-            f"the index at {index.path} was built with {built.name} {built.get_params()}, not {extractor.name} "
-            f"{extractor.get_params()}: leave out the extractor, or pass the folder instead"
+            f"the index at {index.path} was built with {built.name} {built.get_config()['params']}, not {extractor.name} "
+            f"{extractor.get_config()['params']}: leave out the extractor, or pass the folder instead"
         )
     if built.binary and index.metric not in BIT_PRESERVING_METRICS:
         raise VisretError(f"cannot read {built.name} bits back from an index with metric {index.metric}; pass the folder instead")

@@ -50,7 +50,7 @@ def default(extractor) -> Threshold | None:
         bits = extractor.dim
         value = float(round(value * bits / 64))
         return Threshold(value, f"calibrated default of {extractor.name}: at most {value:g} of {bits} bits differ")
-    if json.dumps(extractor.get_params()) != json.dumps(type(extractor).param_defaults()):
+    if json.dumps(extractor.get_params(deep=False)) != json.dumps(type(extractor).param_defaults()):
         return None  # other parameters, other scale
     return Threshold(value, f"calibrated default of {extractor.name}: cosine distance at most {value:g}")
 

@@ -1,0 +1,147 @@
+"""The conformance kit (``visret.testing``) run over every registered extractor and head, and shown to
+catch what it is for: plugin classes that break visret's rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+import visret
+from visret import FeatureExtractor, InputSpec, hookimpl
+from visret.plugins import classifier_classes, extractor_classes
+from visret.testing import check_classifier, check_extractor
+
+#: Keras application families share one implementation; each is built with ImageNet-free weights at a
+#: small size here only for the ones below (building all 40 costs minutes and gigabytes).
+KERAS_CHECKED = {"keras/mobilenet_v2", "keras/resnet50", "keras/efficientnet_b0"}
+SMALL = {"size": 32}
+
+
+def _instance(name: str):
+    cls = extractor_classes()[name]
+    if name.startswith("keras/"):
+        return cls(weights="none", **SMALL)
+    if name.startswith("cnn/"):
+        return cls(weights="none") if "weights" in cls.param_defaults() else cls()
+    if name == "model":
+        return None  # needs a .keras file: checked in test_a_saved_model_extractor_conforms
+    return cls()
+
+
+CHECKED = sorted(n for n in extractor_classes() if not n.startswith("keras/") or n in KERAS_CHECKED)
+
+
+@pytest.mark.parametrize("name", [n for n in CHECKED if n != "model"])
+def test_every_registered_extractor_conforms(name):
+    check_extractor(_instance(name))
+
+
+def test_a_saved_model_extractor_conforms(tmp_path):
+    from visret_keras import runtime
+
+    keras = runtime.keras()
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Flatten()(keras.layers.Conv2D(4, 3)(inputs))
+    x = keras.layers.Dense(8, activation="relu")(x)
+    keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x)).save(tmp_path / "net.keras")
+    check_extractor(visret.get_extractor("model", path=str(tmp_path / "net.keras")))
+
+
+@pytest.mark.parametrize("name", sorted(classifier_classes()))
+def test_every_registered_head_conforms(name, tmp_path):
+    check_classifier(classifier_classes()[name], tmp_path)
+
+
+def test_clone_and_nested_params_work_on_a_composed_extractor():
+    combined = visret.get_extractor("combine", parts=["hog", "lbp"], weights=[1, 2])
+    copy = clone(combined)
+    assert copy is not combined and copy.get_params(deep=False) == combined.get_params(deep=False)
+    assert combined.set_params(weights=[3, 1]).weights == [3, 1]
+    with pytest.raises(ValueError, match="weights"):
+        combined.set_params(weights=[1])
+    assert combined.weights == [3, 1]  # a refused change leaves the object as it was
+    assert visret.from_config(combined.get_config()).get_config() == combined.get_config()
+
+
+class _Drifting(FeatureExtractor):
+    """Gives other numbers on every call: not deterministic."""
+
+    name = "test/drifting"
+
+    def __init__(self):
+        self._calls = 0
+
+    @property
+    def input_spec(self):
+        return InputSpec("L", (16, 16))
+
+    @property
+    def dim(self):
+        return 2
+
+    def extract(self, images):
+        self._calls += 1
+        return np.full((len(images), 2), self._calls, np.float32)
+
+
+class _WrongShape(_Drifting):
+    name = "test/wrong-shape"
+
+    def extract(self, images):
+        return np.zeros((len(images), 3), np.float32)
+
+
+class _Float64(_Drifting):
+    name = "test/float64"
+
+    def extract(self, images):
+        return np.zeros((len(images), 2))
+
+
+class _RewritesParams(_Drifting):
+    name = "test/rewrites"
+
+    def __init__(self, size: int = 8):
+        self.size = max(size, 16)
+
+    def extract(self, images):
+        return np.zeros((len(images), 2), np.float32)
+
+
+@pytest.mark.parametrize("cls, message", [
+    (_Drifting, "not deterministic"),
+    (_WrongShape, r"gave shape \(6, 3\), not \(6, 2\)"),
+    (_Float64, "float32"),
+    (_RewritesParams, "changes 'size'"),
+])
+def test_the_kit_catches_broken_extractors(cls, message):
+    with pytest.raises(AssertionError, match=message):
+        check_extractor(cls)
+
+
+class _NoDim(FeatureExtractor):
+    name = "test/no-dim"
+
+    @property
+    def input_spec(self):
+        return InputSpec()
+
+    def extract(self, images):
+        return np.zeros((len(images), 1), np.float32)
+
+
+class _IncompletePlugin:
+    @hookimpl
+    def register_extractors(self, register):
+        register(_NoDim)
+
+
+def test_registration_refuses_a_class_without_dim_naming_the_plugin(register_plugin, caplog):
+    register_plugin(_IncompletePlugin(), "incomplete")
+    report = {row["name"]: row for row in visret.plugins.plugin_report()}
+    assert report["incomplete"]["status"] == "failed"
+    assert "extractor 'test/no-dim' (_NoDim) does not implement dim" in report["incomplete"]["error"]
+    assert "plugin incomplete failed" in caplog.text
+    with pytest.raises(visret.VisretError, match="unknown extractor 'test/no-dim'"):
+        visret.get_extractor("test/no-dim")
