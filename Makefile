@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO := build/demo
 
-.PHONY: demo test setup setup-dev chromium benchmarks clean
+.PHONY: demo test docs setup setup-dev chromium benchmarks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,9 @@ demo: $(VENV)/.setup
 
 test: $(VENV)/.setup-dev chromium
 	$(BIN)/python -m pytest
+
+docs: $(VENV)/.setup-dev
+	$(BIN)/python -m mkdocs build --strict
 
 benchmarks: $(VENV)/.setup
 	$(BIN)/python benchmarks/spine.py

@@ -21,10 +21,6 @@ from results import emit  # noqa: E402
 from datasets import materialise  # noqa: E402
 
 import visret  # noqa: E402
-from visret.dataset import scan_folder  # noqa: E402
-from visret.extraction import extract_records  # noqa: E402
-from visret.fitting import fit_extractor  # noqa: E402
-from visret.plugins import extractor_from_spec  # noqa: E402
 
 EXTRACTORS = {
     "pixels": "pixels",
@@ -45,13 +41,12 @@ EXTRACTORS = {
 }
 
 
-def features(spec, train, test, workers):
-    extractor = extractor_from_spec(spec)
-    if extractor.requires_fit:
-        fit_extractor(extractor, train, max_pixels=10**9)
-    X_train = extract_records(extractor, train, workers=workers).features
-    X_test = extract_records(extractor, test, workers=workers).features
-    return X_train, X_test
+def features(spec, train_dir, test_dir, workers):
+    """Features of both parts, a learning extractor fitted on the training part only."""
+    extractor = visret.get_extractor(spec) if isinstance(spec, str) else visret.from_config(spec)
+    X_train, train = visret.embed_folder(train_dir, extractor, workers=workers, max_pixels=10**9)
+    X_test, test = visret.embed_folder(test_dir, extractor, workers=workers, max_pixels=10**9, fit=False)
+    return X_train, np.array([r.label for r in train]), X_test, np.array([r.label for r in test])
 
 
 def scores(report) -> dict:
@@ -64,15 +59,13 @@ def evaluate(X_train, y_train, X_test, y_test) -> dict:
 
 def run(dataset: str, root: Path, workers: int, names: list[str]) -> dict:
     train_dir, test_dir = materialise(dataset, root)
-    train, test = scan_folder(train_dir), scan_folder(test_dir)
-    y_train = np.array([r.label for r in train])
-    y_test = np.array([r.label for r in test])
-    rows = {}
+    rows, sizes = {}, (0, 0)
     for name in names:
-        X_train, X_test = features(EXTRACTORS[name], train, test, workers)
+        X_train, y_train, X_test, y_test = features(EXTRACTORS[name], train_dir, test_dir, workers)
         rows[name] = evaluate(X_train, y_train, X_test, y_test)
+        sizes = (len(y_train), len(y_test))
         print(f"  {dataset} {name}: {rows[name]}", file=sys.stderr)
-    return {"train": len(train), "test": len(test), "rows": rows}
+    return {"train": sizes[0], "test": sizes[1], "rows": rows}
 
 
 def main() -> None:

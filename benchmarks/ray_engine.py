@@ -34,7 +34,7 @@ EXTRACTORS = {"hog": {"name": "hog", "params": {}},
 
 
 def _by_path(index) -> tuple[list[tuple], np.ndarray]:
-    rows = index.sql("SELECT path, label, sha256, id FROM entries ORDER BY path")
+    rows = sorted((e.path, e.label, e.sha256, e.id) for e in index)
     return [r[:3] for r in rows], index.vectors([r[3] for r in rows])
 
 

@@ -40,7 +40,7 @@ def test_export_writes_every_vector_with_its_entry(index, tmp_path, cli):
     embeddings, rows = _read_export(out)
     opened = visret.open_index(index)
     assert embeddings.shape == (135, opened.manifest["vector_dim"]) and embeddings.dtype == np.float32
-    assert sorted(r["id"] for r in rows) == sorted(row[0] for row in opened.sql("SELECT id FROM entries"))
+    assert sorted(r["id"] for r in rows) == [entry.id for entry in opened]
     ids = [r["id"] for r in rows]
     np.testing.assert_array_equal(embeddings, opened.vectors(ids))  # row i is entry ids[i]
     entry = opened.entry(ids[5])
@@ -83,7 +83,7 @@ def test_an_index_built_from_the_export_is_attached_and_answers_as_exact_search(
 
 def test_an_index_with_ids_of_its_own_is_checked(index, tmp_path):
     opened = visret.open_index(index)
-    ids = np.array([row[0] for row in opened.sql("SELECT id FROM entries")], np.int64)
+    ids = np.array([entry.id for entry in opened], np.int64)
     vectors = opened.vectors(ids)
     opened.close()
     good = faiss.IndexIDMap2(faiss.IndexFlatL2(vectors.shape[1]))
@@ -136,7 +136,7 @@ def test_not_a_faiss_file_and_damaged_metadata(index, tmp_path, cli):
 def test_an_ivf_under_an_id_map_stays_right_after_removals(index, digits, tmp_path):
     """FAISS's IVF does not renumber on removal while an id map does: such an index is tombstoned."""
     opened = visret.open_index(index)
-    ids = np.array([row[0] for row in opened.sql("SELECT id FROM entries")], np.int64)
+    ids = np.array([entry.id for entry in opened], np.int64)
     vectors = opened.vectors(ids)
     opened.close()
     ivf = faiss.IndexIDMap2(faiss.index_factory(vectors.shape[1], "IVF4,Flat"))

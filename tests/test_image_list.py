@@ -34,8 +34,7 @@ def test_csv_list_gives_the_same_index_as_the_folder(digits, tmp_path):
     listed = _write_csv(digits / "train.csv", [(f.relative_to(digits), f.parent.name) for f in files])
     from_list = visret.build_index(listed, "hog", tmp_path / "list", params=HOG, workers=1)
     from_folder = visret.build_index(digits / "train", "hog", tmp_path / "folder", params=HOG, workers=1)
-    rows = "SELECT path, label, sha256 FROM entries ORDER BY path"
-    assert from_list.sql(rows) == from_folder.sql(rows)
+    assert [(e.id, e.path, e.label, e.sha256) for e in from_list] == [(e.id, e.path, e.label, e.sha256) for e in from_folder]
     assert len(from_list) == len(files) == 150
     query = from_folder.query(files[7], k=3)
     assert [n.path for n in from_list.query(files[7], k=3).neighbors] == [n.path for n in query.neighbors]
@@ -50,7 +49,7 @@ def test_parquet_list_with_uris_unlabelled_rows_and_a_missing_file(digits, tmp_p
     pq.write_table(pa.table({"path": paths, "label": pa.array(labels, pa.string()), "extra": list(range(13))}), listed)
     index = visret.build_index(listed, "hog", tmp_path / "index", params=HOG, workers=1)
     assert len(index) == 12 and index.manifest["build"]["skipped"] == 1
-    stored = dict(index.sql("SELECT path, label FROM entries"))
+    stored = {entry.path: entry.label for entry in index}
     assert stored[files[0].as_uri()] == files[0].parent.name
     assert stored[files[11].as_uri()] is None
     assert index.query(files[3], k=1).neighbors[0].path == files[3].as_uri()

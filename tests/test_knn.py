@@ -6,7 +6,8 @@ from sklearn.datasets import load_digits
 from sklearn.neighbors import KNeighborsClassifier
 
 from visret import VisretError, get_classifier
-from visret.knn import KNNClassifier, vote
+from visret.voting import vote
+from visret_heads.knn import KNNClassifier
 
 
 def test_majority_vote():

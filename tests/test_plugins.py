@@ -239,7 +239,9 @@ def test_every_hook_is_documented_in_the_readme():
 
     from visret import hookspecs
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    root = Path(__file__).resolve().parents[1]
     hooks = [name for name, f in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("register_")]
     assert hooks == ["register_classifiers", "register_commands", "register_extractors", "register_pipelines"]
-    assert [hook for hook in hooks if f"`{hook}(" not in readme] == []
+    for guide in ("README.md", "docs/plugins.md"):
+        text = (root / guide).read_text()
+        assert [hook for hook in hooks if f"`{hook}(" not in text] == [], guide

@@ -34,7 +34,7 @@ def ray_instance():
 
 def _contents(index):
     """Each entry's (label, sha256) and vector, by path: what must not depend on the engine."""
-    rows = index.sql("SELECT path, label, sha256, id FROM entries ORDER BY path")
+    rows = sorted((e.path, e.label, e.sha256, e.id) for e in index)
     return {r[0]: (r[1], r[2]) for r in rows}, index.vectors([r[3] for r in rows])
 
 

@@ -38,7 +38,7 @@ def resign(path: Path, edit) -> None:
 def snapshot(path: Path) -> dict:
     """What an index answers: entries by id (path, label, content hash) and their vectors."""
     with open_index(path) as index:
-        rows = index.sql("SELECT id, path, label, sha256 FROM entries ORDER BY id")
+        rows = [(e.id, e.path, e.label, e.sha256) for e in index]
         ids = [r[0] for r in rows]
         return {"rows": rows, "vectors": index.vectors(ids).round(6).tolist() if ids else [], "count": len(index)}
 

@@ -4,8 +4,6 @@ The public API is small: build an index from a folder, a list of images or vecto
 held-out images; train, compare, save and reopen classification pipelines. Extractors and classifier heads come from plugins (see ``visret.hookspecs``).
 """
 
-__version__ = "0.1.0"
-
 import os as _os
 
 # OpenMP threads that wait by spinning (libgomp's default) make FAISS 10-20x slower on a machine
@@ -14,10 +12,12 @@ import os as _os
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from visret.classifier import Classifier
+from visret.version import __version__
 from visret.duplicates import DuplicateReport, find_duplicates
 from visret.errors import VisretError
 from visret.evaluation import KnnReport, evaluate_features, evaluate_knn
 from visret.extractor import FeatureExtractor, InputSpec
+from visret.fitting import embed_folder
 from visret.index import Index, Neighbor, QueryResult, open_index
 from visret.autofaiss import export_autofaiss, import_faiss_index
 from visret.indexing import add_images, build_index, index_from_arrays, remove_images, sync_index
@@ -42,6 +42,7 @@ __all__ = [
     "add_images",
     "build_index",
     "compare_pipelines",
+    "embed_folder",
     "evaluate_features",
     "evaluate_knn",
     "export_autofaiss",

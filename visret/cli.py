@@ -105,7 +105,8 @@ def index_command(
     actors: Actors = None,
 ) -> None:
     """Embed every image of FOLDER (or of --from-list) and save them as an index (an interrupted run resumes)."""
-    from visret.indexing import build_index, resolve_extractor
+    from visret.indexing import build_index
+    from visret.plugins import resolve_extractor
 
     if (folder is None) == (from_list is None):
         raise VisretError("give a FOLDER of images or --from-list FILE (one of them)")
@@ -232,6 +233,18 @@ def import_index_command(
 
     manifest = import_faiss_index(faiss_file, index, metadata)
     out.print(f"attached {shown(faiss_file)} ({manifest['imported']['type']}, {manifest['count']} vectors) -> {shown(index or default_index_path())}")
+
+
+@app.command("new-plugin")
+def new_plugin_command(
+    name: Annotated[str, typer.Argument(help="The plugin's name, e.g. texture-plus: package visret-texture-plus.")],
+    into: Annotated[Path, typer.Option("--out", help="Folder to write the package into.")] = Path("."),
+) -> None:
+    """Start a plugin: a package with an extractor, its entry point and tests running visret's conformance kit."""
+    from visret.new_plugin import write_plugin
+
+    folder = write_plugin(name, into)
+    out.print(f"wrote {shown(folder)}: pip install -e '{shown(folder)}[test]' && pytest {shown(folder)}")
 
 
 def _cutoffs(text: str) -> list[int]:

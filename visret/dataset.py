@@ -1,4 +1,4 @@
-"""Finding images in a folder: ImageFolder layout (class = sub-folder) or a flat folder."""
+"""Finding images: in a folder (ImageFolder layout, class = sub-folder, or flat) or in a list file."""
 
 from __future__ import annotations
 
@@ -58,3 +58,10 @@ def scan_folder(folder: str | Path) -> list[ImageRecord]:
         label = relative.parts[0] if len(relative.parts) > 1 else None
         records.append(ImageRecord(Path(os.path.abspath(path)), label))
     return records
+
+
+def find_images(source: str | Path) -> list[ImageRecord]:
+    """The images of a folder (ImageFolder labels) or of a ``.csv``/``.parquet`` list (``visret.image_list``)."""
+    from visret.image_list import is_image_list, read_image_list
+
+    return read_image_list(source) if is_image_list(source) else scan_folder(source)

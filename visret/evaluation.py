@@ -27,7 +27,7 @@ from visret.extractor import DEFAULT_EXTRACTOR, FeatureExtractor
 from visret.fitting import fold_embeddings
 from visret.index import Index, open_index
 from visret.indexing import build_index
-from visret.knn import WEIGHTINGS, vote
+from visret.voting import WEIGHTINGS, vote
 from visret.metrics import (
     RECALL_LEVELS,
     average_precision,
@@ -400,7 +400,7 @@ def _cross_fitted_loo(index: Index, k, weights, at, depth, reranker, batch_size,
     """Leave-one-out for an extractor that learns from labels: in each of ``CROSS_FIT_FOLDS``
     folds, a fresh extractor fitted on the other folds embeds every entry, and the fold's
     entries query all the others."""
-    rows = index.sql("SELECT id, path, label FROM entries WHERE label IS NOT NULL ORDER BY id")
+    rows = index._sql("SELECT id, path, label FROM entries WHERE label IS NOT NULL ORDER BY id")
     records = [ImageRecord(Path(path), label) for _, path, label in rows]
     labels = np.array([r.label for r in records], dtype=str)
     fold = stratified_folds(labels, min(CROSS_FIT_FOLDS, len(records)), seed=0)

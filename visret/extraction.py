@@ -313,8 +313,11 @@ class BatchCollector:
         failed = [r for r in reasons if r.startswith("extractor failed")]
         self._failures = len(failed) if succeeded else self._failures + len(failed)
         if self._failures >= MAX_CONSECUTIVE_FAILURES:
+            from visret.plugins import plugin_of
+
+            owner = plugin_of(self.extractor)
             raise VisretError(
-                f"extractor {self.extractor.name!r} failed on {self._failures} images in a row "
+                f"extractor {self.extractor.name!r}{f' (plugin {owner})' if owner else ''} failed on {self._failures} images in a row "
                 f"(last: {failed[-1].removeprefix('extractor failed: ')}); stopping"
             )
 

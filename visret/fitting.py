@@ -1,6 +1,6 @@
 """Fitting extractors that learn (codebooks, projections, supervised steps) on a collection side only.
 
-``fit_extractor`` fits one extractor on image files. ``fold_embeddings`` embeds a labelled set of
+``fit_extractor`` fits one extractor on image files; ``embed_folder`` fits when needed and embeds. ``fold_embeddings`` embeds a labelled set of
 images once per part of an evaluation protocol, the extractor fitted each time on that part's
 collection side and never on its queries. An extractor that learns only on top of another's
 features (``post``: it has ``base``, ``fit_features`` and ``transform_features``) has its base
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -18,9 +19,9 @@ import numpy as np
 from visret.dataset import ImageRecord
 from visret.errors import VisretError
 from visret.extraction import Embedder
-from visret.extractor import FeatureExtractor
+from visret.extractor import DEFAULT_EXTRACTOR, FeatureExtractor
 from visret.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageReadError, read_image
-from visret.plugins import extractor_from_spec
+from visret.plugins import extractor_from_spec, resolve_extractor
 
 
 def fitting_records(extractor: FeatureExtractor, records: Sequence[ImageRecord], seed: int = 0) -> list[ImageRecord]:
@@ -128,3 +129,30 @@ def fold_embeddings(
         current = extractor_from_spec(spec)
         fit_extractor(current, records if mask is None else [r for r, t in zip(records, mask) if t], max_pixels, seed)
         yield embed(current)
+
+
+def embed_folder(
+    source: str | Path,
+    extractor: str | dict[str, Any] | FeatureExtractor = DEFAULT_EXTRACTOR,
+    batch_size: int = 32,
+    workers: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    progress: Callable[[int], None] | None = None,
+    fit: bool = True,
+) -> tuple[np.ndarray, list[ImageRecord]]:
+    """Features of every readable image of a folder or an image list, and their records (path,
+    label) in the same order: for a plot, a classifier or an index of one's own
+    (``index_from_arrays``). A learning extractor is fitted on the same images first, unless
+    ``fit`` is False (fitted already, e.g. on a training folder: never on the test images)."""
+    from visret.dataset import find_images
+    from visret.extraction import extract_records
+
+    extractor = resolve_extractor(extractor)
+    records = find_images(source)
+    if not records:
+        raise VisretError(f"no image files found in {source}")
+    if fit and extractor.requires_fit:
+        fit_extractor(extractor, records, max_pixels, max_bytes=max_bytes)
+    found = extract_records(extractor, records, batch_size, workers, max_pixels, progress, max_bytes)
+    return found.features, found.records

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from visret.distances import Distance, get_distance
 from visret.errors import VisretError
 from visret.extractor import FeatureExtractor
 from visret.images import DEFAULT_MAX_PIXELS, ImageReadError, as_array, display_path
-from visret.knn import WEIGHTINGS, encode_labels, vote
+from visret.voting import WEIGHTINGS, encode_labels, vote
 from visret.plugins import get_extractor
 from visret.rerank import Reranker
 from visret.search import ExactSearch, FaissSearch
@@ -71,6 +71,8 @@ class Entry:
 
 
 ENTRY_COLUMNS = "id, path, label, sha256, added_at"
+#: Entries read per query while iterating over an index.
+ITER_PAGE = 10_000
 
 
 class Index:
@@ -134,9 +136,34 @@ class Index:
         except entries.sqlite3.DatabaseError as exc:
             raise corrupt(self.path, f"entries table: {exc}") from None
 
-    def sql(self, query: str, params: Sequence[Any] = ()) -> list[tuple]:
-        """Rows of a read-only query on the entries table (``entries``, ``tombstones``)."""
-        return self._sql(query, params)
+    def __iter__(self) -> Iterator[Entry]:
+        """Every entry, in id order (read a page at a time)."""
+        last = 0
+        while True:
+            rows = self._sql(f"SELECT {ENTRY_COLUMNS} FROM entries WHERE id > ? ORDER BY id LIMIT ?", (last, ITER_PAGE))
+            yield from (Entry(*row) for row in rows)
+            if len(rows) < ITER_PAGE:
+                return
+            last = rows[-1][0]
+
+    # ---- changes: each one a new generation, after which this object follows it -----------------
+    def add(self, *inputs: str | Path, **options: Any):
+        """Embed and add what is new among folders, image lists and files (``visret.add_images``)."""
+        from visret.indexing import add_images
+
+        return self._follow(add_images(inputs, self.path, **options))
+
+    def remove(self, *paths: str | Path):
+        """Remove the entries of files, or of every file under folders (``visret.remove_images``)."""
+        from visret.indexing import remove_images
+
+        return self._follow(remove_images(paths, self.path))
+
+    def _follow(self, changes):
+        fresh = open_at(self.path, self.extractor)
+        self.close()
+        self.__dict__.update(fresh.__dict__)
+        return changes
 
     def rows_for(self, query: str, ids: Sequence[int]) -> list[tuple]:
         """Rows of ``query`` (with ``IN ({})``) for the given ids, in chunks SQLite accepts."""

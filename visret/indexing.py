@@ -17,8 +17,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from visret import vectors
-from visret.dataset import ImageRecord, scan_folder
-from visret.image_list import is_image_list, read_image_list
+from visret.dataset import ImageRecord, find_images, scan_folder
+from visret.image_list import is_image_list
 from visret.distances import Distance, default_metric, get_distance
 from visret.errors import VisretError
 from visret.engines import SHARD_SIZE, EmbedOptions, StreamingEmbedder, open_embedder
@@ -26,7 +26,7 @@ from visret.extractor import DEFAULT_EXTRACTOR, FeatureExtractor
 from visret.fitting import fit_extractor
 from visret.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageReadError, file_sha256, is_image_path
 from visret.index import Index, default_index_path, open_at
-from visret.plugins import extractor_from_spec, get_extractor
+from visret.plugins import resolve_extractor
 from visret.rerank import parse_rerank
 from visret.store import crashpoints, entries
 from visret.store.layout import read_manifest
@@ -53,15 +53,6 @@ class Changes:
 
 
 # ---- helpers -------------------------------------------------------------------------------
-def resolve_extractor(extractor: str | dict[str, Any] | FeatureExtractor, params: dict[str, Any] | None = None) -> FeatureExtractor:
-    """An extractor from an instance, a name (with ``params``) or a ``{"name": ..., "params": ...}`` spec."""
-    if isinstance(extractor, (FeatureExtractor, dict)):
-        if params:
-            raise VisretError("pass params only with an extractor name")
-        return extractor if isinstance(extractor, FeatureExtractor) else extractor_from_spec(extractor)
-    return get_extractor(extractor, **(params or {}))
-
-
 def _embed_resumably(
     staging: Staging, embedder: StreamingEmbedder, distance: Distance, records: Sequence[ImageRecord],
     progress: ProgressCallback | None, shard_size: int,
@@ -308,11 +299,6 @@ def index_from_arrays(
 
 
 # ---- add / remove / sync -------------------------------------------------------------------
-def find_images(source: str | Path) -> list[ImageRecord]:
-    """The images of a folder (ImageFolder labels) or of a ``.csv``/``.parquet`` list."""
-    return read_image_list(source) if is_image_list(source) else scan_folder(source)
-
-
 def _gather(inputs: Sequence[str | Path]) -> list[ImageRecord]:
     """Folders, image lists and single image files (unlabelled), without duplicates."""
     records: dict[str, ImageRecord] = {}
@@ -343,7 +329,7 @@ def _apply(
             parts = _embed_resumably(staging, embedder, distance, additions, progress, options.shard_size)
     order = {str(r.path): i for i, r in enumerate(additions)}
     new_rows = sorted((row for part in parts for row in part.rows), key=lambda row: order.get(row[0], len(order)))
-    last_id = max(current.sql("SELECT COALESCE(MAX(id), 0) FROM entries UNION ALL SELECT COALESCE(MAX(id), 0) FROM tombstones"))[0]
+    last_id = max(current._sql("SELECT COALESCE(MAX(id), 0) FROM entries UNION ALL SELECT COALESCE(MAX(id), 0) FROM tombstones"))[0]
     id_of = {row[0]: last_id + i for i, row in enumerate(new_rows, start=1)}
     new_shards, where = writer.adopt(parts)
     new_ids = np.array([id_of[row[0]] for part in parts for row in part.rows], np.int64)
@@ -406,7 +392,7 @@ def add_images(
     records = _gather(inputs)
     with Writer(path) as writer:
         current = open_at(path)
-        known = {row[0] for row in current.sql("SELECT sha256 FROM entries")}
+        known = {row[0] for row in current._sql("SELECT sha256 FROM entries")}
         new, seen, unchanged = [], set(), 0
         for record in records:
             try:
@@ -429,7 +415,7 @@ def _ids_under(current: Index, targets: Sequence[Path]) -> list[int]:
     ids = []
     for target in targets:
         absolute = os.path.abspath(target)  # entries store paths the same way (see scan_folder)
-        rows = current.sql(
+        rows = current._sql(
             "SELECT id FROM entries WHERE path = ? OR path LIKE ? ESCAPE '\\'",
             (absolute, absolute.rstrip("/").replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"),
         )

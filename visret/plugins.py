@@ -150,6 +150,16 @@ def registry() -> _Registry:
     return _registry
 
 
+def plugin_of(obj: Any) -> str | None:
+    """The plugin that registered this extractor's or head's class, if one did."""
+    reg = registry()
+    for table in (reg.extractors, reg.classifiers):
+        cls, owner = table.get(getattr(obj, "name", ""), (None, None))
+        if cls is type(obj):
+            return owner
+    return None
+
+
 def extractor_classes() -> dict[str, type[FeatureExtractor]]:
     return {name: cls for name, (cls, _) in sorted(registry().extractors.items())}
 
@@ -208,6 +218,15 @@ def from_config(config: dict[str, Any]) -> FeatureExtractor | Classifier:
     if kinds == ["classifier"]:
         return get_classifier(name, **(config.get("params") or {}))
     return extractor_from_spec(config)
+
+
+def resolve_extractor(extractor: str | dict[str, Any] | FeatureExtractor, params: dict[str, Any] | None = None) -> FeatureExtractor:
+    """An extractor from an instance, a name (with ``params``) or a ``{"name": ..., "params": ...}`` spec."""
+    if isinstance(extractor, (FeatureExtractor, dict)):
+        if params:
+            raise VisretError("pass params only with an extractor name")
+        return extractor if isinstance(extractor, FeatureExtractor) else extractor_from_spec(extractor)
+    return get_extractor(extractor, **(params or {}))
 
 
 def get_classifier(name: str, **params: Any) -> Classifier:

@@ -2,7 +2,7 @@
 ``features`` pipeline that puts a head on any extractor."""
 
 from visret import hookimpl
-from visret.knn import KNNClassifier
+from visret_heads.knn import KNNClassifier
 from visret.pipelines.features import FeaturePipeline
 from visret_heads.sklearn_heads import LinearSVMHead, LogisticHead, RandomForestHead, SVMHead
 

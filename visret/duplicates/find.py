@@ -94,7 +94,7 @@ def _from_index(index, extractor: FeatureExtractor | None):
         )
     if built.binary and index.metric not in BIT_PRESERVING_METRICS:
         raise VisretError(f"cannot read {built.name} bits back from an index with metric {index.metric}; pass the folder instead")
-    rows = index.sql("SELECT id, path, sha256 FROM entries WHERE id NOT IN (SELECT id FROM tombstones) ORDER BY path")
+    rows = index._sql("SELECT id, path, sha256 FROM entries WHERE id NOT IN (SELECT id FROM tombstones) ORDER BY path")
     if not rows:
         raise VisretError(f"the index at {index.path} is empty")
     features = index.vectors([r[0] for r in rows])
@@ -128,7 +128,7 @@ def find_duplicates(
     it reads the images of candidate pairs again (a file gone since indexing passes).
     """
     from visret.index import Index, open_at
-    from visret.indexing import resolve_extractor
+    from visret.plugins import resolve_extractor
 
     if keep not in KEEP_RULES:
         raise VisretError(f"keep must be one of {', '.join(KEEP_RULES)}, got {keep!r}")

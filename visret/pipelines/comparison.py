@@ -98,7 +98,7 @@ def parse_pipeline(text: str) -> PipelineSpec:
 
 def check_spec(spec: PipelineSpec) -> None:
     """Raise ``VisretError`` now for an unknown extractor, head or parameter of ``spec``."""
-    from visret.indexing import resolve_extractor
+    from visret.plugins import resolve_extractor
     from visret.plugins import get_classifier
 
     arguments = spec.arguments

@@ -26,6 +26,7 @@ from visret.fitting import fit_extractor
 from visret.pipelines.pipeline import Pipeline, Progress, StageProgress, stage
 from visret.pipelines.selection import select_head
 from visret.plugins import classifier_classes, extractor_from_spec
+from visret.version import __version__
 
 FORMAT, VERSION = "visret-pipeline", 1
 MANIFEST = "pipeline.json"
@@ -65,7 +66,6 @@ class FeaturePipeline(Pipeline):
     # ---- on disk ------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write the pipeline directory next to ``path``, then move it into place."""
-        from visret import __version__
         from visret.store.files import save_npz
 
         path = Path(path)

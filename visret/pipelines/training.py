@@ -74,7 +74,7 @@ def train_pipeline(
     hyper-parameters or the CNN's early stopping use the validation part only. The pipeline is
     saved to ``out`` when given. Returns ``(pipeline, report)``.
     """
-    from visret.indexing import resolve_extractor
+    from visret.plugins import resolve_extractor
     from visret.plugins import get_classifier
 
     from visret.pipelines.tta import max_views

@@ -25,7 +25,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 from PIL import Image
 
-from visret import __version__
+from visret.version import __version__
 from visret.errors import VisretError
 from visret.images import DEFAULT_MAX_PIXELS, ImageReadError, decode, read_file
 from visret.serve.live import LiveIndex

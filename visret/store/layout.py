@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from visret.errors import VisretError
+from visret.version import __version__
 
 FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
@@ -138,8 +139,6 @@ def read_manifest(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise VisretError(f"cannot read the index at {path}: {exc.strerror}") from None
     if version != FORMAT_VERSION:
-        from visret import __version__
-
         if isinstance(version, int) and version > FORMAT_VERSION:
             raise VisretError(
                 f"index at {path} has format {version}, newer than this visret ({__version__}) reads "

@@ -45,6 +45,7 @@ from visret.store.layout import (
     shard_file,
 )
 from visret.store.staging import Part, clear_stale
+from visret.version import __version__
 
 #: Seconds a writer waits for another writer before giving up.
 LOCK_TIMEOUT = 60.0
@@ -192,8 +193,6 @@ class Writer:
         if count != len(generation.ids):
             raise RuntimeError(f"entries ({count}) and stored vectors ({len(generation.ids)}) disagree")
         now = time.time()
-        from visret import __version__
-
         manifest = {
             "format_version": FORMAT_VERSION,
             "visret_version": __version__,
