@@ -363,8 +363,9 @@ def compare_command(
     neighbors: Annotated[int, typer.Option(min=1, help="Neighbours in the k-NN vote (accuracy).")] = 5,
     workers: Annotated[Optional[int], typer.Option(min=1, help="Worker processes [default: CPU count].")] = None,
     as_json: AsJson = False,
-    markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table.")] = False,
-    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table (--format markdown).")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV (--format csv).")] = False,
+    report_format: Annotated[Optional[str], typer.Option("--format", help="Report format: table, json, markdown, csv, html, or one a plugin adds [default: table].")] = None,
     pr_curve: Annotated[Optional[Path], typer.Option(help="Write the precision-recall curves (PNG) here.")] = None,
     html: Annotated[Optional[Path], typer.Option(help="Write an HTML report (tables and pictures) here.")] = None,
     depth: Depth = None,
@@ -380,12 +381,14 @@ def compare_command(
     """A leaderboard on one folder, everything under the same split: extractors by k-NN retrieval
     (--extractors), or classification pipelines trained and tested (--pipelines)."""
     from visret.comparison import compare
+    from visret.report_formats import chosen_format
 
+    shown_as = chosen_format(report_format, as_json, as_csv, markdown)  # a bad name fails before any work
     if pipelines is not None:
         if extractors is not None:
             raise VisretError("compare --extractors (retrieval) or --pipelines (classification), not both")
         pipeline_commands.compare_command(
-            data_dir, pipelines, test_dir, val_split, test_size, seed, tta, workers, save_dir, html, as_json, markdown, as_csv,
+            data_dir, pipelines, test_dir, val_split, test_size, seed, tta, workers, save_dir, html, shown_as,
             epochs=epochs, augment=augment, mixup_alpha=mixup,
         )
         return
@@ -413,7 +416,7 @@ def compare_command(
     ranking = "full ranking" if depth is None else f"top-{depth} ranking"
     reranked = f", re-ranked by {result.settings['rerank']}" if result.settings["rerank"] else ""
     title = f"comparison ({protocol}, {result.settings['images']} images, {ranking}{reranked}; best in green)"
-    print_leaderboard(result, result.leaderboard(compact=True), as_json, as_csv, markdown, title, SHORT_HEADERS, "index_bytes")
+    print_leaderboard(result, result.leaderboard(compact=True), shown_as, title, SHORT_HEADERS, "index_bytes")
     pictures_written(written)
 
 
@@ -480,7 +483,8 @@ def plugins_command(as_json: AsJson = False) -> None:
         return
     table = Table("plugin", "version", "status", "hooks", "registered")
     for row in rows:
-        registered = ", ".join(row["extractors"] + row["classifiers"] + [f"pipeline {p}" for p in row["pipelines"]])
+        registered = ", ".join(row["extractors"] + row["classifiers"] + [f"pipeline {p}" for p in row["pipelines"]]
+                               + [f"loader {name}" for name in row["loaders"]] + [f"format {name}" for name in row["report_formats"]])
         status = row["status"] if row["error"] is None else f"[red]failed[/]: {shown(row['error'])}"
         table.add_row(shown(row["name"]), shown(row["version"] or ""), status, ", ".join(row["hooks"]), shown(registered))
     out.print(table)

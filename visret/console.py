@@ -103,24 +103,14 @@ def pictures_written(paths: list[Path]) -> None:
         err.print(f"wrote {shown(path)}")
 
 
-def print_leaderboard(result, board, as_json: bool, as_csv: bool, markdown: bool, title: str, headers: dict[str, str], mib: str) -> None:
-    """A comparison on stdout: its JSON, CSV or Markdown, or ``board`` as a table with the best of
-    each column in green, ``headers`` shortening column names and column ``mib`` shown in MiB."""
-    from rich.table import Table
+def print_leaderboard(result, board, report_format: str, title: str, headers: dict[str, str], mib: str) -> None:
+    """A comparison on stdout in a registered report format (``visret.report_formats``); ``headers``
+    shorten column names in the terminal table and column ``mib`` is shown there in MiB."""
+    from visret.report_formats import LeaderboardView, report_format as format_called
 
-    if as_json:
-        print_json(result.to_dict())
-        return
-    if as_csv or markdown:
-        sys.stdout.write(result.to_csv() if as_csv else result.to_markdown() + "\n")
-        return
-    best = board.best()
-    table = Table(*[headers.get(c, c) for c in board.columns], title=shown(title), title_justify="left")
-    table.columns[0].overflow = "fold"
-    for row in board.rows:
-        cells = {c: shown(cell(v / 2**20 if c == mib and v else v)) for c, v in row.items()}
-        table.add_row(*[f"[bold green]{cells[c]}[/]" if board.is_best(row, c, best) else cells[c] for c in row])
-    out.print(table)
+    text = format_called(report_format).render(LeaderboardView(result, board, title, headers, mib))
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
 
 def cell(value) -> str:

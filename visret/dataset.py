@@ -1,4 +1,4 @@
-"""Finding images: in a folder (ImageFolder layout, class = sub-folder, or flat) or in a list file."""
+"""Finding images in a folder: ImageFolder layout (class = sub-folder) or a flat folder."""
 
 from __future__ import annotations
 
@@ -59,9 +59,3 @@ def scan_folder(folder: str | Path) -> list[ImageRecord]:
         records.append(ImageRecord(Path(os.path.abspath(path)), label))
     return records
 
-
-def find_images(source: str | Path) -> list[ImageRecord]:
-    """The images of a folder (ImageFolder labels) or of a ``.csv``/``.parquet`` list (``visret.image_list``)."""
-    from visret.image_list import is_image_list, read_image_list
-
-    return read_image_list(source) if is_image_list(source) else scan_folder(source)

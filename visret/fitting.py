@@ -145,7 +145,7 @@ def embed_folder(
     label) in the same order: for a plot, a classifier or an index of one's own
     (``index_from_arrays``). A learning extractor is fitted on the same images first, unless
     ``fit`` is False (fitted already, e.g. on a training folder: never on the test images)."""
-    from visret.dataset import find_images
+    from visret.loaders import find_images
     from visret.extraction import extract_records
 
     extractor = resolve_extractor(extractor)

@@ -37,5 +37,24 @@ def register_pipelines(register):
 
 
 @hookspec
+def register_dataset_loaders(register):
+    """Register sources of images: call ``register(LoaderClass)`` once per class.
+
+    The class must subclass ``visret.loaders.DatasetLoader``, set a unique ``name`` (a source
+    ``NAME:rest`` goes to it) and implement ``records``; ``recognises`` claims sources without a
+    prefix (a file type, say).
+    """
+
+
+@hookspec
+def register_report_formats(register):
+    """Register formats for leaderboards: call ``register(FormatClass)`` once per class.
+
+    The class must subclass ``visret.report_formats.ReportFormat``, set a unique ``name`` (what
+    ``visret compare --format NAME`` asks for) and implement ``render(view) -> str``.
+    """
+
+
+@hookspec
 def register_commands(app):
     """Add commands to the ``visret`` typer app: ``@app.command()`` on your functions."""

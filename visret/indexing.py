@@ -17,8 +17,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from visret import vectors
-from visret.dataset import ImageRecord, find_images, scan_folder
-from visret.image_list import is_image_list
+from visret.dataset import ImageRecord, scan_folder
+from visret.loaders import find_images
 from visret.distances import Distance, default_metric, get_distance
 from visret.errors import VisretError
 from visret.engines import SHARD_SIZE, EmbedOptions, StreamingEmbedder, open_embedder
@@ -300,16 +300,13 @@ def index_from_arrays(
 
 # ---- add / remove / sync -------------------------------------------------------------------
 def _gather(inputs: Sequence[str | Path]) -> list[ImageRecord]:
-    """Folders, image lists and single image files (unlabelled), without duplicates."""
+    """Image files (unlabelled) and sources of images (folders, lists...), without duplicates."""
     records: dict[str, ImageRecord] = {}
     for item in inputs:
-        item = Path(item)
-        if item.is_dir() or is_image_list(item):
-            found = find_images(item)
-        elif item.is_file() and is_image_path(item):
+        if Path(item).is_file() and is_image_path(Path(item)):
             found = [ImageRecord(Path(os.path.abspath(item)), None)]
         else:
-            raise VisretError(f"{item} is not a folder, an image list or an image file")
+            found = find_images(item)  # a folder, an image list, a loader's source; else a one-line error
         records.update({str(r.path): r for r in found})
     return list(records.values())
 

@@ -6,6 +6,7 @@ that fails to import or to register is recorded and reported, never fatal to the
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -19,11 +20,16 @@ from visret.classifier import Classifier
 from visret.errors import VisretError
 from visret.extractor import FeatureExtractor
 from visret.hookspecs import hookimpl
+from visret.loaders import DatasetLoader
+from visret.report_formats import ReportFormat
 from visret.pipelines.pipeline import Pipeline
 
 __all__ = ["hookimpl", "pm", "get_extractor", "get_classifier", "extractor_classes", "classifier_classes"]
 
 ENTRY_POINT_GROUP = "visret"
+#: Plugins of the core itself (folders and lists of images; report formats), registered through the
+#: same hooks as the others but always loaded.
+BUILTIN_PLUGINS = {"loaders": "visret.loaders.builtin", "report-formats": "visret.report_formats.builtin"}
 log = logging.getLogger("visret")
 
 pm = pluggy.PluginManager("visret")
@@ -44,6 +50,8 @@ class _Registry:
     extractors: dict[str, tuple[type, str]] = field(default_factory=dict)
     classifiers: dict[str, tuple[type, str]] = field(default_factory=dict)
     pipelines: dict[str, tuple[type, str]] = field(default_factory=dict)
+    loaders: dict[str, tuple[type, str]] = field(default_factory=dict)
+    report_formats: dict[str, tuple[type, str]] = field(default_factory=dict)
 
 
 _load_failures: list[PluginFailure] = []
@@ -66,6 +74,9 @@ def load_plugins() -> None:
     if _loaded:
         return
     _loaded = True
+    for name, module in BUILTIN_PLUGINS.items():  # what the core cannot do without, whatever VISRET_LOAD_PLUGINS says
+        if not pm.has_plugin(name):
+            pm.register(importlib.import_module(module), name=name)
     wanted = _wanted_plugins()
     for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         dist = getattr(ep, "dist", None)
@@ -113,7 +124,7 @@ def call_each_plugin(hook_name: str, argument_for: Callable[[str], Any]) -> None
 
 #: What a registered class must implement itself, by base class: checked when it registers, so a
 #: plugin that forgot one fails at once, named, instead of with a bare NotImplementedError later.
-REQUIRED = {FeatureExtractor: ("input_spec", "dim", "extract"), Classifier: ("fit", "predict_proba")}
+REQUIRED = {FeatureExtractor: ("input_spec", "dim", "extract"), Classifier: ("fit", "predict_proba"), DatasetLoader: ("records",), ReportFormat: ("render",)}
 
 
 def _register_into(kind: str, base: type, table: dict[str, tuple[type, str]]):
@@ -146,6 +157,8 @@ def registry() -> _Registry:
         call_each_plugin("register_extractors", _register_into("extractor", FeatureExtractor, reg.extractors))
         call_each_plugin("register_classifiers", _register_into("classifier", Classifier, reg.classifiers))
         call_each_plugin("register_pipelines", _register_into("pipeline kind", Pipeline, reg.pipelines))
+        call_each_plugin("register_dataset_loaders", _register_into("dataset loader", DatasetLoader, reg.loaders))
+        call_each_plugin("register_report_formats", _register_into("report format", ReportFormat, reg.report_formats))
         _registry = reg
     return _registry
 
@@ -249,6 +262,8 @@ def plugin_report() -> list[dict[str, Any]]:
                 "extractors": sorted(n for n, (_, owner) in reg.extractors.items() if owner == name),
                 "classifiers": sorted(n for n, (_, owner) in reg.classifiers.items() if owner == name),
                 "pipelines": sorted(n for n, (_, owner) in reg.pipelines.items() if owner == name),
+                "loaders": sorted(n for n, (_, owner) in reg.loaders.items() if owner == name),
+                "report_formats": sorted(n for n, (_, owner) in reg.report_formats.items() if owner == name),
                 "status": "loaded",
                 "error": None,
             }
@@ -266,6 +281,8 @@ def plugin_report() -> list[dict[str, Any]]:
                     "extractors": [],
                     "classifiers": [],
                     "pipelines": [],
+                    "loaders": [],
+                    "report_formats": [],
                     "status": "failed",
                     "error": failure.error,
                 }

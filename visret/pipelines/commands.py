@@ -226,7 +226,7 @@ def draw(pipeline, predictions, target: Path, explain: bool) -> Path:
 
 
 def compare_command(data_dir: Path, pipelines: str, test_dir, val_split, test_split, seed, tta, workers, save_dir, html,
-                    as_json, markdown, as_csv, **network: Any) -> None:
+                    report_format: str, **network: Any) -> None:
     """``visret compare --pipelines``: train and test each pipeline, print the leaderboard."""
     from visret.pipelines.comparison import compare_pipelines
 
@@ -237,7 +237,7 @@ def compare_command(data_dir: Path, pipelines: str, test_dir, val_split, test_sp
         )
     written = [write_report(result, html)] if html is not None else []
     title = f"{len(result.reports)} pipelines, one held-out test part ({result.reports[result.best()].sizes.get('test', 0)} images); best in green"
-    print_leaderboard(result, result.leaderboard(), as_json, as_csv, markdown, title, HEADERS, "model_bytes")
+    print_leaderboard(result, result.leaderboard(), report_format, title, HEADERS, "model_bytes")
     pictures_written(written)
     err.print(shown(f"best: {result.best()} ({result.reports[result.best()].summary()})"), soft_wrap=True)
 
