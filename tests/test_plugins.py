@@ -242,7 +242,8 @@ def test_every_hook_is_documented_in_the_readme():
 
     root = Path(__file__).resolve().parents[1]
     hooks = [name for name, f in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("register_")]
-    assert hooks == ["register_classifiers", "register_commands", "register_dataset_loaders", "register_extractors", "register_pipelines", "register_report_formats"]
+    assert hooks == ["register_classifiers", "register_commands", "register_dataset_loaders", "register_extractors", "register_index_backends", "register_pipelines",
+                     "register_report_formats"]
     for guide in ("README.md", "docs/plugins.md"):
         text = (root / guide).read_text()
         assert [hook for hook in hooks if f"`{hook}(" not in text] == [], guide

@@ -165,6 +165,7 @@ def import_faiss_index(faiss_file: str | Path, index: str | Path | None = None, 
     import faiss
 
     from visret import vectors
+    from visret.backends.faiss_backend import FaissBackend, FaissStructure
 
     faiss_file = Path(faiss_file)
     if not faiss_file.is_file():
@@ -197,11 +198,11 @@ def import_faiss_index(faiss_file: str | Path, index: str | Path | None = None, 
             vectors.set_search_params(imported, manifest["search"].get("nprobe"), manifest["search"].get("ef_search"))
             base = path / manifest["files"]["entries"]["name"]
             fields = {key: manifest[key] for key in ("extractor", "dim", "vector_dim", "metric", "search", "build", "rerank") if key in manifest}
-            fields["factory"] = vectors.IMPORTED
+            fields["factory"], fields["backend"] = vectors.IMPORTED, FaissBackend.name
             fields["imported"] = {"file": str(faiss_file.absolute()), "type": type(vectors.inner_index(imported)).__name__, "at": time.time()}
             state = current._store.state
         finally:
             current.close()
         return writer.commit(Generation(
-            manifest["shards"], ids, lambda p: entries.write(p, base, clear_tombstones=True), fields, imported, state,
+            manifest["shards"], ids, lambda p: entries.write(p, base, clear_tombstones=True), fields, FaissStructure(imported), state,
         ))

@@ -484,7 +484,8 @@ def plugins_command(as_json: AsJson = False) -> None:
     table = Table("plugin", "version", "status", "hooks", "registered")
     for row in rows:
         registered = ", ".join(row["extractors"] + row["classifiers"] + [f"pipeline {p}" for p in row["pipelines"]]
-                               + [f"loader {name}" for name in row["loaders"]] + [f"format {name}" for name in row["report_formats"]])
+                               + [f"loader {name}" for name in row["loaders"]] + [f"format {name}" for name in row["report_formats"]]
+                               + [f"backend {name}" for name in row["backends"]])
         status = row["status"] if row["error"] is None else f"[red]failed[/]: {shown(row['error'])}"
         table.add_row(shown(row["name"]), shown(row["version"] or ""), status, ", ".join(row["hooks"]), shown(registered))
     out.print(table)

@@ -56,5 +56,15 @@ def register_report_formats(register):
 
 
 @hookspec
+def register_index_backends(register):
+    """Register index backends: call ``register(BackendClass)`` once per class.
+
+    The class must subclass ``visret.backends.IndexBackend``, set a unique ``name`` (``--factory
+    NAME:SPEC`` picks it) and implement ``build`` and ``read``, which return a
+    ``visret.backends.SearchStructure``.
+    """
+
+
+@hookspec
 def register_commands(app):
     """Add commands to the ``visret`` typer app: ``@app.command()`` on your functions."""

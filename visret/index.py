@@ -13,7 +13,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from visret import vectors
+from visret.backends import DEFAULT_BACKEND, backend_named
 from visret.distances import Distance, get_distance
 from visret.errors import VisretError
 from visret.extractor import FeatureExtractor
@@ -21,7 +21,7 @@ from visret.images import DEFAULT_MAX_PIXELS, ImageReadError, as_array, display_
 from visret.voting import WEIGHTINGS, encode_labels, vote
 from visret.plugins import get_extractor
 from visret.rerank import Reranker
-from visret.search import ExactSearch, FaissSearch
+from visret.search import ExactSearch, StructureSearch
 from visret.store import entries
 from visret.store.reader import Store, corrupt, open_store
 
@@ -94,16 +94,17 @@ class Index:
             params = self.manifest["search"]
             self.set_search_params(params.get("nprobe"), params.get("ef_search"))
 
-    def _approximate(self, store: Store) -> FaissSearch:
+    def _approximate(self, store: Store) -> StructureSearch:
         file = store.file("vectors")
+        backend = backend_named(self.manifest.get("backend", DEFAULT_BACKEND))
         try:
-            faiss_index = vectors.read(file, mmap=file.stat().st_size > MMAP_BYTES)
-        except RuntimeError:
+            structure = backend.read(file, self.distance, mmap=file.stat().st_size > MMAP_BYTES)
+        except (RuntimeError, ValueError, OSError):
             raise corrupt(self.path, f"cannot read {file.name}") from None
-        if faiss_index.d != self.manifest["vector_dim"] or faiss_index.ntotal != len(self) + self.tombstones:
+        if structure.d != self.manifest["vector_dim"] or structure.ntotal != len(self) + self.tombstones:
             raise corrupt(self.path, f"{file.name} does not match the manifest")
         dead = np.array([row[0] for row in self._sql("SELECT id FROM tombstones")], np.int64)
-        return FaissSearch(faiss_index, self.distance, dead)
+        return StructureSearch(structure, self.distance, dead)
 
     @property
     def metric(self) -> str:
@@ -126,8 +127,8 @@ class Index:
 
     def set_search_params(self, nprobe: int | None = None, ef_search: int | None = None) -> None:
         """Query-time knobs of approximate indexes (IVF lists probed, HNSW beam)."""
-        if isinstance(self._searcher, FaissSearch):
-            vectors.set_search_params(self._searcher.index, nprobe, ef_search)
+        if isinstance(self._searcher, StructureSearch):
+            self._searcher.structure.set_search_params(nprobe, ef_search)
 
     # ---- lookups -------------------------------------------------------------------------
     def _sql(self, query: str, params: Sequence[Any] = ()) -> list[tuple]:

@@ -21,6 +21,7 @@ from visret.dataset import ImageRecord, scan_folder
 from visret.loaders import find_images
 from visret.distances import Distance, default_metric, get_distance
 from visret.errors import VisretError
+from visret.backends import DEFAULT_BACKEND, backend_for, backend_named
 from visret.engines import SHARD_SIZE, EmbedOptions, StreamingEmbedder, open_embedder
 from visret.extractor import DEFAULT_EXTRACTOR, FeatureExtractor
 from visret.fitting import fit_extractor
@@ -94,8 +95,10 @@ def _shard_files(path: Path, shards: Sequence[dict[str, Any]]) -> list[Path]:
 
 
 def _checked_factory(factory: str, extractor: FeatureExtractor, distance: Distance, n_images: int) -> None:
-    if factory != "auto":
-        vectors.check_factory(factory, distance.vector_dim(extractor.dim), distance, n_images)
+    """The backend a factory names refuses what it cannot build, before any image is embedded."""
+    if factory not in ("auto", "Flat"):
+        backend, spec = backend_for(factory)
+        backend.check(spec, distance.vector_dim(extractor.dim), distance, n_images)
 
 
 # ---- build ---------------------------------------------------------------------------------
@@ -146,10 +149,10 @@ def _commit_build(writer: Writer, target: _Target, parts: Sequence[Part], order:
     ids = np.array([id_of[row[0]] for part in parts for row in part.rows], np.int64)
     vector_dim = target.vector_dim
     chosen = vectors.choose_factory(len(rows), vector_dim, target.max_memory) if target.factory == "auto" else target.factory
-    faiss_index = None
+    structure, backend = None, None
     if chosen != "Flat":
-        faiss_index = vectors.new_index(vector_dim, target.distance, chosen)
-        vectors.fill(faiss_index, _shard_files(writer.path, shards), ids)
+        backend, spec = backend_for(chosen)
+        structure = backend.build(spec, vector_dim, target.distance, _shard_files(writer.path, shards), ids)
     added = entries.new_rows([id_of[r[0]] for r in ranked], ranked, [where[r[0]] for r in ranked])
     extractor = target.extractor
     fields = {
@@ -158,7 +161,9 @@ def _commit_build(writer: Writer, target: _Target, parts: Sequence[Part], order:
     }
     if target.rerank and target.rerank != "none":
         fields["rerank"] = target.rerank
-    writer.commit(Generation(shards, ids, lambda p: entries.write(p, None, added), fields, faiss_index, extractor.get_state()))
+    if backend is not None:
+        fields["backend"] = backend.name
+    writer.commit(Generation(shards, ids, lambda p: entries.write(p, None, added), fields, structure, extractor.get_state()))
 
 
 def build_index(
@@ -333,29 +338,29 @@ def _apply(
     removals = sorted({int(i) for i in removals})
     shards, kept_ids, moved = writer.compact(manifest["shards"], np.asarray(current._store.ids), removals)
     ids = np.concatenate([kept_ids, new_ids])
-    faiss_index, tombstoned, rebuild = None, [], False
+    structure, tombstoned, rebuild = None, [], False
     if "vectors" in manifest["files"]:
-        faiss_index = vectors.read(path / manifest["files"]["vectors"]["name"])  # in memory: it is modified
-        if removals and vectors.supports_removal(faiss_index):
-            faiss_index.remove_ids(np.array(removals, dtype=np.int64))
-        elif removals:
-            tombstoned = removals
-        rebuild = (bool(tombstoned) and current.tombstones + len(tombstoned) > TOMBSTONE_REBUILD * faiss_index.ntotal
+        backend = backend_named(manifest.get("backend", DEFAULT_BACKEND))
+        structure = backend.read(path / manifest["files"]["vectors"]["name"], distance)  # in memory: it is modified
+        if removals and not structure.remove(np.array(removals, dtype=np.int64)):
+            tombstoned = removals  # it cannot forget them (HNSW): filtered out of results until a rebuild
+        rebuild = (bool(tombstoned) and current.tombstones + len(tombstoned) > TOMBSTONE_REBUILD * structure.ntotal
                    and manifest["factory"] != vectors.IMPORTED)  # an index built elsewhere cannot be rebuilt here
         if rebuild:  # the shards hold only live entries: rebuild from them
-            faiss_index = vectors.new_index(manifest["vector_dim"], distance, manifest["factory"])
-            vectors.fill(faiss_index, _shard_files(path, shards + new_shards), ids)
+            backend, spec = backend_for(manifest["factory"])
+            structure = backend.build(spec, manifest["vector_dim"], distance, _shard_files(path, shards + new_shards), ids)
         else:
-            vectors.add(faiss_index, _shard_files(path, new_shards), new_ids)
+            structure.add(_shard_files(path, new_shards), new_ids)
     added = entries.new_rows([id_of[r[0]] for r in new_rows], new_rows, [where[r[0]] for r in new_rows])
     base = path / manifest["files"]["entries"]["name"]
 
     def write_entries(p: Path) -> None:
         entries.write(p, base, added, removals, [] if rebuild else tombstoned, moved, clear_tombstones=rebuild)
 
-    fields = {key: manifest[key] for key in ("extractor", "dim", "vector_dim", "metric", "factory", "search", "build", "rerank") if key in manifest}
+    kept = ("extractor", "dim", "vector_dim", "metric", "factory", "search", "build", "rerank", "backend", "imported")
+    fields = {key: manifest[key] for key in kept if key in manifest}
     current.close()
-    writer.commit(Generation(shards + new_shards, ids, write_entries, fields, faiss_index, extractor.get_state()))
+    writer.commit(Generation(shards + new_shards, ids, write_entries, fields, structure, extractor.get_state()))
     if staging is not None:
         staging.clear()
     return sum(len(part.skipped) for part in parts)

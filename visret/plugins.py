@@ -20,6 +20,7 @@ from visret.classifier import Classifier
 from visret.errors import VisretError
 from visret.extractor import FeatureExtractor
 from visret.hookspecs import hookimpl
+from visret.backends import IndexBackend
 from visret.loaders import DatasetLoader
 from visret.report_formats import ReportFormat
 from visret.pipelines.pipeline import Pipeline
@@ -27,9 +28,10 @@ from visret.pipelines.pipeline import Pipeline
 __all__ = ["hookimpl", "pm", "get_extractor", "get_classifier", "extractor_classes", "classifier_classes"]
 
 ENTRY_POINT_GROUP = "visret"
-#: Plugins of the core itself (folders and lists of images; report formats), registered through the
+#: Plugins of the core itself (FAISS; folders and lists of images; report formats), registered through the
 #: same hooks as the others but always loaded.
-BUILTIN_PLUGINS = {"loaders": "visret.loaders.builtin", "report-formats": "visret.report_formats.builtin"}
+BUILTIN_PLUGINS = {"backends": "visret.backends.faiss_backend", "loaders": "visret.loaders.builtin",
+                   "report-formats": "visret.report_formats.builtin"}
 log = logging.getLogger("visret")
 
 pm = pluggy.PluginManager("visret")
@@ -52,6 +54,7 @@ class _Registry:
     pipelines: dict[str, tuple[type, str]] = field(default_factory=dict)
     loaders: dict[str, tuple[type, str]] = field(default_factory=dict)
     report_formats: dict[str, tuple[type, str]] = field(default_factory=dict)
+    backends: dict[str, tuple[type, str]] = field(default_factory=dict)
 
 
 _load_failures: list[PluginFailure] = []
@@ -124,7 +127,7 @@ def call_each_plugin(hook_name: str, argument_for: Callable[[str], Any]) -> None
 
 #: What a registered class must implement itself, by base class: checked when it registers, so a
 #: plugin that forgot one fails at once, named, instead of with a bare NotImplementedError later.
-REQUIRED = {FeatureExtractor: ("input_spec", "dim", "extract"), Classifier: ("fit", "predict_proba"), DatasetLoader: ("records",), ReportFormat: ("render",)}
+REQUIRED = {FeatureExtractor: ("input_spec", "dim", "extract"), Classifier: ("fit", "predict_proba"), DatasetLoader: ("records",), ReportFormat: ("render",), IndexBackend: ("build", "read")}
 
 
 def _register_into(kind: str, base: type, table: dict[str, tuple[type, str]]):
@@ -159,6 +162,7 @@ def registry() -> _Registry:
         call_each_plugin("register_pipelines", _register_into("pipeline kind", Pipeline, reg.pipelines))
         call_each_plugin("register_dataset_loaders", _register_into("dataset loader", DatasetLoader, reg.loaders))
         call_each_plugin("register_report_formats", _register_into("report format", ReportFormat, reg.report_formats))
+        call_each_plugin("register_index_backends", _register_into("index backend", IndexBackend, reg.backends))
         _registry = reg
     return _registry
 
@@ -264,6 +268,7 @@ def plugin_report() -> list[dict[str, Any]]:
                 "pipelines": sorted(n for n, (_, owner) in reg.pipelines.items() if owner == name),
                 "loaders": sorted(n for n, (_, owner) in reg.loaders.items() if owner == name),
                 "report_formats": sorted(n for n, (_, owner) in reg.report_formats.items() if owner == name),
+                "backends": sorted(n for n, (_, owner) in reg.backends.items() if owner == name),
                 "status": "loaded",
                 "error": None,
             }
@@ -283,6 +288,7 @@ def plugin_report() -> list[dict[str, Any]]:
                     "pipelines": [],
                     "loaders": [],
                     "report_formats": [],
+                    "backends": [],
                     "status": "failed",
                     "error": failure.error,
                 }

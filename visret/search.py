@@ -105,19 +105,20 @@ def _sort_rows(distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return restored, (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
 
 
-class FaissSearch(_Searcher):
-    """An approximate FAISS index (IVF, HNSW, PQ...); entries it cannot delete (HNSW) are tombstones, filtered out."""
+class StructureSearch(_Searcher):
+    """An index backend's structure (FAISS IVF, HNSW, PQ...); entries it cannot forget (HNSW) are
+    tombstones, filtered out."""
 
-    def __init__(self, index: faiss.Index, distance: Distance, tombstones: np.ndarray):
-        self.index, self.distance = index, distance
+    def __init__(self, structure, distance: Distance, tombstones: np.ndarray):
+        self.structure, self.distance = structure, distance
         self.tombstones = np.asarray(tombstones, np.int64)
 
     def __len__(self) -> int:
-        return int(self.index.ntotal) - len(self.tombstones)
+        return int(self.structure.ntotal) - len(self.tombstones)
 
     def _search(self, queries, k, out_d, out_i) -> None:
-        depth = min(k + len(self.tombstones), self.index.ntotal)
-        raw, ids = self.index.search(queries, depth)
+        depth = min(k + len(self.tombstones), self.structure.ntotal)
+        raw, ids = self.structure.search(queries, depth)
         distances = self.distance.readable(raw)
         alive = (ids >= 0) & ~np.isin(ids, self.tombstones)
         for q in range(len(queries)):

@@ -71,7 +71,8 @@ _TOP = {
     "tombstones": _INT, "created_at": _NUM, "updated_at": _NUM, "build": (dict,), "files": (dict,),
     "shards": (list,), "checksum": _STR,
 }
-_OPTIONAL = {"rerank": (str, type(None)), "imported": dict}  # imported: where an attached FAISS index came from
+# imported: where an attached FAISS index came from; backend: what reads the vectors file (FAISS if absent)
+_OPTIONAL = {"rerank": (str, type(None)), "imported": dict, "backend": str}
 _FILE = {"name": _STR, "bytes": _INT, "sha256": _STR}
 _SHARD = {**_FILE, "rows": _INT}
 

@@ -79,7 +79,7 @@ class Generation:
     ids: np.ndarray
     write_entries: Callable[[Path], None]
     fields: dict[str, Any]
-    faiss_index: Any = None
+    structure: Any = None  # a visret.backends.SearchStructure, or None for a Flat index
     state: dict[str, np.ndarray] = field(default_factory=dict)
 
 
@@ -179,10 +179,8 @@ class Writer:
                 write(temporary)
             files[role] = _file_entry(self.path, name)
 
-        if generation.faiss_index is not None:
-            import faiss
-
-            place("vectors", lambda p: faiss.write_index(generation.faiss_index, str(p)))
+        if generation.structure is not None:
+            place("vectors", generation.structure.write)
             crashpoints.reached("vectors-written")
         place("entries", generation.write_entries)
         crashpoints.reached("entries-written")
