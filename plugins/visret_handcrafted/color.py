@@ -8,7 +8,7 @@ import numpy as np
 
 from visret import FeatureExtractor, InputSpec
 from visret.normalization import normalize, parse_norm
-from visret.params import as_int_tuple, check_choice, check_image_size, check_positive_int
+from visret.params import as_int_tuple, check_bool, check_choice, check_image_size, check_positive_int
 
 SPACES = {"rgb": "RGB", "hsv": "HSV", "lab": "LAB"}
 
@@ -63,8 +63,7 @@ class ColorHistogram(_ColorSpaceExtractor):
         super().validate()
         parse_norm(self.norm)
         as_int_tuple("bins", self.bins, 3)
-        if not isinstance(self.joint, bool):
-            raise ValueError(f"joint must be true or false, got {self.joint!r}")
+        check_bool("joint", self.joint)
 
     @property
     def dim(self) -> int:

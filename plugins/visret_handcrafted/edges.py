@@ -8,7 +8,7 @@ import numpy as np
 
 from visret import FeatureExtractor, InputSpec
 from visret.normalization import normalize, parse_norm
-from visret.params import check_image_size, check_positive_int
+from visret.params import check_image_size, check_positive_int, check_positive_number
 from visret_handcrafted.grid import cell_bounds
 
 
@@ -29,8 +29,7 @@ class EdgeHistogram(FeatureExtractor):
         check_positive_int("bins", self.bins)
         check_positive_int("grid", self.grid)
         check_image_size(self.size, minimum=8)
-        if isinstance(self.sigma, bool) or not isinstance(self.sigma, (int, float)) or self.sigma <= 0:
-            raise ValueError(f"sigma must be a positive number, got {self.sigma!r}")
+        check_positive_number("sigma", self.sigma)
         if self.grid > self.size:
             raise ValueError(f"grid {self.grid} is finer than the image size {self.size}")
 

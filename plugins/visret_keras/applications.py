@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from visret import InputSpec
-from visret.params import check_choice, check_image_size, check_positive_int
+from visret.params import check_bool, check_choice, check_image_size, check_positive_int
 from visret_keras import runtime
 from visret_keras.base import KerasExtractor
 
@@ -98,8 +98,7 @@ class KerasApplication(KerasExtractor):
         check_choice("pooling", self.pooling, ("avg", "max"))
         check_positive_int("seed", self.seed, minimum=0)
         runtime.check_weights(self.weights)
-        if not isinstance(self.normalize, bool):
-            raise ValueError(f"normalize must be true or false, got {self.normalize!r}")
+        check_bool("normalize", self.normalize)
         if self.family.constructor.startswith("NASNet") and self.weights == "imagenet" and self.size not in (None, self.family.size):
             raise ValueError(f"NASNet's ImageNet weights need size {self.family.size}")
 
