@@ -24,6 +24,7 @@ import numpy as np
 
 from visret.errors import VisretError
 from visret.index import default_index_path, open_at
+from visret.indexing import CARRIED_FIELDS
 from visret.store import entries
 from visret.store.layout import read_manifest
 from visret.store.writer import Generation, Writer
@@ -197,7 +198,7 @@ def import_faiss_index(faiss_file: str | Path, index: str | Path | None = None, 
                 imported = _with_ids(imported, order)
             vectors.set_search_params(imported, manifest["search"].get("nprobe"), manifest["search"].get("ef_search"))
             base = path / manifest["files"]["entries"]["name"]
-            fields = {key: manifest[key] for key in ("extractor", "dim", "vector_dim", "metric", "search", "build", "rerank") if key in manifest}
+            fields = {key: manifest[key] for key in CARRIED_FIELDS if key in manifest}
             fields["factory"], fields["backend"] = vectors.IMPORTED, FaissBackend.name
             fields["imported"] = {"file": str(faiss_file.absolute()), "type": type(vectors.inner_index(imported)).__name__, "at": time.time()}
             state = current._store.state

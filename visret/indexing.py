@@ -36,6 +36,8 @@ from visret.store.writer import Generation, Writer, check_target
 
 #: Longest vector an index stores (4 MiB each): a guard against parameters that would exhaust memory.
 MAX_VECTOR_DIM = 2**20
+#: What a new generation takes over from the current one's manifest (with its search structure's fields).
+CARRIED_FIELDS = ("extractor", "dim", "vector_dim", "metric", "search", "build", "rerank")
 #: Removed HNSW entries (which FAISS cannot delete) trigger a rebuild past this share of the index.
 TOMBSTONE_REBUILD = 0.25
 
@@ -357,8 +359,7 @@ def _apply(
     def write_entries(p: Path) -> None:
         entries.write(p, base, added, removals, [] if rebuild else tombstoned, moved, clear_tombstones=rebuild)
 
-    kept = ("extractor", "dim", "vector_dim", "metric", "factory", "search", "build", "rerank", "backend", "imported")
-    fields = {key: manifest[key] for key in kept if key in manifest}
+    fields = {key: manifest[key] for key in (*CARRIED_FIELDS, "factory", "backend", "imported") if key in manifest}
     current.close()
     writer.commit(Generation(shards + new_shards, ids, write_entries, fields, structure, extractor.get_state()))
     if staging is not None:

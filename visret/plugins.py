@@ -252,45 +252,20 @@ def get_classifier(name: str, **params: Any) -> Classifier:
 
 
 def plugin_report() -> list[dict[str, Any]]:
-    """One dict per plugin: name, version, hooks, what it registered, status and error."""
+    """One dict per plugin: name, version, hooks, what it registered (per table), status and error."""
     reg = registry()
-    rows = []
-    for name, plugin in sorted(pm.list_name_plugin(), key=lambda item: item[0]):
-        if plugin is None:
-            continue
-        rows.append(
-            {
-                "name": name,
-                "version": _versions.get(name),
-                "hooks": sorted(impl.name for impl in pm.get_hookcallers(plugin) or []),
-                "extractors": sorted(n for n, (_, owner) in reg.extractors.items() if owner == name),
-                "classifiers": sorted(n for n, (_, owner) in reg.classifiers.items() if owner == name),
-                "pipelines": sorted(n for n, (_, owner) in reg.pipelines.items() if owner == name),
-                "loaders": sorted(n for n, (_, owner) in reg.loaders.items() if owner == name),
-                "report_formats": sorted(n for n, (_, owner) in reg.report_formats.items() if owner == name),
-                "backends": sorted(n for n, (_, owner) in reg.backends.items() if owner == name),
-                "status": "loaded",
-                "error": None,
-            }
-        )
+    tables = {name: getattr(reg, name) for name in _Registry.__dataclass_fields__}
+
+    def row(name: str, version: str | None, hooks: list[str], status: str, error: str | None) -> dict[str, Any]:
+        registered = {table: sorted(n for n, (_, owner) in entries.items() if owner == name) for table, entries in tables.items()}
+        return {"name": name, "version": version, "hooks": hooks, **registered, "status": status, "error": error}
+
+    rows = [row(name, _versions.get(name), sorted(impl.name for impl in pm.get_hookcallers(plugin) or []), "loaded", None)
+            for name, plugin in sorted(pm.list_name_plugin(), key=lambda item: item[0]) if plugin is not None]
     for failure in _load_failures + _register_failures:
-        existing = next((row for row in rows if row["name"] == failure.name), None)
+        existing = next((r for r in rows if r["name"] == failure.name), None)
         if existing is not None:
             existing.update(status="failed", error=failure.error)
         else:
-            rows.append(
-                {
-                    "name": failure.name,
-                    "version": failure.version,
-                    "hooks": [],
-                    "extractors": [],
-                    "classifiers": [],
-                    "pipelines": [],
-                    "loaders": [],
-                    "report_formats": [],
-                    "backends": [],
-                    "status": "failed",
-                    "error": failure.error,
-                }
-            )
-    return sorted(rows, key=lambda row: row["name"])
+            rows.append(row(failure.name, failure.version, [], "failed", failure.error))
+    return sorted(rows, key=lambda r: r["name"])

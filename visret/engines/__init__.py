@@ -4,7 +4,7 @@ cluster (``ray``). Both return the same results through the same commit path (``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence, Iterator, Callable
+from typing import Callable, Iterator, Protocol, Sequence
 
 from visret.dataset import ImageRecord
 from visret.errors import VisretError
