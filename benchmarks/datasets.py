@@ -3,12 +3,15 @@
 - COIL-100: angles that are multiples of 10 degrees indexed, the others queried.
 - COIL-20: even poses indexed, odd poses queried.
 - UMIST, MNIST test split, Animal-MNIST: seeded stratified 80/20 (shuffled first).
+- Oxford 17 Flowers: ``flowers`` is split1 of ``splits_seeded.csv`` (train + val indexed or trained
+  on, test queried or tested: 1,020 / 340), ``flowers:2`` and ``flowers:3`` the other two.
 
 Image folders are made of symbolic links (nothing is copied); array datasets are written as PNG.
 """
 
 from __future__ import annotations
 
+import csv
 import gzip
 import os
 import re
@@ -18,7 +21,8 @@ import numpy as np
 from PIL import Image
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
-NAMES = ("coil100", "coil20", "umist", "mnist", "animal-mnist")
+NAMES = ("coil100", "coil20", "umist", "mnist", "animal-mnist", "flowers")
+FLOWER_SPLITS = ("flowers", "flowers:2", "flowers:3")
 
 
 def _link(files: list[Path], labels: list[str], folder: Path) -> None:
@@ -50,10 +54,20 @@ def _coil(name: str, indexed) -> tuple[list[Path], list[str], np.ndarray]:
     return files, labels, ~indexed(view)
 
 
+def _flowers(split: int) -> tuple[list[Path], list[str], np.ndarray]:
+    folder = SHARED / "oxford-flowers17"
+    lines = (folder / "splits_seeded.csv").read_text().splitlines()
+    rows = list(csv.DictReader(line for line in lines if not line.startswith("#")))
+    files = [folder / row["path"] for row in rows]
+    return files, [f.parent.name for f in files], np.array([row[f"split{split}"] == "test" for row in rows])
+
+
 def materialise(name: str, root: Path) -> tuple[Path, Path]:
     """Write dataset ``name``'s split under ``root``; return ``(train folder, test folder)``."""
-    train, test = root / name / "train", root / name / "test"
-    if name in ("coil100", "coil20"):
+    train, test = root / name.replace(":", "-") / "train", root / name.replace(":", "-") / "test"
+    if name in FLOWER_SPLITS:
+        files, labels, is_test = _flowers(int(name.partition(":")[2] or 1))
+    elif name in ("coil100", "coil20"):
         rule = (lambda angle: angle % 10 == 0) if name == "coil100" else (lambda pose: pose % 2 == 0)
         files, labels, is_test = _coil(name, rule)
     elif name == "umist":

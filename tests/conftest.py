@@ -32,6 +32,25 @@ def digits_index(digits, tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def photo_crops(tmp_path_factory) -> Path:
+    """Real photographs (scikit-image's cat, coffee, astronaut, rocket) as a labelled folder: 12
+    seeded crops of each, 64x64, some mirrored; a small stand-in for a folder of photos."""
+    from skimage import data
+
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for name in ("chelsea", "coffee", "astronaut", "rocket"):
+        image = Image.fromarray(getattr(data, name)())
+        (root / name).mkdir()
+        for i in range(12):
+            side = int(min(image.size) * rng.uniform(0.6, 0.95))
+            left, top = (int(rng.integers(0, extent - side + 1)) for extent in image.size)
+            crop = image.crop((left, top, left + side, top + side)).resize((64, 64), Image.BILINEAR)
+            (crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if i % 2 else crop).save(root / name / f"{i:02d}.png")
+    return root
+
+
 def broken_files() -> dict[str, bytes]:
     """One unreadable file of each kind the indexer must skip, by file name."""
     png = io.BytesIO()

@@ -14,12 +14,14 @@ from visret.testing import check_classifier, check_extractor
 
 #: Keras application families share one implementation; each is built with ImageNet-free weights at a
 #: small size here only for the ones below (building all 40 costs minutes and gigabytes).
-KERAS_CHECKED = {"keras/mobilenet_v2", "keras/resnet50", "keras/efficientnet_b0"}
+KERAS_CHECKED = {"keras/mobilenet_v2", "keras/resnet50", "keras/efficientnet_b0", "keras/squeezenet"}
 SMALL = {"size": 32}
 
 
 def _instance(name: str):
     cls = extractor_classes()[name]
+    if name == "keras/squeezenet":  # its ImageNet weights need no download: check what users get
+        return cls(size=64)
     if name.startswith("keras/"):
         return cls(weights="none", **SMALL)
     if name.startswith("cnn/"):

@@ -10,6 +10,7 @@ from visret_keras.custom import LeNet5, VGGSmall
 from visret_keras.dense_head import DenseHead
 from visret_keras.pipeline import CNNPipeline
 from visret_keras.saved_model import SavedModel
+from visret_keras.squeezenet import SqueezeNet
 
 
 @hookimpl
@@ -21,7 +22,7 @@ def register_commands(app):
 
 @hookimpl
 def register_extractors(register):
-    for extractor in (*APPLICATIONS, LeNet5, VGGSmall, SavedModel):
+    for extractor in (SqueezeNet, *APPLICATIONS, LeNet5, VGGSmall, SavedModel):
         register(extractor)
 
 

@@ -14,6 +14,7 @@ from visret import InputSpec
 from visret.params import check_bool, check_choice, check_image_size, check_positive_int
 from visret_keras import runtime
 from visret_keras.base import KerasExtractor
+from visret_keras.preprocessing import preprocessing_layers
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,9 @@ class KerasApplication(KerasExtractor):
 
     def preprocess(self, batch):
         return self._module().preprocess_input(batch)
+
+    def preprocessing_layers(self) -> list:
+        return preprocessing_layers(self.family.module)
 
     def build_model(self):
         keras = runtime.keras()

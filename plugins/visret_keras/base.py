@@ -28,6 +28,10 @@ class KerasExtractor(FeatureExtractor):
     def preprocess(self, batch: np.ndarray) -> np.ndarray:
         return batch
 
+    def preprocessing_layers(self) -> list:
+        """``preprocess`` as Keras layers, put inside a classifier trained on this network."""
+        return []
+
     @property
     def model(self):
         if getattr(self, "model_", None) is None:

@@ -24,8 +24,12 @@ TORCH_MEAN, TORCH_STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224,
 
 def preprocessing_layers(module: str) -> list:
     """Layers equal to ``keras.applications.<module>.preprocess_input`` on 0-255 RGB input."""
+    return mode_layers(MODES[module])
+
+
+def mode_layers(mode: str) -> list:
+    """Layers for one of ``preprocess_input``'s modes (``tf``, ``torch``, ``caffe``, ``none``)."""
     keras = runtime.keras()
-    mode = MODES[module]
     if mode == "tf":
         return [keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")]
     if mode == "torch":

@@ -20,10 +20,8 @@ from visret.dataset import ImageRecord
 from visret.images import ImageReadError, read_image
 from visret.plots import save_curves
 from visret_keras import runtime
-from visret_keras.applications import KerasApplication
 from visret_keras.augment import augmentation_model, mixup, parse_augment
 from visret_keras.base import KerasExtractor
-from visret_keras.preprocessing import preprocessing_layers
 
 
 # ---- data ----------------------------------------------------------------------------------
@@ -48,8 +46,7 @@ def feature_network(name: str, params: dict[str, Any]) -> tuple[Any, Any, list]:
     extractor = get_extractor(name, **params)
     if not isinstance(extractor, KerasExtractor):
         raise VisretError(f"{name} is not a CNN; train one of cnn/*, keras/* or model:PATH")
-    preprocess = preprocessing_layers(extractor.family.module) if isinstance(extractor, KerasApplication) else []
-    return extractor.model, extractor.input_spec, preprocess
+    return extractor.model, extractor.input_spec, extractor.preprocessing_layers()
 
 
 def classifier(fen, spec, preprocess: list, n_classes: int, augment: dict, dropout: float, frozen: bool, seed: int):
