@@ -74,3 +74,18 @@ def test_tuning_needs_labelled_classes_and_known_extractors(digits, tmp_path):
         Tuner(tmp_path / "flat")
     with pytest.raises(VisretError, match="unknown extractor 'nope'"):
         Tuner(digits / "train", extractors=["nope"])
+
+
+def test_the_pretrained_network_is_tuned_with_the_handcrafted_blocks_and_scored_with_the_default(photo_crops):
+    import numpy as np
+
+    from visret.extractor import DEFAULT_EXTRACTOR_LABEL
+    from visret.plugins import extractor_from_spec
+
+    result = tune(photo_crops, extractors=("keras/squeezenet", "color-hist"), workers=1, test_size=0.25, rerank=False)
+    assert set(result.defaults) == {"keras/squeezenet", "color-hist", f"default: {DEFAULT_EXTRACTOR_LABEL}"}
+    assert {t.candidate.split("+")[0] for t in result.trials if t.stage == "normalisation"} == {"keras/squeezenet", "color-hist"}
+    assert result.defaults["keras/squeezenet"] > 0.9  # crops of four photographs: ImageNet features rank them
+    assert result.held_out.map >= result.defaults["keras/squeezenet"] - 0.05
+    extractor_from_spec(result.recipe.extractor)  # the recipe is a plain extractor spec
+    assert np.isfinite(result.validation_map)

@@ -18,7 +18,7 @@ from visret.console import (
     shown,
 )
 from visret.errors import VisretError
-from visret.extractor import DEFAULT_EXTRACTOR
+from visret.extractor import DEFAULT_EXTRACTOR, DEFAULT_EXTRACTOR_LABEL
 from visret.pipelines import commands as pipeline_commands
 from visret.serve import command as serve_command
 
@@ -85,7 +85,7 @@ def _engine(engine: str, ray_address: str | None, actors: int | None) -> dict:
 def index_command(
     folder: Annotated[Optional[Path], typer.Argument(help="Folder of images; sub-folders are class labels.", show_default=False)] = None,
     from_list: FromList = None,
-    extractor: Annotated[Optional[str], typer.Option("--extractor", "-e", help=f"Extractor name (see 'visret extractors') [default: {DEFAULT_EXTRACTOR}].")] = None,
+    extractor: Annotated[Optional[str], typer.Option("--extractor", "-e", help=f"Extractor name (see 'visret extractors') [default: {DEFAULT_EXTRACTOR_LABEL}; -e color-hist is the fast handcrafted one].")] = None,
     param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Extractor parameter KEY=VALUE (repeatable).")] = None,
     recipe: Annotated[Optional[Path], typer.Option(help="A recipe (JSON, from 'visret tune'): extractor, metric and re-ranking.")] = None,
     index: IndexPath = None,
@@ -116,7 +116,10 @@ def index_command(
         from visret.recipe import read_recipe
 
         extractor, metric, rerank = read_recipe(recipe).index_options().values()
-    chosen = resolve_extractor(extractor or DEFAULT_EXTRACTOR, None if recipe else parse_cli_params(param))  # checked before the bar
+    params = None if recipe else parse_cli_params(param)
+    if params and extractor is None:
+        raise VisretError("--param sets a parameter of the extractor named with --extractor: add -e NAME")
+    chosen = resolve_extractor(extractor or DEFAULT_EXTRACTOR, params)  # checked before the bar
     limits = read_limits(max_pixels, max_bytes)
     memory = memory_size(max_memory)
     start = time.perf_counter()

@@ -28,6 +28,7 @@ import numpy as np
 from visret.dataset import scan_folder
 from visret.errors import VisretError
 from visret.evaluation import KnnReport, evaluate_features
+from visret.extractor import DEFAULT_EXTRACTOR, DEFAULT_EXTRACTOR_LABEL
 from visret.extraction import Embedder
 from visret.fitting import fit_extractor, fitting_records
 from visret.normalization import normalize
@@ -37,8 +38,9 @@ from visret.recipe import Recipe
 
 log = logging.getLogger("visret")
 
-#: Base extractors tried when none are named (``bovw`` learns a codebook: add it by name).
-BASES = ("color-hist", "color-correlogram", "color-moments", "hog", "lbp", "glcm", "gabor", "gist", "shape", "edges", "pixels")
+#: Base extractors tried when none are named (``bovw`` learns a codebook: add it by name). The
+#: pretrained network is tried alone and combined with the handcrafted blocks like any other.
+BASES = ("keras/squeezenet", "color-hist", "color-correlogram", "color-moments", "hog", "lbp", "glcm", "gabor", "gist", "shape", "edges", "pixels")
 #: Normalisations tried on each base extractor's features (``post`` steps).
 BLOCK_STEPS = {"none": [], "l2": ["l2"], "hellinger": ["l1", "sqrt"], "power:0.3": ["power:0.3", "l2"], "standardize": ["standardize", "l2"]}
 WEIGHTS = (0.25, 0.5, 1.0, 2.0)
@@ -324,25 +326,27 @@ class Tuner:
         return next(base for base in self.bases if base["name"] == name)
 
     # ---- held-out scores ----------------------------------------------------------------
+    def _held_out_report(self, features: np.ndarray, rows: np.ndarray, **options) -> KnnReport:
+        """The test queries of ``rows`` searched against their tuning part."""
+        test, y = self.is_test[rows], self.labels[rows]
+        return evaluate_features(features[~test], y[~test], features[test], y[test], **options)
+
     def _held_out(self, recipe: Recipe) -> KnnReport:
         """The recipe built for real: fitted on the tuning part, its test queries searched against it."""
-        features, rows = self.features(recipe.extractor)
-        test = self.is_test[rows]
-        y = self.labels[rows]
-        report = evaluate_features(features[~test], y[~test], features[test], y[test], metric=recipe.metric, rerank=recipe.rerank)
+        report = self._held_out_report(*self.features(recipe.extractor), metric=recipe.metric, rerank=recipe.rerank)
         report.supervised = bool(extractor_from_spec(recipe.extractor).supervised)
         return report
 
     def _defaults(self, rows: np.ndarray) -> dict[str, float]:
-        """Held-out mAP of each base extractor at its own defaults (its default normalisation)."""
+        """Held-out mAP of each base extractor at its own defaults (its default normalisation), and
+        of ``visret index``'s default when its parts are among the bases."""
         out = {}
+        if set(DEFAULT_EXTRACTOR["params"]["parts"]) <= {base["name"] for base in self.bases}:
+            out[f"default: {DEFAULT_EXTRACTOR_LABEL}"] = self._held_out_report(*self.features(DEFAULT_EXTRACTOR)).map
         for base in self.bases:
             features, base_rows = self.features(base)
-            default = extractor_from_spec(base["name"])
-            norm = getattr(default, "norm", "none")
-            test = self.is_test[base_rows]
-            X, y = normalize(features, norm), self.labels[base_rows]
-            out[base["name"]] = evaluate_features(X[~test], y[~test], X[test], y[test]).map
+            norm = getattr(extractor_from_spec(base["name"]), "norm", "none")
+            out[base["name"]] = self._held_out_report(normalize(features, norm), base_rows).map
         return out
 
 
