@@ -39,7 +39,7 @@ demo: $(VENV)/.setup
 	$(BIN)/visret query $(DEMO)/digits/test/3/$$(ls $(DEMO)/digits/test/3 | head -n 1) \
 		$(DEMO)/digits/test/8/$$(ls $(DEMO)/digits/test/8 | head -n 1) --index $(DEMO)/index -k 5
 	$(BIN)/visret evaluate $(DEMO)/digits/test --index $(DEMO)/index -k 5
-	$(BIN)/visret compare $(DEMO)/digits --pipelines "hog(size=32,pixels_per_cell=4)+linear-svm,cnn/lenet5" \
+	$(BIN)/visret compare $(DEMO)/digits --pipelines "hog(size=32,pixels_per_cell=4)+linear-svm,keras/squeezenet(size=64)+logistic,cnn/lenet5" \
 		--epochs 30 --augment translate=0.1,rotate=0.05 --save-dir $(DEMO)/models --html $(DEMO)/pipelines.html
 	$(BIN)/visret classify $$(for d in $(DEMO)/digits/test/*/; do ls $$d* | head -n 2; done) \
 		--model $(DEMO)/models/cnn-lenet5.keras --montage $(DEMO)/predictions.png --explain

@@ -1,0 +1,151 @@
+"""Pretrained deep features (issue #24): the defaults on every shared dataset, and the flowers table.
+
+Run from the repository root: ``.venv/bin/python benchmarks/pretrained.py --parts defaults`` (about 15
+minutes on 2 cores), ``--parts flowers`` (about 40 minutes a split; ``--splits 1,2,3`` for the mean
+of three), ``--parts cost`` (2 minutes). Splits from ``datasets.py``; every number is measured on the
+held-out part, which nothing is fitted, tuned or stopped on.
+
+- ``defaults``: held-out mAP (whole ranking) of the naive script (HSV 8x8x8 on 64x64, square root,
+  L2), ``color-hist``, ``keras/squeezenet`` at their defaults, and ``visret index`` + ``visret
+  evaluate`` with no options at all (``build_index`` and ``evaluate_knn``, as the CLI calls them).
+- ``flowers``: on Oxford 17 Flowers, the default's mAP; the tuner without labels (re-ranking
+  allowed) and with labels; SqueezeNet features with each head; SqueezeNet trained for the task
+  (transfer learning, then its top fire modules fine-tuned, with augmentation); the handcrafted
+  ``combine`` + ``svm`` pipeline at its defaults.
+- ``cost``: images/s of ``visret index`` with the default on flowers split1's 1,020 images; a cold
+  ``visret query`` (a new process) on that index and on a ``color-hist`` index: seconds and peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from datasets import materialise  # noqa: E402
+from quality import naive_script  # noqa: E402
+from results import emit  # noqa: E402
+
+import visret  # noqa: E402
+from visret.dataset import scan_folder  # noqa: E402
+from visret.extraction import extract_records  # noqa: E402
+from visret.tuning import BASES, Tuner  # noqa: E402
+
+DATASETS = "flowers,flowers:2,flowers:3,coil100,coil20,umist,mnist,animal-mnist"
+HEADS = ("linear-svm", "logistic", "svm")
+FLOWER_AUGMENT = "flip=horizontal,rotate=0.05,zoom=0.15,translate=0.1,contrast=0.2"
+FINE_TUNE = {"transfer": True, "fine_tune": 17, "epochs": 30, "fine_tune_epochs": 20, "fine_tune_rate": 1e-4, "patience": 6,
+             "augment": FLOWER_AUGMENT}  # the head first, then fire6-fire9 (17 layers) at a tenth of the rate
+
+
+def held_out_map(spec, train: Path, test: Path) -> float:
+    extractor = visret.plugins.extractor_from_spec(spec)
+    a, b = extract_records(extractor, scan_folder(train)), extract_records(extractor, scan_folder(test))
+    return visret.evaluate_features(a.features, [r.label for r in a.records], b.features, [r.label for r in b.records]).map
+
+
+def default_map(train: Path, test: Path, scratch: Path) -> float:
+    """``visret index TRAIN`` then ``visret evaluate TEST``, no options."""
+    with visret.build_index(train, index=scratch / "default") as index:
+        return visret.evaluate_knn(test, index).map
+
+
+def defaults(name: str, root: Path) -> dict:
+    train, test = materialise(name, root)
+    started = time.perf_counter()
+    row = {
+        "naive_script": naive_script(train, test),
+        "color-hist": held_out_map("color-hist", train, test),
+        "keras/squeezenet": held_out_map("keras/squeezenet", train, test),
+        "visret index + evaluate, no options": default_map(train, test, root / name.replace(":", "-")),
+    }
+    row["seconds"] = round(time.perf_counter() - started, 1)
+    print(name, row, file=sys.stderr, flush=True)
+    return row
+
+
+def flowers(split: int, root: Path, bases: list[str], workers: int | None) -> dict:
+    name = "flowers" if split == 1 else f"flowers:{split}"
+    train, test = materialise(name, root)
+    row: dict = {"default_map": default_map(train, test, root / f"flowers-{split}")}
+    tuner = Tuner(train, test_dir=test, extractors=bases, workers=workers)
+    for label, options in (("tuned_unsupervised_rerank", {"supervised": False, "rerank": True}),
+                           ("tuned_supervised", {"supervised": True, "rerank": True})):
+        result = tuner.run(**options)
+        row[label] = {"map": result.held_out.map, "accuracy_1nn": result.held_out.accuracy, "recipe": result.recipe.to_dict()}
+        print(name, label, row[label]["map"], file=sys.stderr, flush=True)
+    pipelines = [f"keras/squeezenet+{head}" for head in HEADS] + ["combine+svm"]
+    comparison = visret.compare_pipelines(train, ",".join(pipelines), test_data=test)
+    row["pipelines"] = {p: {"accuracy": r.test_accuracy, "chosen": r.params} for p, r in comparison.reports.items()}
+    print(name, {p: v["accuracy"] for p, v in row["pipelines"].items()}, file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        _, report = visret.train_pipeline(train, model="keras/squeezenet", test_data=test, out=Path(tmp) / "sq.keras", **FINE_TUNE)
+    row["fine_tuned"] = {"accuracy": report.test_accuracy, "epochs": report.epochs, "seconds": round(time.perf_counter() - started, 1),
+                         "settings": FINE_TUNE}
+    print(name, "fine-tuned", report.test_accuracy, file=sys.stderr, flush=True)
+    return row
+
+
+#: ``visret query`` in a new process that reports its own peak resident memory (MiB) last.
+QUERY = (
+    "import resource, sys\n"
+    "from visret.cli import main\n"
+    "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
+    "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, file=sys.stderr)\n"
+)
+
+
+def cold_query(index: Path, image: Path) -> dict:
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", QUERY, "query", str(image), "--index", str(index), "-k", "5"],
+                          check=True, capture_output=True, text=True)
+    return {"seconds": round(time.perf_counter() - start, 2), "peak_rss_mib": round(float(done.stderr.split()[-1]))}
+
+
+def cost(root: Path) -> dict:
+    train, test = materialise("flowers", root)
+    out = {}
+    image = next(iter(scan_folder(test))).path
+    for label, extractor in (("color-hist", "color-hist"), ("default", None)):
+        index = root / f"cost-{label}"
+        start = time.perf_counter()
+        visret.build_index(train, *([extractor] if extractor else []), index=index).close()
+        seconds = time.perf_counter() - start
+        cold_query(index, image)  # the first call warms the page cache for both
+        out[label] = {"index_images_per_s": round(1020 / seconds, 1), "cold_query": [cold_query(index, image) for _ in range(3)]}
+        print(label, out[label], file=sys.stderr, flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", default="defaults,flowers,cost")
+    parser.add_argument("--datasets", default=DATASETS, help="for --parts defaults")
+    parser.add_argument("--splits", default="1", help="flowers splits for --parts flowers, e.g. 1,2,3")
+    parser.add_argument("--bases", default=",".join(BASES), help="the tuner's base extractors")
+    parser.add_argument("--workers", type=int)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    results: dict = {}
+    with tempfile.TemporaryDirectory(prefix="visret-pretrained-") as tmp:
+        root = Path(tmp)
+        parts = args.parts.split(",")
+        if "defaults" in parts:
+            results["defaults"] = {name: defaults(name, root) for name in args.datasets.split(",")}
+        if "flowers" in parts:
+            results["flowers"] = {s: flowers(int(s), root, args.bases.split(","), args.workers) for s in args.splits.split(",")}
+        if "cost" in parts:
+            results["cost"] = cost(root)
+    emit(results, args.out)
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
