@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -114,3 +115,18 @@ def test_list_rows_keep_their_order_once_each(tmp_path):
     assert [str(r.path) for r in records] == [str(tmp_path / "b.png"), str(tmp_path / "a.png"), "s3://bucket/c.jpg"]
     assert [r.label for r in records] == ["1", None, "3"]
     assert isinstance(records[2].path, str)
+
+
+def test_missing_labels_are_unlabelled_whole_numbers_are_text_and_other_values_are_refused(digits, tmp_path):
+    files = _train_files(digits, 5)
+    listed = tmp_path / "labels.parquet"
+    labels = pa.array([3.0, float("nan"), None, 7.0, 2.0], pa.float64())  # pandas' integers beside missing values
+    pq.write_table(pa.table({"path": [str(f) for f in files], "label": labels}), listed)
+    assert [r.label for r in read_image_list(listed)] == ["3", None, None, "7", "2"]
+    text = _write_csv(tmp_path / "labels.csv", [(str(f), label) for f, label in zip(files, ["cat", "nan", "", "NA", " dog "])])
+    assert [r.label for r in read_image_list(text)] == ["cat", None, None, None, "dog"]
+    for bad, shown in ((pa.array([1.5] * 5), "1.5"), (pa.array([True] * 5), "True"),
+                       (pa.array([{"a": 1}] * 5), "{'a': 1}"), (pa.array([[1, 2]] * 5), "[1, 2]")):
+        pq.write_table(pa.table({"path": [str(f) for f in files], "label": bad}), listed)
+        with pytest.raises(VisretError, match=rf"row 1: label {re.escape(shown)} is not text or a whole number"):
+            read_image_list(listed)

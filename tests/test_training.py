@@ -151,3 +151,17 @@ def test_a_model_with_a_lambda_layer_is_refused_in_one_line(cli, digits, tmp_pat
     assert f"cannot load {path} in safe mode" in classified.stderr
     indexed = cli("index", digits / "test", "-e", f"model:{path}", "--index", tmp_path / "ix", "--workers", "1")
     assert indexed.exit_code == 1 and "in safe mode" in indexed.stderr and "Traceback" not in indexed.stderr
+
+
+def test_training_never_overwrites_a_file_that_is_not_a_model_nor_one_beside_it(digits, tmp_path):
+    notes = tmp_path / "notes.keras"
+    notes.write_text("my notes, not a model\n")
+    with pytest.raises(visret.VisretError, match="notes.keras exists and is not a saved pipeline"):
+        visret.train_pipeline(digits / "train", model="cnn/lenet5", epochs=1, out=notes)
+    assert notes.read_text() == "my notes, not a model\n"
+    assert not (tmp_path / "notes.log.csv").exists() and not (tmp_path / "notes.curves.png").exists()
+    log = tmp_path / "run.log.csv"
+    log.write_text("a log of my own\n")
+    with pytest.raises(visret.VisretError, match="would overwrite .*run.log.csv"):
+        visret.train_pipeline(digits / "train", model="cnn/lenet5", epochs=1, out=tmp_path / "run.keras")
+    assert log.read_text() == "a log of my own\n" and not (tmp_path / "run.keras").exists()

@@ -1,6 +1,11 @@
 """Images named in a list file: a CSV or Parquet table with a ``path`` column and an optional
 ``label`` column, as a cluster job or a data catalogue writes them.
 
+Labels are text. A missing label (empty, null, NaN, or in CSV one of pandas' missing markers:
+``nan``, ``NaN``, ``NA``, ``N/A``, ``null``, ``None``) leaves the image unlabelled; a whole number
+(``3``, or ``3.0`` as pandas stores integers beside missing values) becomes its digits (``"3"``);
+any other value (a fraction, a boolean, a list, a mapping) is refused, naming the row.
+
 Paths may be local (relative ones are taken from the list file's folder) or URIs of any
 filesystem pyarrow or fsspec reads (``s3://``, ``gs://``, ``hdfs://``...), so a cluster can read
 straight from object storage. Listed files are read like found ones: a bad file is a logged skip.
@@ -47,6 +52,26 @@ def _rows(file: Path) -> tuple[list[str], list[object]]:
     return [row["path"] or "" for row in rows], [row.get("label") for row in rows]
 
 
+#: CSV cells that mean "no label" (pandas' default missing markers, where they could be labels).
+MISSING = frozenset({"", "nan", "NaN", "NA", "N/A", "null", "None"})
+
+
+def label_text(value: object, where: str) -> str | None:
+    """A list's label cell as visret's label: text, None when missing (see the module docstring)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = value.strip()
+        return None if value in MISSING else value
+    if isinstance(value, (bool,)) or not isinstance(value, (int, float)):
+        raise VisretError(f"{where}: label {value!r} is not text or a whole number")
+    if value != value:  # NaN
+        return None
+    if float(value).is_integer():
+        return str(int(value))
+    raise VisretError(f"{where}: label {value!r} is not text or a whole number")
+
+
 def read_image_list(file: str | Path) -> list[ImageRecord]:
     """The images a CSV or Parquet list names, in its order, each once."""
     file = Path(file).expanduser()
@@ -62,6 +87,5 @@ def read_image_list(file: str | Path) -> list[ImageRecord]:
         if not path:
             raise VisretError(f"{file}: row {number} has an empty path")
         where: str | Path = path if is_uri(path) else Path(os.path.abspath(base / Path(path).expanduser()))
-        label = None if label is None or str(label).strip() == "" else str(label).strip()
-        records.setdefault(str(where), ImageRecord(where, label))
+        records.setdefault(str(where), ImageRecord(where, label_text(label, f"{file}: row {number}")))
     return list(records.values())

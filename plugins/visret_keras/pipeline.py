@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import zipfile
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Sequence
 
@@ -77,7 +78,20 @@ class CNNPipeline(Pipeline):
 
     @classmethod
     def recognises(cls, path: Path) -> bool:
-        return Path(path).suffix == ".keras" and Path(path).is_file()
+        """A ``.keras`` file that is a Keras archive (a zip with its config and metadata)."""
+        path = Path(path)
+        if path.suffix != ".keras" or not path.is_file():
+            return False
+        try:
+            with zipfile.ZipFile(path) as archive:
+                return {"config.json", "metadata.json"} <= set(archive.namelist())
+        except (OSError, zipfile.BadZipFile):
+            return False
+
+    @classmethod
+    def companion_files(cls, path: Path) -> list[Path]:
+        path = Path(path)
+        return [path.with_suffix(suffix) for suffix in (".split.json", ".best.keras", ".best.split.json", ".log.csv", ".curves.png")]
 
     @classmethod
     def load(cls, path: str | Path) -> CNNPipeline:

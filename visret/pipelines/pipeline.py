@@ -73,6 +73,11 @@ class Pipeline:
         raise NotImplementedError
 
     @classmethod
+    def companion_files(cls, path: Path) -> list[Path]:
+        """Files that saving or training a pipeline at ``path`` also writes beside it (logs, curves)."""
+        return []
+
+    @classmethod
     def trains(cls, model: str) -> bool:
         """Whether this kind trains the model named ``model`` (``visret train --model``)."""
         return False

@@ -102,6 +102,10 @@ def train_pipeline(
         target = Path(out) if out is not None else Path(scratch) / ("model.keras" if model else "model.pipeline")
         if target.exists() and not kind.recognises(target):
             raise VisretError(f"{target} exists and is not a saved pipeline; not overwriting it")
+        if not target.exists():  # files beside a pipeline that is not there are not ours to replace
+            taken = [p for p in kind.companion_files(target) if p.exists() or p.is_symlink()]
+            if taken:
+                raise VisretError(f"training would overwrite {taken[0]}, which no saved pipeline at {target} wrote; move it or choose another --out")
         target.parent.mkdir(parents=True, exist_ok=True)
         pipeline, facts = kind.train(split, settings, target, progress)
         pipeline.split = split.to_dict(pipeline=pipeline.describe())
