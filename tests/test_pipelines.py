@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 import visret
+from visret.recipe import read_recipe
 from visret import VisretError
 from visret.pipelines import tta
 from visret.pipelines.split import make_split
@@ -122,6 +123,27 @@ def test_a_saved_pipeline_with_a_damaged_manifest_or_a_foreign_file_name_is_refu
         visret.load_pipeline(copy)
     with pytest.raises(VisretError, match="is not a saved pipeline"):
         visret.load_pipeline(tmp_path)
+
+
+def test_pipeline_files_that_are_pipes_or_links_outside_are_refused_without_blocking(hog_pipeline, tmp_path):
+    import os
+    import shutil
+
+    _, _, out = hog_pipeline
+    copy = tmp_path / "copy.pipeline"
+    shutil.copytree(out, copy)
+    (copy / "head.npz").unlink()
+    os.mkfifo(copy / "head.npz")  # opening it for reading would wait for a writer forever
+    with pytest.raises(VisretError, match="pipeline file .*head.npz is not a regular file"):
+        visret.load_pipeline(copy)
+    (copy / "head.npz").unlink()
+    shutil.copy(out / "head.npz", tmp_path / "elsewhere.npz")
+    (copy / "head.npz").symlink_to(tmp_path / "elsewhere.npz")
+    with pytest.raises(VisretError, match="head.npz links to a file outside"):
+        visret.load_pipeline(copy)
+    os.mkfifo(tmp_path / "recipe.json")
+    with pytest.raises(VisretError, match="recipe .*recipe.json is not a regular file"):
+        read_recipe(tmp_path / "recipe.json")
 
 
 # ---- test-time augmentation ------------------------------------------------------------------

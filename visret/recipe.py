@@ -14,6 +14,7 @@ from typing import Any
 
 from visret.distances import get_distance
 from visret.errors import VisretError
+from visret.named_files import regular_file
 from visret.plugins import extractor_from_spec
 from visret.rerank import parse_rerank
 
@@ -52,7 +53,7 @@ class Recipe:
 
 def read_recipe(path: str | Path) -> Recipe:
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(regular_file(path, "recipe").read_text())
     except OSError as exc:
         raise VisretError(f"cannot read recipe {path}: {exc.strerror}") from None
     except ValueError:

@@ -12,6 +12,10 @@ from visret.params import check_image_size, check_positive_int, check_positive_n
 from visret_handcrafted.grid import cell_bounds
 
 
+#: Canny's smoothing is used at 0.5-5 pixels; the bound keeps a typo from running for minutes.
+MAX_SIGMA = 16.0
+
+
 class EdgeHistogram(FeatureExtractor):
     """Per grid cell: the fraction of Canny edge pixels and the histogram of their orientations (mod 180 degrees)."""
 
@@ -30,6 +34,8 @@ class EdgeHistogram(FeatureExtractor):
         check_positive_int("grid", self.grid)
         check_image_size(self.size, minimum=8)
         check_positive_number("sigma", self.sigma)
+        if self.sigma > MAX_SIGMA:  # the Gaussian's cost grows with sigma; past this it blurs away every edge
+            raise ValueError(f"sigma must be at most {MAX_SIGMA}, got {self.sigma!r}")
         if self.grid > self.size:
             raise ValueError(f"grid {self.grid} is finer than the image size {self.size}")
 

@@ -23,6 +23,7 @@ from visret.errors import VisretError
 from visret.extraction import Embedder
 from visret.extractor import FeatureExtractor, InputSpec
 from visret.fitting import fit_extractor
+from visret.named_files import regular_file
 from visret.pipelines.pipeline import Pipeline, Progress, StageProgress, stage
 from visret.pipelines.selection import select_head
 from visret.plugins import classifier_classes, extractor_from_spec
@@ -102,7 +103,7 @@ class FeaturePipeline(Pipeline):
     def load(cls, path: str | Path) -> FeaturePipeline:
         path = Path(path)
         try:
-            manifest = json.loads((path / MANIFEST).read_text())
+            manifest = json.loads(regular_file(path / MANIFEST, "pipeline manifest", inside=path).read_text())
         except (OSError, ValueError) as exc:
             raise VisretError(f"{path} is not a readable pipeline: {exc}") from None
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
@@ -129,7 +130,7 @@ class FeaturePipeline(Pipeline):
         except ValueError as exc:
             raise VisretError(f"cannot load the head of {path}: {exc}") from None
         split_file = path / "split.json"
-        split = json.loads(split_file.read_text()) if split_file.is_file() else None
+        split = json.loads(regular_file(split_file, "pipeline split", inside=path).read_text()) if split_file.exists() else None
         return cls(extractor, head, split)
 
     # ---- training -----------------------------------------------------------------------
@@ -174,7 +175,7 @@ def _inside(folder: Path, name: Any) -> Path:
     """A file the manifest names: a plain name inside the pipeline directory, never a path elsewhere."""
     if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", ".."):
         raise VisretError(f"{folder / MANIFEST} names a file outside the pipeline: {name!r}")
-    return folder / name
+    return regular_file(folder / name, "pipeline file", inside=folder)
 
 
 def _replace_directory(new: Path, target: Path) -> None:
