@@ -304,3 +304,25 @@ def test_colour_check_keeps_twins_of_another_colour_apart(tmp_path):
     assert _named(checked) == [{"red.png", "red-grey.png"}]
     unchecked = find_duplicates(tmp_path, threshold=0.2, workers=1, colour_check=False)
     assert _named(unchecked) == [{"red.png", "red-grey.png", "green.png"}]
+
+
+def test_a_file_another_member_links_to_is_never_removable_and_links_are_named(cli, tmp_path):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    _photo("coffee").save(folder / "photo.png")
+    (folder / "a_shortcut.png").symlink_to("photo.png")  # sorts first: the "first" rule would have kept it
+    _photo("chelsea").save(folder / "cat.png")
+    report = find_duplicates(folder, workers=1)
+    [group] = report.groups
+    assert group.keep == str(folder / "photo.png") and group.links == {str(folder / "a_shortcut.png"): str(folder / "photo.png")}
+    assert group.removable == [str(folder / "a_shortcut.png")]
+    listed = cli("duplicates", str(folder), "--list-removable", "--workers", "1")
+    assert listed.exit_code == 0 and listed.stdout.split() == [str(folder / "a_shortcut.png")]
+    shown = cli("duplicates", str(folder), "--workers", "1")
+    assert "link" in shown.stdout and "keep" in shown.stdout
+    # a member linked to by another is kept even when the rule keeps a third copy
+    (folder / "z_copy.png").write_bytes((folder / "photo.png").read_bytes())
+    os.utime(folder / "z_copy.png", (2_000_000_000, 2_000_000_000))
+    [group] = find_duplicates(folder, keep="newest", workers=1).groups
+    assert group.keep == str(folder / "z_copy.png") and group.linked == [str(folder / "photo.png")]
+    assert group.removable == [str(folder / "a_shortcut.png")]

@@ -582,8 +582,8 @@ def duplicates_command(
             table = Table("", "path", "distance", title=f"group {number}: {group.kind}", title_justify="left")
             table.columns[1].overflow = "fold"
             closest = {path: pair.distance for path, pair in group.closest().items()}
-            for path in [group.keep] + group.removable:
-                table.add_row("keep" if path == group.keep else "", shown(path), f"{closest.get(path, 0):g}")
+            for path, role in group.ordered():
+                table.add_row(role, shown(path), f"{closest.get(path, 0):g}")
             out.print(table)
     if report.skipped:
         err.print(f"skipped {report.skipped} unreadable files")

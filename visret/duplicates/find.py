@@ -203,7 +203,9 @@ def _group(paths, hashes, features, extractor, threshold, auto_threshold, keep, 
         exact = [Pair(paths[representative[m]], paths[m], 0.0, 1.0, "exact") for m in members if representative[m] != m]
         files = [paths[m] for m in members]
         kind = "exact" if len({hashes[m] for m in members}) == 1 else "near"
-        groups.append(Group(files, min(files, key=order), kind, exact + near_pairs.get(components.find(members[0]), [])))
+        links = {f: os.path.realpath(f) for f in files if os.path.islink(f)}
+        keep = min(files, key=lambda f: (f in links, order(f)))  # a real file before a link to it
+        groups.append(Group(files, keep, kind, exact + near_pairs.get(components.find(members[0]), []), links))
     return DuplicateReport(
         groups=groups, extractor=extractor.get_config(), distance=distance_name(binary), threshold=chosen.value,
         threshold_how=chosen.how, keep_rule=keep, images=len(paths), skipped=skipped,

@@ -41,12 +41,12 @@ def write_page(report: DuplicateReport, out: str | Path) -> Path:
     sections = []
     for number, group in enumerate(report.groups[:MAX_GROUPS], start=1):
         closest = {path: pair.distance for path, pair in group.closest().items()}
-        files = [group.keep] + group.removable
+        files, removable = group.ordered(), set(group.removable)
         tiles = []
-        for path in files[:MAX_GROUP_TILES]:
-            role = "keep" if path == group.keep else f"d={closest.get(path, 0):g}"
+        for path, role in files[:MAX_GROUP_TILES]:
+            role = " ".join(filter(None, (role, f"d={closest.get(path, 0):g}" if path != group.keep else "")))
             tiles.append(
-                f'<figure class="{"keep" if path == group.keep else "copy"}"><img alt="" src="{_thumbnail_uri(path)}">'
+                f'<figure class="{"copy" if path in removable else "keep"}"><img alt="" src="{_thumbnail_uri(path)}">'
                 f"<figcaption>{html.escape(role)}<br>{html.escape(path)}</figcaption></figure>"
             )
         more = f"<p>and {len(files) - MAX_GROUP_TILES} more</p>" if len(files) > MAX_GROUP_TILES else ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,15 +27,31 @@ class Group:
     """Files that are copies of each other, directly or through other members."""
 
     files: list[str]
-    #: The one file the ``keep`` rule keeps; the others are removable.
+    #: The one file the ``keep`` rule keeps; the others are removable, except ``linked``.
     keep: str
     #: ``exact`` when every member has the same content, else ``near``.
     kind: str
     pairs: list[Pair] = field(default_factory=list)
+    #: Members that are symbolic links, with the file each resolves to.
+    links: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def linked(self) -> list[str]:
+        """Members another member links to: removing one would leave that link dangling."""
+        targets = set(self.links.values())
+        return [f for f in self.files if f not in self.links and os.path.realpath(f) in targets]
 
     @property
     def removable(self) -> list[str]:
-        return [f for f in self.files if f != self.keep]
+        kept = {self.keep, *self.linked}
+        return [f for f in self.files if f not in kept]
+
+    def ordered(self) -> list[tuple[str, str]]:
+        """``(path, role)`` for every member, the kept one first: role ``keep``, ``linked to``
+        (kept: another member links to it), ``link`` (removable: a link) or ``""`` (removable)."""
+        linked = set(self.linked)
+        roles = [(self.keep, "keep")] + [(f, "linked to") for f in self.files if f in linked and f != self.keep]
+        return roles + [(f, "link" if f in self.links else "") for f in self.removable]
 
     def closest(self) -> dict[str, Pair]:
         """Each member's closest pair to another member."""
@@ -81,6 +98,7 @@ class DuplicateReport:
         data.pop("nearest")
         for group, original in zip(data["groups"], self.groups):
             group["removable"] = original.removable
+            group["linked"] = original.linked
         return data
 
     def to_csv(self) -> str:
@@ -90,9 +108,9 @@ class DuplicateReport:
         writer = csv.writer(out)
         writer.writerow(["group", "kind", "path", "keep", "distance", "similarity"])
         for number, group in enumerate(self.groups, start=1):
-            closest = group.closest()
+            closest, removable = group.closest(), set(group.removable)
             for path in group.files:
                 pair = closest.get(path)
-                writer.writerow([number, group.kind, path, path == group.keep,
+                writer.writerow([number, group.kind, path, path not in removable,
                                  "" if pair is None else pair.distance, "" if pair is None else pair.similarity])
         return out.getvalue()
