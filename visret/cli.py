@@ -356,7 +356,7 @@ def evaluate_command(
 @app.command("compare")
 def compare_command(
     data_dir: Annotated[Path, typer.Argument(help="Labelled folder (holdout: with train/ and test/ inside).")],
-    extractors: Annotated[Optional[str], typer.Option("--extractors", "-e", help="Retrieval: extractor names, comma-separated [default: color-hist,hog,lbp].")] = None,
+    extractors: Annotated[Optional[str], typer.Option("--extractors", "-e", help="Retrieval: extractor names, comma-separated [default: keras/squeezenet,color-hist,hog,lbp].")] = None,
     pipelines: Annotated[Optional[str], typer.Option("--pipelines", help="Classification: pipelines to train and test, e.g. hog+linear-svm,lbp+random-forest,cnn/lenet5,keras/mobilenet_v2+transfer.")] = None,
     protocol: Annotated[str, typer.Option(help="split, kfold, loo or holdout.")] = "split",
     test_size: Annotated[float, typer.Option(help="Query share of each class for split (with --pipelines: the test share).")] = 0.2,
@@ -395,7 +395,7 @@ def compare_command(
             epochs=epochs, augment=augment, mixup_alpha=mixup,
         )
         return
-    names = [name.strip() for name in (extractors or "color-hist,hog,lbp").split(",") if name.strip()]
+    names = [name.strip() for name in (extractors or "keras/squeezenet,color-hist,hog,lbp").split(",") if name.strip()]
     with ProgressBar("comparing") as bar:
         result = compare(
             data_dir, names, protocol=protocol, test_size=test_size, folds=folds, seed=seed, k=neighbors, at=_cutoffs(k),

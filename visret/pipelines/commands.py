@@ -57,7 +57,7 @@ def register(app: typer.Typer) -> None:
     @app.command("train")
     def train_command(
         data_dir: Annotated[Path, typer.Argument(help="Labelled folder (one sub-folder per class; or train/ and test/ inside).")],
-        extractor: Annotated[Optional[str], typer.Option("--extractor", "-e", help="Feature pipeline: the extractor [default: hog].")] = None,
+        extractor: Annotated[Optional[str], typer.Option("--extractor", "-e", help="Feature pipeline: the extractor [default: keras/squeezenet, ImageNet features; -e hog is the classic handcrafted one].")] = None,
         param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Extractor (or network) parameter KEY=VALUE.")] = None,
         head: Annotated[Optional[str], typer.Option(help="Feature pipeline: the head (knn, logistic, linear-svm, svm, random-forest, dense) [default: linear-svm].")] = None,
         head_param: Annotated[Optional[list[str]], typer.Option("--head-param", help="Head parameter KEY=VALUE (others are chosen on the validation part).")] = None,
