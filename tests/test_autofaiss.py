@@ -150,3 +150,42 @@ def test_an_ivf_under_an_id_map_stays_right_after_removals(index, digits, tmp_pa
     for path in sorted((digits / "train" / "9").glob("*.png"))[:5]:
         first = after.query(path, k=1).neighbors[0]
         assert first.path == str(path) and first.distance == pytest.approx(0.0, abs=1e-5)
+
+
+def test_an_index_keeping_its_lists_in_another_file_is_refused_and_that_file_untouched(index, tmp_path):
+    out = tmp_path / "export"
+    export_autofaiss(out, index)
+    embeddings, _ = _read_export(out)
+    quantizer = faiss.IndexFlatL2(embeddings.shape[1])
+    ivf = faiss.IndexIVFFlat(quantizer, embeddings.shape[1], 4)
+    ivf.train(embeddings)
+    outside = tmp_path / "outside.ivfdata"
+    lists = faiss.OnDiskInvertedLists(ivf.nlist, ivf.code_size, str(outside))
+    ivf.replace_invlists(lists, False)  # the Python object keeps ownership, and lives as long as ivf
+    ivf.add(embeddings)
+    faiss.write_index(ivf, str(tmp_path / "ondisk.index"))
+    del ivf, lists, quantizer
+    before, manifest = outside.read_bytes(), (index / "manifest.json").read_bytes()
+    with pytest.raises(VisretError, match="keeps its inverted lists in another file"):
+        import_faiss_index(tmp_path / "ondisk.index", index, metadata=out / "metadata")
+    assert outside.read_bytes() == before and (index / "manifest.json").read_bytes() == manifest
+
+
+def test_metadata_in_another_order_than_the_rows_is_refused(index, tmp_path):
+    import pyarrow as pa
+
+    out = tmp_path / "export"
+    export_autofaiss(out, index)
+    embeddings, rows = _read_export(out)
+    flat = faiss.IndexFlatL2(embeddings.shape[1])
+    flat.add(embeddings)
+    faiss.write_index(flat, str(tmp_path / "flat.index"))
+    shuffled = tmp_path / "shuffled"
+    shuffled.mkdir()
+    ids = np.random.default_rng(1).permutation([r["id"] for r in rows])
+    pq.write_table(pa.table({"id": pa.array(ids, pa.int64())}), shuffled / "metadata_00000.parquet")
+    manifest = (index / "manifest.json").read_bytes()
+    with pytest.raises(VisretError, match=r"maps vectors to the wrong entries: only \d+% of 64"):
+        import_faiss_index(tmp_path / "flat.index", index, metadata=shuffled)
+    assert (index / "manifest.json").read_bytes() == manifest
+    import_faiss_index(tmp_path / "flat.index", index, metadata=out / "metadata")  # the true order is accepted

@@ -155,6 +155,23 @@ def _with_ids(faiss_index, order: np.ndarray):
     return wrapped
 
 
+#: Entries searched for in an imported index, and the share that must find themselves in their top 10.
+SELF_CHECK_SAMPLE, SELF_CHECK_SHARE = 64, 0.5
+
+
+def _check_rows_match(imported, current, ids: np.ndarray, faiss_file: Path) -> None:
+    """Each sampled entry's stored vector must find that entry among its 10 nearest in ``imported``:
+    a metadata or row order that maps vectors to the wrong entries finds almost none."""
+    if not len(ids):
+        return
+    sample = np.random.default_rng(0).choice(ids, min(SELF_CHECK_SAMPLE, len(ids)), replace=False)
+    _, found = imported.search(current.vectors(sample), min(10, len(ids)))
+    share = float(np.mean([entry in row for entry, row in zip(sample.tolist(), found.tolist())]))
+    if share < SELF_CHECK_SHARE:
+        raise VisretError(f"{faiss_file.name} maps vectors to the wrong entries: only {share:.0%} of {len(sample)} sampled entries "
+                          "find themselves in their top 10 (metadata from another export or a reordered one?)")
+
+
 def import_faiss_index(faiss_file: str | Path, index: str | Path | None = None, metadata: str | Path | None = None) -> dict:
     """Attach a FAISS index built from this index's export; return the new manifest.
 
@@ -163,8 +180,6 @@ def import_faiss_index(faiss_file: str | Path, index: str | Path | None = None, 
     (row order to ids); without it, the index's current shard order is used, which is the
     export's order while nothing was added or removed since.
     """
-    import faiss
-
     from visret import vectors
     from visret.backends.faiss_backend import FaissBackend, FaissStructure
 
@@ -174,7 +189,7 @@ def import_faiss_index(faiss_file: str | Path, index: str | Path | None = None, 
     path = Path(index) if index is not None else default_index_path()
     read_manifest(path)
     try:
-        imported = faiss.read_index(str(faiss_file))
+        imported = vectors.read(faiss_file)
     except RuntimeError:
         raise VisretError(f"{faiss_file} is not a FAISS index file") from None
     with Writer(path) as writer:
@@ -197,6 +212,7 @@ def import_faiss_index(faiss_file: str | Path, index: str | Path | None = None, 
                     raise VisretError(f"the rows of {faiss_file.name} are not the index's entries (was it built from another export or generation?)")
                 imported = _with_ids(imported, order)
             vectors.set_search_params(imported, manifest["search"].get("nprobe"), manifest["search"].get("ef_search"))
+            _check_rows_match(imported, current, ids, faiss_file)
             base = path / manifest["files"]["entries"]["name"]
             fields = {key: manifest[key] for key in CARRIED_FIELDS if key in manifest}
             fields["factory"], fields["backend"] = vectors.IMPORTED, FaissBackend.name

@@ -172,9 +172,21 @@ def supports_removal(index: faiss.Index) -> bool:
 
 
 def read(path: Path, mmap: bool = False) -> faiss.Index:
-    """Read an index file, memory-mapped (read-only) when asked."""
+    """Read an index file, memory-mapped (read-only) when asked; one that keeps its vectors in
+    another file is refused before anything writes to it."""
     flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
-    return faiss.read_index(str(path), flags)
+    index = faiss.read_index(str(path), flags)
+    check_self_contained(index, path)
+    return index
+
+
+def check_self_contained(index: faiss.Index, path: Path) -> None:
+    """Refuse an IVF index whose inverted lists live elsewhere (``OnDiskInvertedLists`` names a
+    file of its own): visret would write to it on removal, and no checksum of the index covers it."""
+    inner = inner_index(index)
+    if isinstance(inner, faiss.IndexIVF) and not isinstance(faiss.downcast_InvertedLists(inner.invlists), faiss.ArrayInvertedLists):
+        raise VisretError(f"{path.name} keeps its inverted lists in another file; build or merge it in memory "
+                          "(ArrayInvertedLists) so that everything it holds is in the one file")
 
 
 def use_threads(n_queries: int) -> None:
