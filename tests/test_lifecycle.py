@@ -67,6 +67,23 @@ def test_add_embeds_only_new_content(digits, tmp_path):
         assert index.query(image, k=1).neighbors[0].path == str(image) and len(index) == 200
 
 
+def test_ids_of_removed_entries_are_never_given_again(digits, tmp_path):
+    path = tmp_path / "ix"
+    build_index(digits / "train" / "1", "pixels", path, workers=1).close()
+    with open_index(path) as index:
+        last = max(entry.id for entry in index)
+        newest = next(entry for entry in index if entry.id == last)
+    remove_images([newest.path], path)
+    add_images([digits / "test" / "2"], path, workers=1)
+    with open_index(path) as index:
+        ids = sorted(entry.id for entry in index)
+        assert last not in ids and min(i for i in ids if i > last - 1) == last + 1
+    remove_images([digits / "test" / "2"], path)  # the newest ones go again: still no id comes back
+    add_images([digits / "test" / "3"], path, workers=1)
+    with open_index(path) as index:
+        assert min(entry.id for entry in index if entry.path.startswith(str(digits / "test" / "3"))) > last + 5
+
+
 @pytest.mark.parametrize("factory, removal", [("Flat", "deleted"), ("IVF8,Flat", "deleted"), ("PCA32,IVF4,Flat", "deleted"),
                                               ("HNSW16", "tombstoned")])
 def test_remove_works_for_every_index_type(digits, tmp_path, factory, removal):

@@ -37,7 +37,7 @@ from visret.store.writer import Generation, Writer, check_target
 #: Longest vector an index stores (4 MiB each): a guard against parameters that would exhaust memory.
 MAX_VECTOR_DIM = 2**20
 #: What a new generation takes over from the current one's manifest (with its search structure's fields).
-CARRIED_FIELDS = ("extractor", "dim", "vector_dim", "metric", "search", "build", "rerank")
+CARRIED_FIELDS = ("extractor", "dim", "vector_dim", "metric", "search", "build", "rerank", "last_id")
 #: Removed HNSW entries (which FAISS cannot delete) trigger a rebuild past this share of the index.
 TOMBSTONE_REBUILD = 0.25
 
@@ -159,7 +159,7 @@ def _commit_build(writer: Writer, target: _Target, parts: Sequence[Part], order:
     extractor = target.extractor
     fields = {
         "extractor": extractor.get_config(), "dim": extractor.dim, "vector_dim": vector_dim, "metric": target.metric,
-        "factory": chosen, "search": target.search, "build": build, "created_at": time.time(),
+        "factory": chosen, "search": target.search, "build": build, "created_at": time.time(), "last_id": len(ranked),
     }
     if target.rerank and target.rerank != "none":
         fields["rerank"] = target.rerank
@@ -333,7 +333,8 @@ def _apply(
             parts = _embed_resumably(staging, embedder, distance, additions, progress, options.shard_size)
     order = {str(r.path): i for i, r in enumerate(additions)}
     new_rows = sorted((row for part in parts for row in part.rows), key=lambda row: order.get(row[0], len(order)))
-    last_id = max(current._sql("SELECT COALESCE(MAX(id), 0) FROM entries UNION ALL SELECT COALESCE(MAX(id), 0) FROM tombstones"))[0]
+    in_use = max(current._sql("SELECT COALESCE(MAX(id), 0) FROM entries UNION ALL SELECT COALESCE(MAX(id), 0) FROM tombstones"))[0]
+    last_id = max(in_use, manifest.get("last_id", 0))  # ids of removed entries are never given again
     id_of = {row[0]: last_id + i for i, row in enumerate(new_rows, start=1)}
     new_shards, where = writer.adopt(parts)
     new_ids = np.array([id_of[row[0]] for part in parts for row in part.rows], np.int64)
@@ -360,6 +361,7 @@ def _apply(
         entries.write(p, base, added, removals, [] if rebuild else tombstoned, moved, clear_tombstones=rebuild)
 
     fields = {key: manifest[key] for key in (*CARRIED_FIELDS, "factory", "backend", "imported") if key in manifest}
+    fields["last_id"] = last_id + len(new_rows)
     current.close()
     writer.commit(Generation(shards + new_shards, ids, write_entries, fields, structure, extractor.get_state()))
     if staging is not None:

@@ -71,8 +71,9 @@ _TOP = {
     "tombstones": _INT, "created_at": _NUM, "updated_at": _NUM, "build": (dict,), "files": (dict,),
     "shards": (list,), "checksum": _STR,
 }
-# imported: where an attached FAISS index came from; backend: what reads the vectors file (FAISS if absent)
-_OPTIONAL = {"rerank": (str, type(None)), "imported": dict, "backend": str}
+# imported: where an attached FAISS index came from; backend: what reads the vectors file (FAISS if absent);
+# last_id: the largest id ever given, so that no id is given twice (a cache keyed by id stays right)
+_OPTIONAL = {"rerank": (str, type(None)), "imported": dict, "backend": str, "last_id": int}
 _FILE = {"name": _STR, "bytes": _INT, "sha256": _STR}
 _SHARD = {**_FILE, "rows": _INT}
 
