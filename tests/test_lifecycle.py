@@ -84,6 +84,35 @@ def test_ids_of_removed_entries_are_never_given_again(digits, tmp_path):
         assert min(entry.id for entry in index if entry.path.startswith(str(digits / "test" / "3"))) > last + 5
 
 
+def test_a_resumed_build_never_adopts_files_deleted_or_changed_since_and_retries_skips(tmp_path, project_env):
+    data = tmp_path / "data"
+    files = write_images(data, "a", 24, seed=1) + write_images(data, "b", 24, seed=2)
+    broken = data / "a" / "a0-late.png"  # among the first files: skipped before the crash
+    broken.write_bytes(b"not yet an image")
+    argv = [VISRET, "index", str(data), "-e", "color-hist", "--workers", "1", "--shard-size", "8", "--batch-size", "8"]
+    path = tmp_path / "ix"
+    killed = subprocess.run(argv + ["--index", str(path)], env={**project_env, "VISRET_CRASH_AT": "part-committed:3"},
+                            capture_output=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL
+    metas = [json.loads(meta.read_text()) for meta in (path / ".staging").glob("part-*.json")]
+    staged = {row[0] for meta in metas for row in meta["rows"]}
+    assert str(broken) in {skip[0] for meta in metas for skip in meta["skipped"]}
+    deleted, changed = sorted(staged)[0], sorted(staged)[1]
+    Path(deleted).unlink()
+    Image.fromarray(np.full((24, 24, 3), 255, np.uint8)).save(changed)
+    Image.fromarray(np.zeros((24, 24, 3), np.uint8)).save(broken)  # fixed since the run skipped it
+    resumed = subprocess.run(argv + ["--index", str(path)], capture_output=True, text=True, env=project_env, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    reference = tmp_path / "reference"
+    subprocess.run(argv + ["--index", str(reference)], check=True, capture_output=True, env=project_env, timeout=300)
+    assert [r[1:] for r in entries(path)] == [r[1:] for r in entries(reference)]  # paths, labels, content hashes
+    assert deleted not in {r[1] for r in entries(path)} and str(broken) in {r[1] for r in entries(path)}
+    with open_index(path) as index, open_index(reference) as fresh:
+        ids = [entry.id for entry in fresh]
+        np.testing.assert_array_equal(index.vectors(ids), fresh.vectors(ids))
+        assert len(index) == len(files) and index.manifest["build"]["skipped"] == 0
+
+
 @pytest.mark.parametrize("factory, removal", [("Flat", "deleted"), ("IVF8,Flat", "deleted"), ("PCA32,IVF4,Flat", "deleted"),
                                               ("HNSW16", "tombstoned")])
 def test_remove_works_for_every_index_type(digits, tmp_path, factory, removal):

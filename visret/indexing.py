@@ -31,7 +31,7 @@ from visret.plugins import resolve_extractor
 from visret.rerank import parse_rerank
 from visret.store import crashpoints, entries
 from visret.store.layout import read_manifest
-from visret.store.staging import Part, Staging
+from visret.store.staging import Part, Staging, skipped_paths
 from visret.store.writer import Generation, Writer, check_target
 
 #: Longest vector an index stores (4 MiB each): a guard against parameters that would exhaust memory.
@@ -225,7 +225,7 @@ def build_index(
         indexed = sum(len(part.rows) for part in parts)
         if not indexed:
             raise VisretError(f"none of the {len(records)} image files in {source} could be read")
-        build = {"source": run["source"], "indexed": indexed, "skipped": sum(len(part.skipped) for part in parts),
+        build = {"source": run["source"], "indexed": indexed, "skipped": len(skipped_paths(parts)),
                  "seconds": round(time.perf_counter() - start, 3)}
         _commit_build(writer, target, parts, {str(r.path): i for i, r in enumerate(records)}, build)
         staging.clear()
@@ -366,7 +366,7 @@ def _apply(
     writer.commit(Generation(shards + new_shards, ids, write_entries, fields, structure, extractor.get_state()))
     if staging is not None:
         staging.clear()
-    return sum(len(part.skipped) for part in parts)
+    return len(skipped_paths(parts))
 
 
 def _existing_index(index: str | Path | None) -> Path:

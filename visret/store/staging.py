@@ -3,13 +3,16 @@
 A run lives in ``INDEX/.staging``: ``run.json`` says what it computes (an interrupted run is
 resumed only by the same command on the same generation), ``state.npz`` holds a fitted
 extractor's state, and each committed part is ``part-N.npy`` (vectors) plus ``part-N.json``
-(which files they are, written last). Staging heals itself: a part whose JSON or vectors are
-missing, unreadable or inconsistent is deleted and recomputed, never an error.
+(which files they are, with each file's size and modification time, written last). Staging
+heals itself: a part whose JSON or vectors are missing, unreadable or inconsistent is deleted and
+recomputed, never an error; so is a part any of whose files was deleted or changed since (a
+resumed run never adopts a stale vector), and files skipped before are tried again.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,15 +28,36 @@ from visret.store.layout import STAGING
 
 @dataclass
 class Part:
-    """One committed part: ``rows`` are ``(path, label, sha256)`` of its vectors, in order."""
+    """One committed part: ``rows`` are ``(path, label, sha256)`` of its vectors, in order;
+    ``stamps`` each row's file ``[size, mtime_ns]`` when embedded (None for a URI)."""
 
     vectors: Path
     rows: list[Row]
     skipped: list[tuple[str, str]]
+    stamps: list[list[int] | None]
 
-    @property
-    def paths(self) -> set[str]:
-        return {row[0] for row in self.rows} | {path for path, _ in self.skipped}
+    def is_current(self) -> bool:
+        """Whether every local file of the part is still the one its vector was computed from."""
+        return all(stamp is None or file_stamp(row[0]) == stamp for row, stamp in zip(self.rows, self.stamps))
+
+
+def file_stamp(path: str) -> list[int] | None:
+    """``[size, mtime_ns]`` of a local file (``[-1, -1]`` when gone); None for a URI."""
+    from visret.images import is_uri
+
+    if is_uri(path):
+        return None
+    try:
+        info = os.stat(path)
+    except OSError:
+        return [-1, -1]
+    return [info.st_size, info.st_mtime_ns]
+
+
+def skipped_paths(parts: Sequence[Part]) -> set[str]:
+    """Files skipped by some part and embedded by none (a retried skip may have succeeded)."""
+    embedded = {row[0] for part in parts for row in part.rows}
+    return {path for part in parts for path, _ in part.skipped} - embedded
 
 
 def _npy_shape(path: Path) -> tuple[tuple[int, ...], np.dtype] | None:
@@ -87,20 +111,24 @@ class Staging:
             data = json.loads(meta.read_text())
             rows = [(str(p), None if label is None else str(label), str(h)) for p, label, h in data["rows"]]
             skipped = [(str(p), str(reason)) for p, reason in data["skipped"]]
-        except (OSError, ValueError, KeyError, TypeError):
+            stamps = [None if stamp is None else [int(stamp[0]), int(stamp[1])] for stamp in data["stamps"]]
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            return None
+        if len(stamps) != len(rows):
             return None
         vectors = meta.with_suffix(".npy")
         header = _npy_shape(vectors)
         if header is None or header[0] != (len(rows), self.vector_dim) or header[1] != np.dtype("<f4"):
             return None
-        return Part(vectors, rows, skipped)
+        return Part(vectors, rows, skipped, stamps)
 
-    def parts(self) -> list[Part]:
-        """The committed parts, in order; damaged ones are deleted on the way."""
+    def parts(self, current_only: bool = False) -> list[Part]:
+        """The committed parts, in order; damaged ones (and with ``current_only``, those with a
+        file changed or deleted since) are deleted on the way."""
         found = []
         for meta in sorted(self.folder.glob("part-*.json")):
             part = self._valid(meta)
-            if part is None:
+            if part is None or (current_only and not part.is_current()):
                 meta.unlink(missing_ok=True)
                 meta.with_suffix(".npy").unlink(missing_ok=True)
             else:
@@ -108,13 +136,14 @@ class Staging:
         return found
 
     def done_paths(self) -> set[str]:
-        return set().union(*(part.paths for part in self.parts()))
+        """Files embedded by a part that is still current; skipped files are not done: they are retried."""
+        return {row[0] for part in self.parts(current_only=True) for row in part.rows}
 
     def commit(self, vectors: np.ndarray, rows: Sequence[Row], skipped: Sequence[tuple[str, str]]) -> None:
         numbers = [int(p.stem.split("-")[1]) for p in self.folder.glob("part-*.*") if p.stem.split("-")[1].isdigit()]
         name = f"part-{max(numbers, default=-1) + 1:06d}"
         save_npy(self.folder / f"{name}.npy", np.ascontiguousarray(vectors, dtype="<f4").reshape(len(rows), self.vector_dim))
-        meta = {"rows": [list(r) for r in rows], "skipped": [list(s) for s in skipped]}
+        meta = {"rows": [list(r) for r in rows], "skipped": [list(s) for s in skipped], "stamps": [file_stamp(r[0]) for r in rows]}
         with atomic_path(self.folder / f"{name}.json") as temporary:
             temporary.write_text(json.dumps(meta))
         crashpoints.reached("part-committed")
