@@ -56,8 +56,37 @@ def test_similar_leaves_the_entry_out_and_files_are_served_by_id(client, digits_
     assert distances == sorted(distances) and distances[0] > 0
     thumb = client.get(f"/thumb/{entry['id']}")
     assert thumb.headers["content-type"] == "image/jpeg" and max(Image.open(io.BytesIO(thumb.content)).size) <= 160
-    full = client.get(f"/image/{entry['id']}")
-    assert full.content == Path(entry["path"]).read_bytes()
+    full = client.get(f"/image/{entry['id']}")  # decoded and encoded again: the same pixels, never the file's bytes
+    assert full.headers["content-type"] == "image/png"
+    served, original = (np.asarray(Image.open(source).convert("RGB")) for source in (io.BytesIO(full.content), entry["path"]))
+    np.testing.assert_array_equal(served, original)
+
+
+def test_a_file_changed_or_relinked_since_indexing_is_never_served(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.png", "c.png"):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / name)
+    deep = (np.arange(32 * 32, dtype=np.uint16).reshape(32, 32) * 60).astype(np.uint16)  # 16-bit grey, 0..61,380
+    Image.fromarray(deep).save(folder / "d.png")
+    visret.build_index(folder, "color-hist", tmp_path / "ix", workers=1).close()
+    secret = tmp_path / "token"
+    secret.write_text("s3cr3t")
+    secret.chmod(0o600)
+    with TestClient(create_app(tmp_path / "ix")) as client:
+        ids = {Path(e["path"]).name: e["id"] for e in client.get("/api/entries").json()["entries"]}
+        shown = Image.open(io.BytesIO(client.get(f"/image/{ids['d.png']}").content))
+        assert np.ptp(np.asarray(shown.convert("L"))) > 200  # a 16-bit image is scaled, not shown blank
+        (folder / "a.png").write_text("<html><script>alert(1)</script></html>")
+        (folder / "b.png").unlink()
+        (folder / "b.png").symlink_to(secret)
+        for name in ("a.png", "b.png"):
+            for route in ("image", "thumb"):
+                response = client.get(f"/{route}/{ids[name]}")
+                assert response.status_code == 404 and "changed since it was indexed" in response.text
+                assert b"s3cr3t" not in response.content and b"<script>" not in response.content
+        assert client.get(f"/image/{ids['c.png']}").status_code == 200
 
 
 @pytest.mark.parametrize("path", [

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
 import io
-import mimetypes
 import threading
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from PIL import Image
 
 from visret.version import __version__
 from visret.errors import VisretError
+from visret.extractor import InputSpec
 from visret.images import DEFAULT_MAX_PIXELS, ImageReadError, decode, read_file
 from visret.serve.live import LiveIndex
 
@@ -41,7 +42,6 @@ SLOTS = 4
 #: Bytes a multipart request may carry beyond its file (field names, boundaries).
 FORM_OVERHEAD = 64 * 1024
 #: Formats a browser shows as they are; other files (TIFF, PGM...) are sent as PNG.
-BROWSER_FORMATS = {".jpg", ".jpeg", ".png", ".gif", ".webp"}
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
 
 
@@ -117,10 +117,15 @@ def create_app(index: str | Path, max_upload: int = DEFAULT_MAX_UPLOAD, max_pixe
         return searched(index, lambda: index.similar_by_id(entry.id, k), nprobe, ef_search)
 
     def file_bytes(entry) -> bytes:
+        """The entry's file, only while it holds what was indexed (its SHA-256): a file replaced,
+        or a link pointed elsewhere since, is never served."""
         try:
-            return read_file(entry.path)
+            data = read_file(entry.path)
         except ImageReadError:
             raise HTTPException(404, "the indexed file cannot be read any more") from None
+        if hashlib.sha256(data).hexdigest() != entry.sha256:
+            raise HTTPException(404, "the indexed file has changed since it was indexed") from None
+        return data
 
     def info(index) -> dict[str, Any]:
         manifest = index.manifest
@@ -169,17 +174,15 @@ def create_app(index: str | Path, max_upload: int = DEFAULT_MAX_UPLOAD, max_pixe
 
     @app.get("/image/{entry_id}", tags=["files"])
     def image(entry_id: str):
-        """An entry's image file (PNG when the browser cannot show its format)."""
+        """An entry's image, decoded and encoded again (JPEG for JPEG files, else PNG): the bytes
+        served are always an image this server made, never the file's own."""
         entry = entry_or_404(live.current(), entry_id)
         with slots:
-            data = file_bytes(entry)
-        suffix = Path(entry.path).suffix.lower()
-        if suffix in BROWSER_FORMATS:
-            return Response(data, media_type=mimetypes.guess_type(entry.path)[0] or "application/octet-stream")
-        try:
-            return Response(as_png(data), media_type="image/png")
-        except (OSError, ValueError, Image.DecompressionBombError):
-            raise HTTPException(404, "the indexed file can no longer be read as an image") from None
+            try:
+                data, media_type = reencoded(file_bytes(entry))
+            except ImageReadError:
+                raise HTTPException(404, "the indexed file can no longer be read as an image") from None
+        return Response(data, media_type=media_type)
 
     # ---- pages --------------------------------------------------------------------------
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -254,8 +257,13 @@ def thumbnail_bytes(source) -> bytes:
     return out.getvalue()
 
 
-def as_png(data: bytes) -> bytes:
-    with Image.open(io.BytesIO(data)) as image:
-        out = io.BytesIO()
-        image.convert("RGB" if image.mode not in ("L", "RGB", "RGBA") else image.mode).save(out, format="PNG")
-        return out.getvalue()
+def reencoded(data: bytes) -> tuple[bytes, str]:
+    """``(bytes, media type)`` of an image decoded the way visret reads images (8-bit RGB, turned
+    upright, 16-bit and float scaled, within the pixel limit), then encoded again."""
+    pixels = decode(data, InputSpec(mode="RGB"))
+    out = io.BytesIO()
+    if data[:3] == b"\xff\xd8\xff":  # a JPEG stays a JPEG (PNG would be several times larger)
+        Image.fromarray(pixels).save(out, format="JPEG", quality=92)
+        return out.getvalue(), "image/jpeg"
+    Image.fromarray(pixels).save(out, format="PNG")
+    return out.getvalue(), "image/png"
