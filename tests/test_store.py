@@ -229,20 +229,54 @@ def test_a_writer_never_follows_a_link_out_of_the_index(index_path, digits, tmp_
     assert sorted(p.name for p in elsewhere.iterdir()) == before
 
 
-def test_opening_reads_no_file_whole_and_verify_checksums_them_all(index_path, monkeypatch):
+def test_opening_hashes_only_the_id_list_and_verify_checksums_every_file(index_path, monkeypatch):
     import visret.store.reader as reader
 
-    def no_hashing(path):
-        raise AssertionError(f"hashed {path} on a plain open")
+    ids_file = manifest_of(index_path)["files"]["ids"]["name"]
+
+    def only_the_ids(path):
+        assert Path(path).name == Path(ids_file).name, f"hashed {path} on a plain open"
+        return visret.store.files.sha256_file(path)
 
     with monkeypatch.context() as patched:
-        patched.setattr(reader, "sha256_file", no_hashing)
+        patched.setattr(reader, "sha256_file", only_the_ids)
         open_index(index_path).close()
     hashed = []
     monkeypatch.setattr(reader, "sha256_file", lambda p: hashed.append(Path(p).name) or visret.store.files.sha256_file(p))
     open_index(index_path, verify=True).close()
     manifest = manifest_of(index_path)
     assert sorted(hashed) == sorted(Path(n).name for n in layout.referenced(manifest))
+
+
+def _answers(path, queries):
+    with open_index(path) as index:
+        return [[(n.id, n.path, round(n.distance, 4)) for n in r.neighbors] for r in index.query_batch(queries, k=5)]
+
+
+@pytest.mark.parametrize("role", ["ids", "shard header"])
+def test_flipped_bits_in_ids_and_array_headers_never_answer_wrongly(index_path, digits, role):
+    """Every flip either leaves the answers exactly as they were or makes a plain open refuse."""
+    manifest = manifest_of(index_path)
+    file = index_path / (manifest["files"]["ids"]["name"] if role == "ids" else manifest["shards"][0]["name"])
+    original = file.read_bytes()
+    span = len(original) if role == "ids" else np.lib.format.MAGIC_LEN + 2 + int.from_bytes(original[8:10], "little")
+    queries = sorted((digits / "test").rglob("*.png"))[::7]
+    expected = _answers(index_path, queries)
+    rng = np.random.default_rng(1)
+    refused = 0
+    for bit in rng.choice(span * 8, size=min(300, span * 8), replace=False):
+        data = bytearray(original)
+        data[bit // 8] ^= 1 << (bit % 8)
+        file.write_bytes(bytes(data))
+        try:
+            answers = _answers(index_path, queries)
+        except VisretError as error:
+            assert "corrupt" in str(error)
+            refused += 1
+            continue
+        assert answers == expected, f"a flip of bit {bit} of the {role} answered wrongly"
+    file.write_bytes(original)
+    assert refused > 0 and _answers(index_path, queries) == expected
 
 
 def test_a_flat_index_keeps_one_copy_of_its_vectors(index_path):

@@ -1,10 +1,12 @@
 """Opening an index directory: cheap checks on every open, full checksums on request.
 
-Opening costs the same at any size: the manifest is parsed and checked against its own
+Opening costs little at any size: the manifest is parsed and checked against its own
 checksum and schema, each file it names must be a plain file of the recorded size, the
-shards and id list must have the recorded shape and type (their headers are read and the data
-memory-mapped), and the entries table must be a SQLite file. ``verify`` adds the SHA-256 of
-every file. A writer keeps the previous generation's files, so a reader that loses a race
+shards and id list must have the recorded shape and type with their data exactly filling the
+file (their headers are read and the data memory-mapped), the id list must match its SHA-256
+(8 bytes an entry: a flipped id would silently answer with another entry) and hold unique
+positive ids, and the entries table must be a SQLite file. ``verify`` adds the SHA-256 of every
+file. A writer keeps the previous generation's files, so a reader that loses a race
 with a write simply reads the manifest again.
 """
 
@@ -21,7 +23,7 @@ import numpy as np
 
 from visret.errors import VisretError
 from visret.store import entries
-from visret.store.files import plain_file, sha256_file
+from visret.store.files import NPY_ERRORS, plain_file, sha256_file
 from visret.store.layout import read_manifest
 
 
@@ -69,10 +71,12 @@ def _array(path: Path, file: Path, shape: tuple[int, ...], dtype: str) -> np.nda
     """A memory-mapped ``.npy`` of exactly this shape and type (never an object array)."""
     try:
         array = np.load(file, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError):
+    except NPY_ERRORS:
         raise corrupt(path, f"{file.name} is not a readable array") from None
     if array.shape != shape or array.dtype != np.dtype(dtype) or not array.flags.c_contiguous:
         raise corrupt(path, f"{file.name} holds {array.dtype}{list(array.shape)}, not {dtype}{list(shape)}")
+    if array.offset + array.nbytes != file.stat().st_size:  # a header that moved the data start
+        raise corrupt(path, f"{file.name}'s header does not match its data")
     return array
 
 
@@ -82,7 +86,9 @@ def _open(path: Path, manifest: dict[str, Any], verify: bool) -> Store:
     with open(entries_file, "rb") as fh:
         if fh.read(len(entries.SQLITE_MAGIC)) != entries.SQLITE_MAGIC:
             raise corrupt(path, f"{entries_file.name} is not a SQLite file")
-    ids = _array(path, _checked(path, files["ids"], verify), (manifest["count"],), "<i8")
+    ids = _array(path, _checked(path, files["ids"], verify=True), (manifest["count"],), "<i8")
+    if len(ids) and (ids.min() < 1 or len(np.unique(ids)) != len(ids)):
+        raise corrupt(path, f"{files['ids']['name']} holds ids that are not unique positive numbers")
     shards = [_array(path, _checked(path, s, verify), (s["rows"], manifest["vector_dim"]), "<f4") for s in manifest["shards"]]
     if "vectors" in files:
         _checked(path, files["vectors"], verify)
@@ -92,7 +98,7 @@ def _open(path: Path, manifest: dict[str, Any], verify: bool) -> Store:
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
                 state = {key: arrays[key] for key in arrays.files}
-        except (ValueError, OSError, EOFError):
+        except NPY_ERRORS:
             raise corrupt(path, f"{files['extractor']['name']} is not readable") from None
     return Store(path, manifest, entries.open_read_only(entries_file), ids, shards, state)
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from visret.store import crashpoints
 from visret.store.entries import Row
-from visret.store.files import atomic_path, own_directory, save_npy, save_npz
+from visret.store.files import NPY_ERRORS, atomic_path, own_directory, save_npy, save_npz
 from visret.store.layout import STAGING
 
 
@@ -63,7 +63,7 @@ def skipped_paths(parts: Sequence[Part]) -> set[str]:
 def _npy_shape(path: Path) -> tuple[tuple[int, ...], np.dtype] | None:
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError):
+    except NPY_ERRORS:
         return None
     return (array.shape, array.dtype) if array.flags.c_contiguous else None
 
@@ -155,7 +155,7 @@ class Staging:
         try:
             with np.load(file, allow_pickle=False) as data:
                 return {key: data[key] for key in data.files}
-        except (OSError, ValueError):
+        except NPY_ERRORS:
             file.unlink(missing_ok=True)
             return None
 
