@@ -248,3 +248,15 @@ def test_unreadable_query_is_a_user_error(small_index, tmp_path):
     (tmp_path / "bad.png").write_bytes(b"")
     with open_index(small_index) as index, pytest.raises(VisretError, match="cannot read query image .*bad.png: empty file"):
         index.query(tmp_path / "bad.png")
+
+
+def test_a_huge_k_costs_what_the_collection_holds(digits_index, digits):
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with open_index(digits_index) as index:
+        query = sorted((digits / "test" / "4").iterdir())[0]
+        plain = index.query(query, k=100_000_000)
+        reranked = index.query(query, k=100_000_000, rerank="dba:k=100000000+alpha-qe:k=100000000")
+        assert len(plain.neighbors) == len(reranked.neighbors) == len(index) == 150
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: no k-sized arrays

@@ -202,7 +202,7 @@ class Reranker:
             if step.method in ("aqe", "alpha-qe"):
                 alpha = 0.0 if step.method == "aqe" else step["alpha"]
                 queries = collection.distance.project(np.stack([
-                    _weighted_mean(queries[q], self._vectors(collection, _valid(ids[q, : int(step["k"])]), augmentation, own[q]), alpha)
+                    _weighted_mean(queries[q], self._vectors(collection, _valid(ids[q, : min(int(step["k"]), head)]), augmentation, own[q]), alpha)
                     for q in range(len(queries))
                 ]))
                 if augmentation is None:  # search the whole collection with the expanded queries

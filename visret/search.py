@@ -26,6 +26,7 @@ class _Searcher:
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        k = min(k, max(len(self), 1))  # memory follows the collection, never the k asked for
         out_d, out_i = np.full((len(queries), k), np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
         if len(self) and len(queries):
             vectors.use_threads(len(queries))
