@@ -84,10 +84,23 @@ def test_index_reports_skipped_files(cli, folder_with_broken_files, tmp_path):
         (["index", "{data}", "--metric", "manhattan", "--index", "{tmp}/x"], "error: metric must be one of"),
         (["index", "{data}", "-e", "hog", "--metric", "hamming", "--index", "{tmp}/x"], "error: distance hamming needs 0/1 features"),
         (["query", "{tmp}/notes.txt", "--index", "{index}"], "error: cannot read query image"),
+        (["remove", "{tmp}/\udcff.png", "--index", "{index}"], "is in the index at"),
+        (["tune", "{data}", "-e", "pixels", "--test-size", "1.5"], "error: test size must be between 0 and 1"),
+        (["index", "{data}", "--recipe", "{tmp}/rerank.json", "--index", "{tmp}/x"], 'error: a recipe\'s "rerank" is a re-ranking spec'),
+        (["index", "{data}", "--recipe", "{tmp}/params.json", "--index", "{tmp}/x"], "error: the params of extractor 'hog' must be an object"),
+        (["index", "{data}", "--recipe", "{tmp}/deep.json", "--index", "{tmp}/x"], "is nested too deeply"),
+        (["index", "{data}", "--recipe", "{tmp}/posts.json", "--index", "{tmp}/x"], "nests more than 32 levels"),
     ],
 )
 def test_user_errors_exit_1_with_one_line_and_no_traceback(args, message, cli_index, digits, tmp_path, project_env):
     (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "rerank.json").write_text(json.dumps({"extractor": {"name": "hog"}, "rerank": 5}))
+    (tmp_path / "params.json").write_text(json.dumps({"extractor": {"name": "hog", "params": [1, 2]}}))
+    (tmp_path / "deep.json").write_text('{"extractor": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    spec = {"name": "hog"}
+    for _ in range(400):
+        spec = {"name": "post", "params": {"extractor": spec, "steps": ["l2"]}}
+    (tmp_path / "posts.json").write_text(json.dumps({"extractor": spec}))
     values = {"img": sorted((digits / "test" / "1").iterdir())[0], "tmp": tmp_path, "data": digits / "test", "index": cli_index}
     argv = [a.format(**values) for a in args]
     done = subprocess.run([VISRET, *argv], capture_output=True, text=True, env=project_env, timeout=120)

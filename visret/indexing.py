@@ -416,10 +416,20 @@ def add_images(
     return Changes(added=len(new) - skipped, unchanged=unchanged, skipped=skipped, seconds=time.perf_counter() - start)
 
 
+def _is_utf8(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _ids_under(current: Index, targets: Sequence[Path]) -> list[int]:
     ids = []
     for target in targets:
         absolute = os.path.abspath(target)  # entries store paths the same way (see scan_folder)
+        if not _is_utf8(absolute):  # never indexed: a file name that is not UTF-8 is skipped when indexing
+            continue
         rows = current._sql(
             "SELECT id FROM entries WHERE path = ? OR path LIKE ? ESCAPE '\\'",
             (absolute, absolute.rstrip("/").replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"),

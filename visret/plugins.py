@@ -212,12 +212,31 @@ def get_extractor(name: str, **params: Any) -> FeatureExtractor:
     return _create("extractor", registry().extractors, name, params)
 
 
+#: How deep an extractor spec may nest (``combine`` of ``post`` of ... ): far past any real use.
+MAX_SPEC_DEPTH = 32
+
+
+def _nesting(value: Any) -> int:
+    """Depth of nested dicts and lists, counted without recursion (a hostile spec cannot overflow it)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth <= MAX_SPEC_DEPTH and isinstance(item, (dict, list, tuple)):
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def extractor_from_spec(spec: str | dict[str, Any]) -> FeatureExtractor:
     """An extractor from a name (``"hog"``, ``"model:net.keras"``) or ``{"name": ..., "params": {...}}``,
     the form nested extractors take in the parameters of ``combine`` and ``post``."""
     if isinstance(spec, str):
         return get_extractor(spec)
     if isinstance(spec, dict) and isinstance(spec.get("name"), str) and set(spec) <= {"name", "params"}:
+        if not isinstance(spec.get("params") or {}, dict):
+            raise VisretError(f"the params of extractor {spec['name']!r} must be an object of NAME: VALUE, got {spec['params']!r}")
+        if _nesting(spec) > MAX_SPEC_DEPTH:
+            raise VisretError(f"extractor {spec['name']!r} nests more than {MAX_SPEC_DEPTH} levels of extractors and parameters")
         return get_extractor(spec["name"], **(spec.get("params") or {}))
     raise VisretError(f'an extractor must be a name or {{"name": ..., "params": {{...}}}}, got {spec!r}')
 

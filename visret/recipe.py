@@ -30,6 +30,10 @@ class Recipe:
 
     def check(self) -> Recipe:
         """Raise a one-line error unless every part names something that exists."""
+        if self.rerank is not None and not isinstance(self.rerank, str):
+            raise VisretError(f'a recipe\'s "rerank" is a re-ranking spec such as "alpha-qe:k=10", got {self.rerank!r}')
+        if not isinstance(self.metric, str):
+            raise VisretError(f'a recipe\'s "metric" is a name such as "l2", got {self.metric!r}')
         extractor_from_spec(self.extractor)
         get_distance(self.metric)
         parse_rerank(self.rerank)
@@ -58,6 +62,8 @@ def read_recipe(path: str | Path) -> Recipe:
         raise VisretError(f"cannot read recipe {path}: {exc.strerror}") from None
     except ValueError:
         raise VisretError(f"recipe {path} is not JSON") from None
+    except RecursionError:
+        raise VisretError(f"recipe {path} is nested too deeply") from None
     if not isinstance(data, dict) or not isinstance(data.get("extractor"), dict) or not set(data) <= {"extractor", "metric", "rerank", "scores"}:
         raise VisretError(f'recipe {path} must be an object with "extractor" (and "metric", "rerank", "scores")')
     return Recipe(**data).check()

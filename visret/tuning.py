@@ -150,6 +150,9 @@ class Tuner:
         budget_seconds: float | None = None,
         progress: Progress | None = None,
     ):
+        for name, share in (("test size", test_size), ("validation size", validation_size)):
+            if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share < 1:
+                raise VisretError(f"{name} must be between 0 and 1 (a share of each class), got {share}")
         records = [r for r in scan_folder(data) if r.label is not None]
         if test_dir is not None:
             test = [r for r in scan_folder(test_dir) if r.label is not None]
