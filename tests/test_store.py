@@ -279,6 +279,19 @@ def test_flipped_bits_in_ids_and_array_headers_never_answer_wrongly(index_path, 
     assert refused > 0 and _answers(index_path, queries) == expected
 
 
+def test_entries_text_that_is_not_utf8_is_a_corrupt_index_not_a_traceback(index_path, digits):
+    import sqlite3
+
+    manifest = manifest_of(index_path)
+    table = index_path / manifest["files"]["entries"]["name"]
+    with sqlite3.connect(table) as db:
+        db.execute("UPDATE entries SET label = CAST(X'FF33' AS TEXT)")  # what a flipped byte in a label leaves
+    resign(index_path, lambda m: m["files"]["entries"].update(bytes=table.stat().st_size))
+    with pytest.raises(VisretError, match="is corrupt: entries table: text that is not UTF-8"):
+        with open_index(index_path) as index:
+            index.query(sorted((digits / "test" / "3").iterdir())[0], k=3)
+
+
 def test_a_flat_index_keeps_one_copy_of_its_vectors(index_path):
     manifest = manifest_of(index_path)
     assert "vectors" not in manifest["files"]
@@ -344,6 +357,25 @@ def test_writing_a_read_only_index_is_one_line(tmp_path):
     assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert re.search("cannot (write|create) .*(not permitted|denied)", result.stderr)
     assert {p.name: p.read_bytes() for p in ix.iterdir() if p.is_file()} == before
+
+
+def test_a_full_disk_is_one_line_that_says_so_and_the_index_is_as_it_was(tmp_path, digits):
+    disk = tmp_path / "small-disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1200k", "tmpfs", str(disk)], capture_output=True).returncode != 0:
+        pytest.fail("cannot mount a small tmpfs here (the suite runs as root)")
+    try:
+        ix = disk / "ix"
+        build_index(digits / "test" / "0", "pixels", ix, params={"size": 48}, workers=1).close()  # 27 KiB a vector
+        before = {p.name: p.read_bytes() for p in ix.iterdir() if p.is_file()}
+        result = subprocess.run([VISRET, "add", str(digits / "train"), "--index", str(ix), "--workers", "1"], capture_output=True, text=True)
+        assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "is full" in result.stderr and "the index is as it was" in result.stderr, result.stderr
+        assert {p.name: p.read_bytes() for p in ix.iterdir() if p.is_file()} == before
+        with open_index(ix, verify=True) as index:
+            assert len(index) == 5
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)
 
 
 # ---- processes ---------------------------------------------------------------------------------

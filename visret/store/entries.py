@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from visret.store.files import write_failure
+
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS entries (id INTEGER PRIMARY KEY, path TEXT NOT NULL, label TEXT, "
     "sha256 TEXT NOT NULL, added_at REAL NOT NULL, shard TEXT NOT NULL, row INTEGER NOT NULL)",
@@ -42,6 +44,13 @@ def write(
 ) -> None:
     """A new entries file: a copy of ``base`` (if any) with rows added, removed, tombstoned and
     moved (``(shard, row, id)``: where a compacted shard now keeps an entry)."""
+    try:
+        _write(path, base, added, removed, tombstoned, moved, clear_tombstones)
+    except (OSError, sqlite3.OperationalError) as exc:
+        raise write_failure(exc, path.parent) from None
+
+
+def _write(path, base, added, removed, tombstoned, moved, clear_tombstones) -> None:
     if base is not None:
         shutil.copyfile(base, path)
     db = sqlite3.connect(path)
@@ -69,8 +78,19 @@ def summary(path: Path) -> tuple[int, list[str], int]:
     return count, labels, tombstones
 
 
+def _utf8(data: bytes) -> str:
+    """Text as stored: damaged bytes are a ``DatabaseError`` (reported as a corrupt index), never a
+    ``UnicodeDecodeError`` traceback."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise sqlite3.DataError("text that is not UTF-8") from None
+
+
 def open_read_only(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+    db.text_factory = _utf8
+    return db
 
 
 def rows_for(db: sqlite3.Connection, query: str, ids: Iterable[int]) -> list[tuple]:

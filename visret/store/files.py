@@ -6,8 +6,10 @@ the store writes into must be a real directory of the index, not a link to somew
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import shutil
 import stat
 import time
 import tokenize
@@ -63,15 +65,36 @@ def plain_file(path: Path) -> os.stat_result:
     return info
 
 
+#: Free space under which a failed write is reported as a full disk (numpy's own message says
+#: only "524288 requested and 504800 written").
+FULL_DISK_MARGIN = 64 << 20
+
+
+def write_failure(exc: BaseException, folder: Path) -> VisretError:
+    """A failed write in ``folder`` as one line that names the cause a user can act on."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    if getattr(exc, "errno", None) == errno.ENOSPC or "full" in str(exc) or (free is not None and free < FULL_DISK_MARGIN):
+        return VisretError(f"the disk holding {folder} is full ({0 if free is None else free >> 20} MiB free): "
+                           "free some space and run the command again; the index is as it was")
+    reason = getattr(exc, "strerror", None) or str(exc)
+    return VisretError(f"cannot write in {folder}: {reason}; the index is as it was")
+
+
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``target``; on success it replaces ``target`` atomically."""
+    """Yield a temporary path next to ``target``; on success it replaces ``target`` atomically.
+    A write that fails (a full disk) leaves ``target`` as it was and is one line."""
     temporary = target.with_name(f"{TEMP_PREFIX}{os.getpid()}-{target.name}")
     try:
         yield temporary
         fsync_file(temporary)
         os.replace(temporary, target)
         fsync_dir(target.parent)
+    except OSError as exc:
+        raise write_failure(exc, target.parent) from None
     finally:
         temporary.unlink(missing_ok=True)
 
