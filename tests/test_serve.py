@@ -22,7 +22,7 @@ VISRET = str(Path(sys.executable).with_name("visret"))
 
 @pytest.fixture(scope="module")
 def client(digits_index):
-    return TestClient(create_app(digits_index))
+    return TestClient(create_app(digits_index), base_url="http://127.0.0.1")
 
 
 def png_bytes(path) -> bytes:
@@ -74,7 +74,7 @@ def test_a_file_changed_or_relinked_since_indexing_is_never_served(tmp_path):
     secret = tmp_path / "token"
     secret.write_text("s3cr3t")
     secret.chmod(0o600)
-    with TestClient(create_app(tmp_path / "ix")) as client:
+    with TestClient(create_app(tmp_path / "ix"), base_url="http://127.0.0.1") as client:
         ids = {Path(e["path"]).name: e["id"] for e in client.get("/api/entries").json()["entries"]}
         shown = Image.open(io.BytesIO(client.get(f"/image/{ids['d.png']}").content))
         assert np.ptp(np.asarray(shown.convert("L"))) > 200  # a 16-bit image is scaled, not shown blank
@@ -110,7 +110,7 @@ def test_a_symbolic_link_planted_next_to_the_index_is_not_reachable(client, digi
 
 
 def test_bad_uploads_get_a_clear_4xx(digits_index, digits):
-    small = TestClient(create_app(digits_index, max_upload=2000, max_pixels=10_000))
+    small = TestClient(create_app(digits_index, max_upload=2000, max_pixels=10_000), base_url="http://127.0.0.1")
     good = png_bytes(sorted((digits / "test" / "1").iterdir())[0])
     big = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 60, 3), dtype=np.uint8)).save(big, format="PNG")
@@ -163,7 +163,7 @@ def test_pages_browse_filter_search_and_evaluate(client, digits):
 def test_the_server_follows_the_index_while_another_writer_changes_it(digits, tmp_path):
     index = tmp_path / "ix"
     visret.build_index(digits / "train", "hog", index, params={"size": 32, "pixels_per_cell": 4}, workers=1).close()
-    client = TestClient(create_app(index))
+    client = TestClient(create_app(index), base_url="http://127.0.0.1")
     assert client.get("/api/info").json()["count"] == 150
     query = {"image": ("q.png", png_bytes(sorted((digits / "test" / "0").iterdir())[0]), "image/png")}
     failures, stop = [], threading.Event()
@@ -199,9 +199,63 @@ def test_visret_serve_binds_loopback_prints_its_address_and_answers(digits_index
         address = line.split(" at ")[1].split()[0]
         answers = [httpx.get(address + "api/info", timeout=30).json()["count"] for _ in range(8)]  # whichever process answers
         assert answers == [150] * 8 and " in 2 processes " in line
+        rebound = [httpx.get(address + "api/info", headers={"host": "attacker.example"}, timeout=30).status_code for _ in range(8)]
+        assert rebound == [421] * 8  # every process checks the Host header
     finally:
         server.terminate()
         server.wait(timeout=30)
+    ipv6 = subprocess.Popen([VISRET, "serve", "--index", str(digits_index), "--port", "0", "--host", "::1"], stderr=subprocess.PIPE, text=True, env=project_env)
+    try:
+        line = ipv6.stderr.readline()
+        assert " at http://[::1]:" in line, line  # a URL a browser can open
+        assert httpx.get(line.split(" at ")[1].split()[0] + "api/info", timeout=30).status_code == 200
+    finally:
+        ipv6.terminate()
+        ipv6.wait(timeout=30)
     missing = subprocess.run([VISRET, "serve", "--index", str(digits_index.parent / "nope")], capture_output=True, text=True, env=project_env, timeout=60)
     assert missing.returncode == 1 and len(missing.stderr.strip().splitlines()) == 1
 
+
+
+def test_guards_bound_streamed_bodies_check_the_host_and_set_safe_headers(digits_index):
+    app = create_app(digits_index, max_upload=2000)
+    local = TestClient(app, base_url="http://127.0.0.1:8000")
+
+    def chunks():  # no Content-Length: a chunked upload far over the limit
+        for _ in range(200):
+            yield b"x" * 65536
+
+    streamed = local.post("/api/query", content=chunks(), headers={"content-type": "multipart/form-data; boundary=b"})
+    assert streamed.status_code == 413 and "larger than" in streamed.json()["detail"]
+    page = local.get("/")
+    assert page.status_code == 200 and 'src="/app.js"' in page.text and "<script>" not in page.text
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert page.headers["x-content-type-options"] == "nosniff" and page.headers["x-frame-options"] == "DENY"
+    assert local.get("/app.js").headers["content-type"].startswith("text/javascript")
+    for host in ("localhost:8000", "[::1]:8000", "127.0.0.1"):
+        assert local.get("/api/info", headers={"host": host}).status_code == 200, host
+    rebound = local.get("/api/info", headers={"host": "attacker.example:8000"})
+    assert rebound.status_code == 421 and "count" not in rebound.text
+    everywhere = TestClient(create_app(digits_index, host="0.0.0.0"), base_url="http://192.0.2.7:8000")
+    assert everywhere.get("/api/info").status_code == 200  # listening everywhere: the machine's names are unknown
+    named = TestClient(create_app(digits_index, host="127.0.0.1", allow_hosts=["photos.lan"]), base_url="http://photos.lan")
+    assert named.get("/api/info").status_code == 200
+    head = local.head("/")
+    assert head.status_code == 200 and head.content == b"" and head.headers["content-type"].startswith("text/html")
+    wrong = local.get("/", params={"page": "abc"})
+    assert wrong.status_code == 422 and wrong.headers["content-type"].startswith("text/html") and "page" in wrong.text
+
+
+def test_evaluation_of_a_one_image_index_and_an_index_gone_while_served_are_clear_answers(tmp_path):
+    folder = tmp_path / "one" / "a"
+    folder.mkdir(parents=True)
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(folder / "x.png")
+    visret.build_index(tmp_path / "one", "color-hist", tmp_path / "ix", workers=1).close()
+    client = TestClient(create_app(tmp_path / "ix"), base_url="http://127.0.0.1", raise_server_exceptions=False)
+    evaluation = client.get("/evaluation")
+    assert evaluation.status_code == 400 and "at least two labelled entries" in evaluation.text and "<h1>400</h1>" in evaluation.text
+    (tmp_path / "ix").rename(tmp_path / "moved")
+    for path in ("/", "/api/info", "/evaluation"):
+        gone = client.get(path)
+        assert gone.status_code == 400 and "is gone" in gone.text and "Traceback" not in gone.text, path

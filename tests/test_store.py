@@ -375,7 +375,7 @@ def test_a_full_disk_is_one_line_that_says_so_and_the_index_is_as_it_was(tmp_pat
         with open_index(ix, verify=True) as index:
             assert len(index) == 5
     finally:
-        subprocess.run(["umount", str(disk)], capture_output=True)
+        subprocess.run(["umount", "--lazy", str(disk)], capture_output=True)  # detached even while a file is open
 
 
 # ---- processes ---------------------------------------------------------------------------------

@@ -361,6 +361,8 @@ def _evaluate(index: Index, test, k, weights, at, depth, rerank, batch_size, wor
     if not len(index.classes):
         raise VisretError(f"index at {index.path} has no labels; build it from an ImageFolder layout")
     reranker = Reranker(index.manifest.get("rerank") if rerank is None else rerank)
+    if test is None and len(index.labelled_ids()[0]) < 2:
+        raise VisretError(f"leave-one-out needs at least two labelled entries; the index at {index.path} has fewer")
     if test is None and index.extractor.supervised:
         return _cross_fitted_loo(index, k, weights, at, depth, reranker, batch_size, workers, return_embeddings, progress)
     ids, labels = index.labelled_ids()

@@ -18,9 +18,11 @@ import hashlib
 import io
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 from PIL import Image
@@ -29,6 +31,7 @@ from visret.version import __version__
 from visret.errors import VisretError
 from visret.extractor import InputSpec
 from visret.images import DEFAULT_MAX_PIXELS, ImageReadError, decode, read_file
+from visret.serve.guards import Guards, host_names
 from visret.serve.live import LiveIndex
 
 #: Largest upload accepted, by default (``visret serve --max-upload``).
@@ -41,28 +44,40 @@ MAX_K = 200
 SLOTS = 4
 #: Bytes a multipart request may carry beyond its file (field names, boundaries).
 FORM_OVERHEAD = 64 * 1024
-#: Formats a browser shows as they are; other files (TIFF, PGM...) are sent as PNG.
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
+SCRIPT = (Path(__file__).with_name("templates") / "app.js").read_bytes()
 
 
-def create_app(index: str | Path, max_upload: int = DEFAULT_MAX_UPLOAD, max_pixels: int = DEFAULT_MAX_PIXELS) -> FastAPI:
-    """The ASGI app serving the index at ``index`` (opened now: a bad index fails here, not later)."""
+def create_app(
+    index: str | Path, max_upload: int = DEFAULT_MAX_UPLOAD, max_pixels: int = DEFAULT_MAX_PIXELS, *,
+    host: str = "127.0.0.1", allow_hosts: Sequence[str] = (),
+) -> FastAPI:
+    """The ASGI app serving the index at ``index`` (opened now: a bad index fails here, not later).
+
+    Requests must name ``host`` (the listening address), a loopback name or one of ``allow_hosts``
+    in their ``Host`` header (any, when listening on every interface); see ``visret.serve.guards``.
+    """
     live = LiveIndex(index)
     app = FastAPI(title="visret", version=__version__, description="Search and browse a visret index.")
+    app.add_middleware(Guards, max_body=max_upload + FORM_OVERHEAD, hosts=host_names(host, allow_hosts))
+
+    def error_answer(request: Request, status: int, detail: Any):
+        """JSON for the API and files, an HTML page for the pages."""
+        if request.url.path.startswith(("/api/", "/thumb/", "/image/")):
+            return JSONResponse({"detail": detail}, status_code=status)
+        shown = detail if isinstance(detail, str) else "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg')}" for e in detail)
+        return TEMPLATES.TemplateResponse(request, "error.html", {"status": status, "detail": shown}, status_code=status)
 
     @app.exception_handler(VisretError)
     def user_error(request: Request, exc: VisretError):
-        return JSONResponse({"detail": str(exc)}, status_code=400)
+        return error_answer(request, 400, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    def bad_request(request: Request, exc: RequestValidationError):
+        return error_answer(request, 422, jsonable_encoder(exc.errors()))
 
     slots = threading.BoundedSemaphore(SLOTS)
     searching = threading.Lock()
-
-    @app.middleware("http")
-    async def bounded_body(request: Request, call_next):
-        declared = request.headers.get("content-length", "")
-        if declared.isascii() and declared.isdigit() and int(declared) > max_upload + FORM_OVERHEAD:
-            return JSONResponse({"detail": f"the upload is larger than {max_upload} bytes"}, status_code=413)
-        return await call_next(request)
 
     # ---- helpers ------------------------------------------------------------------------
     def entry_or_404(index, entry_id: str):
@@ -185,6 +200,11 @@ def create_app(index: str | Path, max_upload: int = DEFAULT_MAX_UPLOAD, max_pixe
         return Response(data, media_type=media_type)
 
     # ---- pages --------------------------------------------------------------------------
+    @app.get("/app.js", include_in_schema=False)
+    def script():
+        """The pages' one script, served from here so that the content policy can forbid inline ones."""
+        return Response(SCRIPT, media_type="text/javascript", headers={"Cache-Control": "max-age=3600"})
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def overview(request: Request, label: str | None = None, page_number: int = Query(1, alias="page", ge=1, le=2**32)):
         index = live.current()
@@ -203,7 +223,8 @@ def create_app(index: str | Path, max_upload: int = DEFAULT_MAX_UPLOAD, max_pixe
     def search_upload(request: Request, image: UploadFile = File(...), k: int = Form(12), nprobe: int | None = Form(None), ef_search: int | None = Form(None)):
         data = read_upload(image)
         result = query_upload(data, k, nprobe, ef_search, image.filename or "upload")
-        preview = base64.b64encode(thumbnail_bytes(io.BytesIO(data))).decode("ascii")
+        with slots:  # the preview decodes the upload again: it counts against the same decodes at once
+            preview = base64.b64encode(thumbnail_bytes(io.BytesIO(data), max_pixels)).decode("ascii")
         return page(request, "results.html", result=result, query=None, k=k, nprobe=nprobe, ef_search=ef_search, upload=preview)
 
     @app.get("/entry/{entry_id}", response_class=HTMLResponse, include_in_schema=False)
@@ -222,9 +243,7 @@ def create_app(index: str | Path, max_upload: int = DEFAULT_MAX_UPLOAD, max_pixe
 
     @app.exception_handler(HTTPException)
     def http_error(request: Request, exc: HTTPException):
-        if request.url.path.startswith("/api/") or request.url.path.startswith(("/thumb/", "/image/")):
-            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
-        return TEMPLATES.TemplateResponse(request, "error.html", {"status": exc.status_code, "detail": exc.detail}, status_code=exc.status_code)
+        return error_answer(request, exc.status_code, exc.detail)
 
     app.state.live = live
     return app
@@ -243,10 +262,13 @@ def leave_one_out(index) -> tuple[Any, str]:
         return report, base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def thumbnail_bytes(source) -> bytes:
-    """A JPEG at most ``THUMB_SIDE`` pixels a side, from a path or a file object."""
+def thumbnail_bytes(source, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
+    """A JPEG at most ``THUMB_SIDE`` pixels a side, from a path or a file object (a grey tile for
+    what cannot be read or holds more than ``max_pixels``)."""
     try:
         with Image.open(source) as image:
+            if image.width * image.height > max_pixels:
+                raise ValueError("too many pixels")
             image.draft("RGB", (THUMB_SIDE, THUMB_SIDE))
             picture = image.convert("RGB")
     except (OSError, ValueError, Image.DecompressionBombError):

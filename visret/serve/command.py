@@ -22,6 +22,7 @@ def register(app: typer.Typer) -> None:
         max_upload: Annotated[str, typer.Option(help="Largest query image accepted.")] = "20M",
         max_pixels: Annotated[Optional[int], typer.Option(min=1, help="Refuse uploads with more pixels (decompression bombs).")] = None,
         workers: Annotated[int, typer.Option(min=1, help="Server processes: one answers on one core; more use more cores (and memory).")] = 1,
+        allow_host: Annotated[Optional[list[str]], typer.Option("--allow-host", help="Another name requests may address the server by (Host header), e.g. photos.lan; repeatable.")] = None,
     ) -> None:
         """Search and browse an index in a web browser, with a JSON API (read-only)."""
         try:
@@ -35,10 +36,15 @@ def register(app: typer.Typer) -> None:
 
         path = index or default_index_path()
         limits = (memory_size(max_upload), max_pixels or DEFAULT_MAX_PIXELS)
-        web = create_app(path, *limits)  # a bad index fails here, in one line
+        names = tuple(allow_host or ())
+        web = create_app(path, *limits, host=host, allow_hosts=names)  # a bad index fails here, in one line
         listening = listen(host, port, shared=workers > 1)  # bound here: a busy port is one line, port 0 a real one
-        address = f"http://{host}:{listening.getsockname()[1]}/"
-        helpers = [_start_worker(path, limits, host, listening.getsockname()[1]) for _ in range(workers - 1)]
+        shown_host = f"[{host}]" if ":" in host else host
+        address = f"http://{shown_host}:{listening.getsockname()[1]}/"
+        if host in ("0.0.0.0", "::"):
+            err.print(f"warning: listening on every network interface ({host}): anyone who can reach this machine can search "
+                      "and see every indexed image", soft_wrap=True)
+        helpers = [_start_worker(path, limits, host, names, listening.getsockname()[1]) for _ in range(workers - 1)]
         processes = f" in {workers} processes" if workers > 1 else ""
         err.print(f"serving {shown(path)} ({len(web.state.live.current())} images) at {address}{processes}  "
                   f"(API docs: {address}docs; Ctrl-C to stop)", soft_wrap=True)
@@ -63,16 +69,16 @@ def listen(host: str, port: int, shared: bool = False) -> socket.socket:
     return sock
 
 
-def _start_worker(path: Path, limits: tuple[int, int], host: str, port: int):
+def _start_worker(path: Path, limits: tuple[int, int], host: str, names: tuple[str, ...], port: int):
     """Another server process on the same port (started fresh: never a fork of this one)."""
     import multiprocessing
 
-    worker = multiprocessing.get_context("spawn").Process(target=serve_worker, args=(str(path), limits, host, port), daemon=True)
+    worker = multiprocessing.get_context("spawn").Process(target=serve_worker, args=(str(path), limits, host, names, port), daemon=True)
     worker.start()
     return worker
 
 
-def serve_worker(path: str, limits: tuple[int, int], host: str, port: int) -> None:
+def serve_worker(path: str, limits: tuple[int, int], host: str, names: tuple[str, ...], port: int) -> None:
     """One more process of ``visret serve --workers N``: its own app and socket; it ends with the first."""
     import multiprocessing
     import threading
@@ -84,5 +90,5 @@ def serve_worker(path: str, limits: tuple[int, int], host: str, port: int) -> No
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(target=lambda: (parent.join(), os._exit(0)), daemon=True).start()
-    app = create_app(path, *limits)
+    app = create_app(path, *limits, host=host, allow_hosts=names)
     uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False)).run(sockets=[listen(host, port, shared=True)])

@@ -15,6 +15,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
 
+from visret.errors import VisretError
 from visret.index import Index, open_index
 
 #: Thumbnails kept in memory (about 10 KB each).
@@ -35,7 +36,10 @@ class LiveIndex:
         self.current()
 
     def _manifest_stamp(self) -> tuple[int, int, int]:
-        info = os.stat(self.path / "manifest.json")
+        try:
+            info = os.stat(self.path / "manifest.json")
+        except OSError:
+            raise VisretError(f"the index at {self.path} is gone (deleted or moved while being served)") from None
         return info.st_ino, info.st_mtime_ns, info.st_size
 
     def current(self) -> Index:
