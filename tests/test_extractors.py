@@ -93,6 +93,8 @@ def test_pixels_are_the_resized_image_scaled_to_unit_range():
         ("gabor", {"frequencies": [0.8]}, "frequencies must be in"),
         ("shape", {"threshold": 300}, "threshold must be 'otsu' or a grey level"),
         ("edges", {"sigma": 1000000}, "sigma must be at most 16"),
+        ("gabor", {"orientations": 100000}, "orientations must be at most 64"),
+        ("gabor", {"size": 4096}, "the filter bank would take .* GiB"),
         ("color-hist", {"space": "cmyk"}, "space must be one of"),
         ("color-correlogram", {"distances": [100], "size": 64}, "does not fit in size 64"),
         ("bovw", {"descriptor": "surf"}, "descriptor must be one of"),

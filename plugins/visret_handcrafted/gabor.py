@@ -55,13 +55,24 @@ def gabor_magnitudes(image: np.ndarray, size: int, frequencies: tuple[float, ...
     return np.abs(responses[:, :size, :size]).astype(np.float32)
 
 
+#: Bounds that keep a typo from asking for gigabytes: the bank's spectra live in memory.
+MAX_ORIENTATIONS, MAX_FREQUENCIES, MAX_BANK_BYTES = 64, 16, 1 << 30
+
+
 class _GaborBank(FeatureExtractor):
     def validate(self) -> None:
         check_image_size(self.size, minimum=8)
-        check_positive_int("orientations", self.orientations)
-        for f in as_list("frequencies", self.frequencies):
-            if not 0 < f <= 0.5:
+        check_positive_int("orientations", self.orientations, maximum=MAX_ORIENTATIONS)
+        frequencies = as_list("frequencies", self.frequencies)
+        if len(frequencies) > MAX_FREQUENCIES:
+            raise ValueError(f"at most {MAX_FREQUENCIES} frequencies, got {len(frequencies)}")
+        for f in frequencies:
+            if not isinstance(f, (int, float)) or isinstance(f, bool) or not 0 < f <= 0.5:
                 raise ValueError(f"frequencies must be in (0, 0.5] cycles per pixel, got {f!r}")
+        bank = self._n_filters() * (2 * self.size) ** 2 * 8  # complex64 spectra, padded about twice the side
+        if bank > MAX_BANK_BYTES:
+            raise ValueError(f"the filter bank would take {bank / 2**30:.1f} GiB (at most {MAX_BANK_BYTES >> 30}): "
+                             "use fewer orientations or frequencies, or a smaller size")
 
     @property
     def input_spec(self) -> InputSpec:
