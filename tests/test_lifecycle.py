@@ -277,3 +277,15 @@ def test_a_second_writer_waits_for_the_lock_then_gives_a_clear_error(digits, tmp
     with writer_lock(path):
         with pytest.raises(VisretError, match="being written by another process"):
             add_images([digits / "train" / "1"], path)
+
+
+def test_adding_unlabelled_images_to_a_labelled_index_says_so(digits, tmp_path, caplog):
+    path = tmp_path / "ix"
+    build_index(digits / "train", "pixels", path, workers=1).close()
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    for image in sorted((digits / "test" / "2").iterdir())[:3]:
+        (loose / image.name).write_bytes(image.read_bytes())
+    with caplog.at_level("WARNING", logger="visret"):
+        add_images([*sorted(loose.iterdir()), digits / "test"], path, workers=1)
+    assert "3 of the 50 images to add have no label" in caplog.text  # the loose copies are already there by content: 47 + 3

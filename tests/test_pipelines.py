@@ -207,6 +207,9 @@ def test_cnn_train_classify_with_a_montage_explained_and_summary(cli, digits, tm
     frozen = json.loads(cli("summary", transfer, "--json").stdout)
     assert frozen["trainable"] == 84 * 10 + 10 and frozen["frozen"] == 60_856
     assert json.loads(cli("summary", "cnn/lenet5", "--json").stdout)["total"] == 60_856
+    cut = cli("summary", f"model:{model}", "--json")  # the network cut before its head, as the README shows
+    assert cut.exit_code == 0, cut.stderr
+    assert json.loads(cut.stdout)["total"] == 61_706 - (84 * 10 + 10)
 
 
 # ---- the command line ------------------------------------------------------------------------

@@ -7,6 +7,7 @@ become immutable shards of a new generation that ``visret.store.writer`` puts in
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import time
@@ -42,6 +43,7 @@ CARRIED_FIELDS = ("extractor", "dim", "vector_dim", "metric", "search", "build",
 TOMBSTONE_REBUILD = 0.25
 
 ProgressCallback = Callable[[int, int], None]
+log = logging.getLogger("visret")
 
 
 @dataclass
@@ -412,6 +414,10 @@ def add_images(
         if not new:
             current.close()
             return Changes(unchanged=unchanged, seconds=time.perf_counter() - start)
+        unlabelled = sum(record.label is None for record in new)
+        if unlabelled and len(current.classes):
+            log.warning("%d of the %d images to add have no label (no class sub-folder or list label); the index's others "
+                        "do: they are stored unlabelled and k-NN evaluation leaves them out", unlabelled, len(new))
         skipped = _apply(writer, current, "add", [], new, options, progress)
     return Changes(added=len(new) - skipped, unchanged=unchanged, skipped=skipped, seconds=time.perf_counter() - start)
 

@@ -40,7 +40,7 @@ def network(name: str, params: dict):
     from visret_keras import runtime
     from visret_keras.base import KerasExtractor
 
-    if name.endswith(".keras"):
+    if name.endswith(".keras") and not name.startswith("model:"):  # model:PATH is the extractor cut from it
         if params:
             raise VisretError("--param applies to an extractor name, not to a .keras file")
         path = Path(name).expanduser()
