@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from PIL import Image
 import pytest
 
 import visret
@@ -78,3 +79,15 @@ def test_an_extractor_failing_on_every_image_stops_early_naming_its_plugin(regis
     skipped = [r for r in caplog.records if "extractor failed" in r.getMessage()]
     assert 20 <= len(skipped) < 24  # stopped after the 20th in a row, not after all 150
     assert not (tmp_path / "ix" / "manifest.json").exists()
+
+
+def test_a_few_images_all_failing_in_the_extractor_say_the_extractor_failed(register_plugin, tmp_path):
+    from visret.duplicates import find_duplicates
+
+    register_plugin(_BrokenPlugin(), "buggy")
+    folder = tmp_path / "few"
+    folder.mkdir()
+    for i in range(3):  # fewer than the run of failures that stops a build
+        Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(folder / f"{i}.png")
+    with pytest.raises(VisretError, match="the extractor failed on every image of .*few: extractor failed: RuntimeError: kaput"):
+        find_duplicates(folder, extractor="test/broken", workers=1)

@@ -22,7 +22,7 @@ import numpy as np
 from visret.dataset import ImageRecord, scan_folder
 from visret.distances import get_distance
 from visret.errors import VisretError
-from visret.extraction import extract_records
+from visret.extraction import extract_records, nothing_embedded
 from visret.extractor import DEFAULT_EXTRACTOR, FeatureExtractor
 from visret.fitting import fold_embeddings
 from visret.index import Index, open_index
@@ -377,7 +377,7 @@ def _evaluate(index: Index, test, k, weights, at, depth, rerank, batch_size, wor
         extracted = extract_records(index.extractor, records, batch_size, workers)
         rate = len(records) / (time.perf_counter() - start)
         if not extracted.records:
-            raise VisretError(f"none of the images in {test} could be read")
+            raise nothing_embedded(test, extracted.skipped)
         queries, skipped, exclude = index.distance.prepare(extracted.features), len(extracted.skipped), None
         true = np.array([r.label for r in extracted.records], dtype=str)
     classes = np.array(sorted((set(labels.tolist()) - {""}) | set(true.tolist())), dtype=str)

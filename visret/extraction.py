@@ -23,7 +23,7 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -334,3 +334,12 @@ def extract_records(
     """Featurise ``records`` in one go (see ``Embedder`` for runs made of several calls)."""
     with Embedder(extractor, batch_size, workers, max_pixels, max_bytes) as embedder:
         return embedder.run(records, progress)
+
+
+def nothing_embedded(source, skipped: Sequence[tuple[Any, str]]) -> VisretError:
+    """The error when no image of ``source`` gave features: the extractor's failure when it failed
+    on each of them, else unreadable files."""
+    reasons = [reason for _, reason in skipped]
+    if reasons and all(reason.startswith("extractor failed") for reason in reasons):
+        return VisretError(f"the extractor failed on every image of {source}: {reasons[0]}")
+    return VisretError(f"none of the images in {source} could be read")

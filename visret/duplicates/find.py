@@ -64,7 +64,7 @@ def _pixels(path: str) -> int:
 
 
 def _from_folder(folder: Path, extractor: FeatureExtractor, workers, max_pixels, max_bytes, progress):
-    from visret.extraction import extract_records
+    from visret.extraction import extract_records, nothing_embedded
     from visret.fitting import fit_extractor
 
     records = scan_folder(folder)
@@ -82,6 +82,8 @@ def _from_folder(folder: Path, extractor: FeatureExtractor, workers, max_pixels,
 
     found = extract_records(extractor, records, workers=workers, max_pixels=max_pixels, progress=embedded, max_bytes=max_bytes)
     paths = [str(r.path) for r in found.records]
+    if not paths:
+        raise nothing_embedded(folder, found.skipped)
     return paths, found.hashes, found.features, len(found.skipped)
 
 
