@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from PIL import Image
 import pytest
+from PIL import Image
 
 import visret
 from visret import FeatureExtractor, InputSpec, VisretError, hookimpl
