@@ -125,6 +125,29 @@ def test_a_saved_pipeline_with_a_damaged_manifest_or_a_foreign_file_name_is_refu
         visret.load_pipeline(tmp_path)
 
 
+def test_a_head_whose_array_header_claims_gigabytes_is_refused_before_allocating(hog_pipeline, tmp_path):
+    import resource
+    import shutil
+    import zipfile
+
+    _, _, out = hog_pipeline
+    copy = tmp_path / "copy.pipeline"
+    shutil.copytree(out, copy)
+    with zipfile.ZipFile(out / "head.npz") as original, zipfile.ZipFile(copy / "head.npz", "w") as forged:
+        for info in original.infolist():
+            data = original.read(info)
+            if info.filename != "__config__.npy":  # claim 2**29 rows of the stored array's width
+                header = data[: data.index(b"\n") + 1].decode("latin-1")
+                shape = header.split("'shape': (")[1].split(")")[0]
+                claimed = header.replace(f"'shape': ({shape})", f"'shape': ({2**29}, {shape.split(',')[-1].strip() or 1})")
+                data = claimed.ljust(len(header) - 1).encode("latin-1")[: len(header) - 1] + b"\n" + data[len(header):]
+            forged.writestr(info, data)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(VisretError, match="claims .* bytes"):
+        visret.load_pipeline(copy)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB
+
+
 def test_pipeline_files_that_are_pipes_or_links_outside_are_refused_without_blocking(hog_pipeline, tmp_path):
     import os
     import shutil

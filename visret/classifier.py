@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from visret.named_files import read_npz
 from visret.params import Configurable
 
 
@@ -48,9 +49,8 @@ class Classifier(Configurable):
 
     @classmethod
     def load(cls, path: str | Path) -> Classifier:
-        with np.load(path, allow_pickle=False) as data:
-            config: dict[str, Any] = json.loads(str(data["__config__"]))
-            state = {key: data[key] for key in data.files if key != "__config__"}
+        state = read_npz(Path(path))
+        config: dict[str, Any] = json.loads(str(state.pop("__config__")))
         if config.get("name") != cls.name:
             raise ValueError(f"{path} holds a {config.get('name')!r} classifier, not {cls.name!r}")
         head = cls(**config["params"])

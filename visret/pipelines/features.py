@@ -23,7 +23,7 @@ from visret.errors import VisretError
 from visret.extraction import Embedder
 from visret.extractor import FeatureExtractor, InputSpec
 from visret.fitting import fit_extractor
-from visret.named_files import regular_file
+from visret.named_files import NPY_ERRORS, read_npz, regular_file
 from visret.pipelines.pipeline import Pipeline, Progress, StageProgress, stage
 from visret.pipelines.selection import select_head
 from visret.plugins import classifier_classes, extractor_from_spec
@@ -112,22 +112,21 @@ class FeaturePipeline(Pipeline):
             raise VisretError(f"{path} is a pipeline of format version {manifest.get('version')}; this visret reads {VERSION}")
         try:
             return cls._from_manifest(path, manifest)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, *NPY_ERRORS) as exc:
             raise VisretError(f"{path} is a damaged pipeline: {type(exc).__name__}: {exc}") from None
 
     @classmethod
     def _from_manifest(cls, path: Path, manifest: dict[str, Any]) -> FeaturePipeline:
         extractor = extractor_from_spec(manifest["extractor"])
         if manifest.get("extractor_state"):
-            with np.load(_inside(path, manifest["extractor_state"]), allow_pickle=False) as arrays:
-                extractor.set_state({key: arrays[key] for key in arrays.files})
+            extractor.set_state(read_npz(_inside(path, manifest["extractor_state"])))
         head_name = manifest["head"]["name"]
         head_cls = classifier_classes().get(head_name)
         if head_cls is None:
             raise VisretError(f"{path} needs head {head_name!r}, which no installed plugin registers")
         try:
             head = head_cls.load(_inside(path, manifest["head_file"]))
-        except ValueError as exc:
+        except NPY_ERRORS as exc:
             raise VisretError(f"cannot load the head of {path}: {exc}") from None
         split_file = path / "split.json"
         split = json.loads(regular_file(split_file, "pipeline split", inside=path).read_text()) if split_file.exists() else None

@@ -12,8 +12,6 @@ import os
 import shutil
 import stat
 import time
-import tokenize
-import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -23,9 +21,6 @@ import numpy as np
 from visret.errors import VisretError
 
 TEMP_PREFIX = ".tmp-"
-#: What ``np.load`` raises for a damaged ``.npy``/``.npz``: a garbled header is parsed as Python
-#: literals (SyntaxError, tokenize.TokenError), a garbled archive raises BadZipFile.
-NPY_ERRORS = (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError, zipfile.BadZipFile)
 
 
 def fsync_dir(directory: Path) -> None:

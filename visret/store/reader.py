@@ -12,7 +12,6 @@ with a write simply reads the manifest again.
 
 from __future__ import annotations
 
-import io
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -22,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from visret.errors import VisretError
+from visret.named_files import NPY_ERRORS, read_npz
 from visret.store import entries
-from visret.store.files import NPY_ERRORS, plain_file, sha256_file
+from visret.store.files import plain_file, sha256_file
 from visret.store.layout import read_manifest
 
 
@@ -96,8 +96,7 @@ def _open(path: Path, manifest: dict[str, Any], verify: bool) -> Store:
     if "extractor" in files:
         data = _checked(path, files["extractor"], verify).read_bytes()
         try:
-            with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
-                state = {key: arrays[key] for key in arrays.files}
+            state = read_npz(data)
         except NPY_ERRORS:
             raise corrupt(path, f"{files['extractor']['name']} is not readable") from None
     return Store(path, manifest, entries.open_read_only(entries_file), ids, shards, state)

@@ -20,9 +20,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from visret.named_files import NPY_ERRORS, read_npz
 from visret.store import crashpoints
 from visret.store.entries import Row
-from visret.store.files import NPY_ERRORS, atomic_path, own_directory, save_npy, save_npz
+from visret.store.files import atomic_path, own_directory, save_npy, save_npz
 from visret.store.layout import STAGING
 
 
@@ -153,8 +154,7 @@ class Staging:
         if not file.is_file():
             return None
         try:
-            with np.load(file, allow_pickle=False) as data:
-                return {key: data[key] for key in data.files}
+            return read_npz(file)
         except NPY_ERRORS:
             file.unlink(missing_ok=True)
             return None
