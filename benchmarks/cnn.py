@@ -8,8 +8,8 @@ For each network, on COIL-100 (``../shared/datasets/coil100``), in one run and o
 - per-image predict: images/s of a ``model.predict`` call per image (the naive loop);
 - decode only: images/s of reading and resizing the files in one process per core.
 
-Weights are random (``weights=none``): the arithmetic, and so the speed, is the same as with
-ImageNet weights. Peak resident memory of the measuring process is reported per measurement (each
+Weights are random (``weights=none``) for the Keras Applications: the arithmetic, and so the speed,
+is the same as with ImageNet weights; SqueezeNet runs with its ImageNet weights (no download). Peak resident memory of the measuring process is reported per measurement (each
 runs in its own process); decoding workers are separate processes, not counted.
 """
 
@@ -29,6 +29,7 @@ import numpy as np
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 NETWORKS = {
+    "squeezenet": ("keras/squeezenet", {}),  # its ImageNet weights ship with visret: measured as users run it
     "mobilenet_v2": ("keras/mobilenet_v2", {"weights": "none", "size": 224}),
     "lenet5": ("cnn/lenet5", {"size": 32}),
 }
@@ -93,7 +94,7 @@ def measure(network: str, mode: str, limit: int, batch_size: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--networks", default="mobilenet_v2,lenet5")
+    parser.add_argument("--networks", default="squeezenet,mobilenet_v2,lenet5")
     parser.add_argument("--limit", type=int, default=7200, help="images of COIL-100 for lenet5")
     parser.add_argument("--limit-large", type=int, default=960, help="images for ImageNet-size networks")
     parser.add_argument("--predict-limit", type=int, default=200, help="images for the per-image predict loop")
