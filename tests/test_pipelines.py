@@ -364,3 +364,15 @@ def test_bad_classify_input_is_one_line(cli, hog_pipeline, digits, tmp_path):
             continue
         result = cli(*args)
         assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1 and message in result.stderr, (args, result.stderr)
+
+
+def test_a_head_is_trained_on_equal_combine_blocks_while_an_index_keeps_auto_weights(digits, tmp_path):
+    spec = {"parts": ["pixels", "hog"]}
+    pipeline, _ = visret.train_pipeline(digits / "train", "combine", "knn", params=spec, out=tmp_path / "c.pipeline", workers=1)
+    assert pipeline.extractor.weights is None and not pipeline.extractor.requires_fit  # the head weighs the blocks
+    saved = json.loads((tmp_path / "c.pipeline" / "pipeline.json").read_text())
+    assert saved["extractor"]["params"]["weights"] is None
+    given = visret.get_extractor("combine", parts=["pixels", "hog"], weights=[1, 0.5])
+    assert given.for_trained_head() is given  # weights the user chose are kept
+    with visret.build_index(digits / "train", "combine", tmp_path / "ix", params=spec, workers=1) as index:
+        assert index.manifest["extractor"]["params"]["weights"] == "auto"

@@ -73,6 +73,12 @@ class FeatureExtractor(Configurable):
         """Learn state from the images to be indexed; a no-op for extractors without state."""
         return self
 
+    def for_trained_head(self) -> FeatureExtractor:
+        """The extractor a classification head is trained on: this one, unless its defaults serve
+        retrieval in a way a head does better itself (``combine`` stops weighing its blocks by
+        retrieval mAP: an SVM weighs them, and starves when weak blocks are scaled away)."""
+        return self
+
     def fit_sample_size(self) -> int | None:
         """How many of the images to be indexed ``fit`` needs (a seeded sample); None for all."""
         return None

@@ -4,7 +4,11 @@ Weights are given, or ``auto`` (the default): on a labelled collection each bloc
 its own mAP on a validation split of the images it is fitted on, raised to the 4th power, so a
 weak block cannot drown a strong one; without labels the blocks weigh the same. Measured on the
 shared datasets, ``color-hist,lbp,hog`` with ``auto`` matches or beats its best part on all five,
-where equal weights lose up to 0.28 mAP to it (docs/benchmarks.md).
+where equal weights lose up to 0.28 mAP to it (docs/benchmarks.md); ``gist`` joined the default parts
+when it lifted a trained SVM on Oxford 17 Flowers and retrieval held (COIL-20 +0.019, UMIST +0.004,
+COIL-100 unchanged). A classification head is trained on equal weights instead (``for_trained_head``):
+on flowers an SVM on the four blocks reaches 0.709 held out (mean of three splits) with equal weights,
+0.627 with ``auto``.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ class Combine(FeatureExtractor):
 
     name: ClassVar[str] = "combine"
 
-    def __init__(self, parts=("color-hist", "lbp", "hog"), weights="auto", normalize: str = "l2", size: int = 256, fit_images: int = 2000):
+    def __init__(self, parts=("color-hist", "lbp", "hog", "gist"), weights="auto", normalize: str = "l2", size: int = 256, fit_images: int = 2000):
         self.parts = parts
         self.weights = weights
         self.normalize = normalize
@@ -50,6 +54,12 @@ class Combine(FeatureExtractor):
         if len(weights) != len(self.parts):
             raise ValueError(f"{len(self.parts)} parts but {len(weights)} weights")
         self.extractors  # noqa: B018 - creates (and so checks) every part
+
+    def for_trained_head(self) -> Combine:
+        """Equal block weights in place of ``auto``: a head learns how much each block counts."""
+        if self.weights != "auto":
+            return self
+        return type(self)(**{**self.get_params(deep=False), "weights": None})
 
     def block_weights(self) -> list[Any]:
         if self.weights == "auto":

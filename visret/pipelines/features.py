@@ -137,7 +137,7 @@ class FeaturePipeline(Pipeline):
     def train(cls, split, settings: dict[str, Any], out: Path, progress: StageProgress | None = None):
         """Fit the extractor on the training part, embed training and validation images, choose the
         head's parameters by validation accuracy and refit it on both parts."""
-        extractor: FeatureExtractor = settings["extractor"]
+        extractor: FeatureExtractor = settings["extractor"].for_trained_head()
         start = time.perf_counter()
         if extractor.requires_fit:
             fit_extractor(extractor, split.train, seed=split.seed)
