@@ -26,6 +26,17 @@ def index(digits, tmp_path):
     return path
 
 
+def _flat_from_export(index, tmp_path):
+    """Export the index, build an exact FAISS index from the export as autofaiss would: ``(export folder, rows)``."""
+    out = tmp_path / "export"
+    export_autofaiss(out, index)
+    embeddings, rows = _read_export(out)
+    flat = faiss.IndexFlatL2(embeddings.shape[1])
+    flat.add(embeddings)
+    faiss.write_index(flat, str(tmp_path / "flat.index"))
+    return out, rows
+
+
 def _read_export(out):
     embeddings = np.concatenate([np.load(f, allow_pickle=False) for f in sorted((out / "embeddings").glob("*.npy"))])
     metadata = [pq.read_table(f).to_pylist() for f in sorted((out / "metadata").glob("*.parquet"))]
@@ -118,12 +129,7 @@ def test_not_a_faiss_file_and_damaged_metadata(index, tmp_path, cli):
     (tmp_path / "junk.index").write_bytes(b"\x00" * 100)
     result = cli("import-index", str(tmp_path / "junk.index"), "--index", str(index))
     assert result.exit_code == 1 and "is not a FAISS index file" in result.output
-    out = tmp_path / "export"
-    export_autofaiss(out, index)
-    embeddings, _ = _read_export(out)
-    flat = faiss.IndexFlatL2(embeddings.shape[1])
-    flat.add(embeddings)
-    faiss.write_index(flat, str(tmp_path / "flat.index"))
+    out, _ = _flat_from_export(index, tmp_path)
     shutil.rmtree(out / "metadata")
     (out / "metadata").mkdir()
     (out / "metadata" / "metadata_00000.parquet").write_bytes(b"not parquet")
@@ -174,12 +180,7 @@ def test_an_index_keeping_its_lists_in_another_file_is_refused_and_that_file_unt
 def test_metadata_in_another_order_than_the_rows_is_refused(index, tmp_path):
     import pyarrow as pa
 
-    out = tmp_path / "export"
-    export_autofaiss(out, index)
-    embeddings, rows = _read_export(out)
-    flat = faiss.IndexFlatL2(embeddings.shape[1])
-    flat.add(embeddings)
-    faiss.write_index(flat, str(tmp_path / "flat.index"))
+    out, rows = _flat_from_export(index, tmp_path)
     shuffled = tmp_path / "shuffled"
     shuffled.mkdir()
     ids = np.random.default_rng(1).permutation([r["id"] for r in rows])
