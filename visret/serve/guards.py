@@ -50,7 +50,7 @@ class _TooLarge(Exception):
 
 
 class Guards:
-    """ASGI middleware applying the three rules above around ``app``."""
+    """ASGI middleware applying the rules above around ``app``."""
 
     def __init__(self, app: ASGIApp, max_body: int, hosts: set[str] | None):
         self.app, self.max_body, self.hosts = app, max_body, hosts
