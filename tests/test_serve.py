@@ -259,3 +259,33 @@ def test_evaluation_of_a_one_image_index_and_an_index_gone_while_served_are_clea
     for path in ("/", "/api/info", "/evaluation"):
         gone = client.get(path)
         assert gone.status_code == 400 and "is gone" in gone.text and "Traceback" not in gone.text, path
+
+
+def test_decoding_holds_pixels_of_a_shared_budget_so_huge_uploads_decode_one_at_a_time():
+    from visret.serve.budget import PixelBudget, pixels_of
+
+    budget = PixelBudget(100)
+    inside, most = 0, 0
+    lock = threading.Lock()
+
+    def decode(pixels):
+        nonlocal inside, most
+        with budget.hold(pixels):
+            with lock:
+                inside += pixels
+                most = max(most, inside)
+            threading.Event().wait(0.02)
+            with lock:
+                inside -= pixels
+
+    threads = [threading.Thread(target=decode, args=(p,)) for p in (90, 90, 90, 10, 10, 10, 10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert most <= 100 and all(not thread.is_alive() for thread in threads)
+    with budget.hold(10**9):  # larger than the budget: waits for all of it, then decodes alone
+        pass
+    big = io.BytesIO()
+    Image.new("L", (3000, 2000)).save(big, format="PNG")
+    assert pixels_of(big.getvalue()) == 6_000_000 and pixels_of(b"not an image") == 1

@@ -1,13 +1,13 @@
 """The web app over an index: pages to browse and search it, and a JSON API (FastAPI).
 
 Read-only by construction: no route writes to the index. Files are served by entry id only, from
-the paths the index recorded (plain files, size-checked as when indexing); a path in a request is
-never opened. A request body larger than the upload limit is refused before it is read; an upload
-is held in memory (Starlette spools a large one to a temporary file it removes) and decoded with
-the same pixel limit as indexing; nothing a client sends is unpickled. Routes are plain functions,
-so FastAPI runs them in its thread pool and a slow query never blocks the event loop; decoding
-and searching take one of a few slots, so concurrent uploads cannot hold unbounded memory, and the
-IVF / HNSW settings a request asks for hold only while its own search runs.
+the paths the index recorded, while they hold what was indexed (SHA-256), decoded and encoded again;
+a path in a request is never opened. Bodies, hosts and headers pass ``visret.serve.guards`` first; an
+upload is held in memory and decoded with the same pixel limit as indexing; nothing a client sends
+is unpickled. Routes are plain functions, so FastAPI runs them in its thread pool and a slow query
+never blocks the event loop; decoding holds pixels of a shared budget (``visret.serve.budget``), so
+a huge upload decodes alone and memory does not grow with clients, and the IVF / HNSW settings a
+request asks for hold only while its own search runs.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from visret.version import __version__
 from visret.errors import VisretError
 from visret.extractor import InputSpec
 from visret.images import DEFAULT_MAX_PIXELS, ImageReadError, decode, read_file
+from visret.serve.budget import PixelBudget, pixels_of
 from visret.serve.guards import Guards, host_names
 from visret.serve.live import LiveIndex
 
@@ -40,8 +41,8 @@ DEFAULT_MAX_UPLOAD = 20 * 2**20
 THUMB_SIDE, PAGE = 160, 60
 #: The largest k a request may ask for.
 MAX_K = 200
-#: Uploads decoded and searched at once.
-SLOTS = 4
+#: Pixels decoded at once, all requests together: four 12-megapixel photographs.
+DECODE_BUDGET = 48_000_000
 #: Bytes a multipart request may carry beyond its file (field names, boundaries).
 FORM_OVERHEAD = 64 * 1024
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
@@ -76,7 +77,7 @@ def create_app(
     def bad_request(request: Request, exc: RequestValidationError):
         return error_answer(request, 422, jsonable_encoder(exc.errors()))
 
-    slots = threading.BoundedSemaphore(SLOTS)
+    budget = PixelBudget(DECODE_BUDGET)
     searching = threading.Lock()
 
     # ---- helpers ------------------------------------------------------------------------
@@ -118,13 +119,17 @@ def create_app(
     def query_upload(data: bytes, k: int, nprobe=None, ef_search=None, name: str = "upload"):
         index, k = live.current(), checked_k(k)
         nprobe, ef_search = checked_settings(nprobe, ef_search)
-        with slots:
+        with budget.hold(pixels_of(data)):
             try:
                 array = decode(data, index.extractor.input_spec, max_pixels)
             except ImageReadError as exc:
                 raise HTTPException(400, f"not a readable image: {exc}") from None
             vector = index.distance.prepare(index.extractor.extract([array]))
             return searched(index, lambda: index.query_vectors(vector, k, names=[name])[0], nprobe, ef_search)
+
+    def decoded_thumbnail(data: bytes) -> bytes:
+        with budget.hold(pixels_of(data)):
+            return thumbnail_bytes(io.BytesIO(data), max_pixels)
 
     def similar(index, entry, k: int, nprobe=None, ef_search=None):
         k = checked_k(k)
@@ -183,8 +188,7 @@ def create_app(
     def thumb(entry_id: str):
         """A JPEG thumbnail of an entry, at most 160 pixels a side."""
         entry = entry_or_404(live.current(), entry_id)
-        with slots:
-            data = live.thumbnail((entry.sha256, THUMB_SIDE), lambda: thumbnail_bytes(io.BytesIO(file_bytes(entry))))
+        data = live.thumbnail((entry.sha256, THUMB_SIDE), lambda: decoded_thumbnail(file_bytes(entry)))
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
     @app.get("/image/{entry_id}", tags=["files"])
@@ -192,9 +196,10 @@ def create_app(
         """An entry's image, decoded and encoded again (JPEG for JPEG files, else PNG): the bytes
         served are always an image this server made, never the file's own."""
         entry = entry_or_404(live.current(), entry_id)
-        with slots:
+        data = file_bytes(entry)
+        with budget.hold(pixels_of(data)):
             try:
-                data, media_type = reencoded(file_bytes(entry))
+                data, media_type = reencoded(data)
             except ImageReadError:
                 raise HTTPException(404, "the indexed file can no longer be read as an image") from None
         return Response(data, media_type=media_type)
@@ -223,8 +228,7 @@ def create_app(
     def search_upload(request: Request, image: UploadFile = File(...), k: int = Form(12), nprobe: int | None = Form(None), ef_search: int | None = Form(None)):
         data = read_upload(image)
         result = query_upload(data, k, nprobe, ef_search, image.filename or "upload")
-        with slots:  # the preview decodes the upload again: it counts against the same decodes at once
-            preview = base64.b64encode(thumbnail_bytes(io.BytesIO(data), max_pixels)).decode("ascii")
+        preview = base64.b64encode(decoded_thumbnail(data)).decode("ascii")  # decoded again: within the budget too
         return page(request, "results.html", result=result, query=None, k=k, nprobe=nprobe, ef_search=ef_search, upload=preview)
 
     @app.get("/entry/{entry_id}", response_class=HTMLResponse, include_in_schema=False)
