@@ -204,7 +204,8 @@ def test_a_file_of_the_index_replaced_by_a_link_is_refused(index_path, tmp_path)
         open_index(index_path)
 
 
-def test_an_object_array_in_the_index_is_refused_unread(index_path):
+def test_an_object_array_in_the_index_is_refused_unread(index_path, monkeypatch):
+    monkeypatch.setattr(visret.store.reader, "VERIFY_ON_OPEN", 0)  # the structural check, as for a large index
     shard = manifest_of(index_path)["shards"][0]
     np.save(index_path / shard["name"], np.array([{"x": 1}] * 3, dtype=object), allow_pickle=True)
     resign(index_path, lambda m: m["shards"][0].update(bytes=(index_path / shard["name"]).stat().st_size))
@@ -229,23 +230,40 @@ def test_a_writer_never_follows_a_link_out_of_the_index(index_path, digits, tmp_
     assert sorted(p.name for p in elsewhere.iterdir()) == before
 
 
-def test_opening_hashes_only_the_id_list_and_verify_checksums_every_file(index_path, monkeypatch):
+def test_a_small_index_is_checksummed_whole_on_open_a_large_one_only_its_id_list(index_path, monkeypatch):
     import visret.store.reader as reader
 
-    ids_file = manifest_of(index_path)["files"]["ids"]["name"]
-
-    def only_the_ids(path):
-        assert Path(path).name == Path(ids_file).name, f"hashed {path} on a plain open"
-        return visret.store.files.sha256_file(path)
-
-    with monkeypatch.context() as patched:
-        patched.setattr(reader, "sha256_file", only_the_ids)
-        open_index(index_path).close()
+    manifest = manifest_of(index_path)
+    every_file = sorted(Path(n).name for n in layout.referenced(manifest))
     hashed = []
     monkeypatch.setattr(reader, "sha256_file", lambda p: hashed.append(Path(p).name) or visret.store.files.sha256_file(p))
+    open_index(index_path).close()  # a few hundred kilobytes: under VERIFY_ON_OPEN
+    assert sorted(hashed) == every_file
+    hashed.clear()
+    monkeypatch.setattr(reader, "VERIFY_ON_OPEN", 1000)  # as if it were large
+    open_index(index_path).close()
+    assert hashed == [Path(manifest["files"]["ids"]["name"]).name]
+    hashed.clear()
     open_index(index_path, verify=True).close()
+    assert sorted(hashed) == every_file
+
+
+def test_a_flipped_byte_anywhere_in_a_small_index_is_refused_on_a_plain_open(index_path, digits):
     manifest = manifest_of(index_path)
-    assert sorted(hashed) == sorted(Path(n).name for n in layout.referenced(manifest))
+    queries = sorted((digits / "test").rglob("*.png"))[::9]
+    expected = _answers(index_path, queries)
+    rng = np.random.default_rng(2)
+    for name in layout.referenced(manifest):
+        file = index_path / name
+        original = file.read_bytes()
+        for position in rng.choice(len(original), size=min(20, len(original)), replace=False):
+            data = bytearray(original)
+            data[position] ^= 1 << int(rng.integers(8))
+            file.write_bytes(bytes(data))
+            with pytest.raises(VisretError, match="corrupt"):
+                _answers(index_path, queries)
+        file.write_bytes(original)
+    assert _answers(index_path, queries) == expected
 
 
 def _answers(path, queries):
@@ -254,8 +272,10 @@ def _answers(path, queries):
 
 
 @pytest.mark.parametrize("role", ["ids", "shard header"])
-def test_flipped_bits_in_ids_and_array_headers_never_answer_wrongly(index_path, digits, role):
-    """Every flip either leaves the answers exactly as they were or makes a plain open refuse."""
+def test_flipped_bits_in_ids_and_array_headers_never_answer_wrongly(index_path, digits, role, monkeypatch):
+    """Every flip either leaves the answers exactly as they were or makes a plain open refuse, also
+    where the index is too large to be checksummed whole on opening."""
+    monkeypatch.setattr(visret.store.reader, "VERIFY_ON_OPEN", 0)
     manifest = manifest_of(index_path)
     file = index_path / (manifest["files"]["ids"]["name"] if role == "ids" else manifest["shards"][0]["name"])
     original = file.read_bytes()
@@ -279,8 +299,10 @@ def test_flipped_bits_in_ids_and_array_headers_never_answer_wrongly(index_path, 
     assert refused > 0 and _answers(index_path, queries) == expected
 
 
-def test_entries_text_that_is_not_utf8_is_a_corrupt_index_not_a_traceback(index_path, digits):
+def test_entries_text_that_is_not_utf8_is_a_corrupt_index_not_a_traceback(index_path, digits, monkeypatch):
     import sqlite3
+
+    monkeypatch.setattr(visret.store.reader, "VERIFY_ON_OPEN", 0)  # a large index: its table is not checksummed on open
 
     manifest = manifest_of(index_path)
     table = index_path / manifest["files"]["entries"]["name"]
