@@ -153,3 +153,11 @@ def test_transfer_learning_then_fine_tuning_learns_photographs_and_reloads_in_sa
     np.testing.assert_allclose(pipeline.predict_arrays(x).sum(axis=1), 1.0, rtol=1e-5)
     # the network inside still sees Caffe's input: its preprocessing is a layer of the saved model
     assert "preprocess" in [layer.name for layer in pipeline.model.layers]
+
+
+def test_the_default_index_records_the_networks_weights_inside_its_combination(photo_crops, tmp_path):
+    with visret.build_index(photo_crops, index=tmp_path / "ix", workers=1) as index:
+        parts = index.manifest["extractor"]["params"]["parts"]
+        assert parts[0]["name"] == "keras/squeezenet"
+        assert parts[0]["params"]["weights_sha256"] == squeezenet_weights.source()["sha256"]
+        assert index.query(sorted((photo_crops / "coffee").iterdir())[0], k=1).neighbors[0].label == "coffee"

@@ -55,6 +55,13 @@ class Combine(FeatureExtractor):
             raise ValueError(f"{len(self.parts)} parts but {len(weights)} weights")
         self.extractors  # noqa: B018 - creates (and so checks) every part
 
+    def get_config(self) -> dict[str, Any]:
+        """Each part as its own full config, so that what a part records (the SHA-256 of a network's
+        weights, a model file's) is checked when an index or pipeline built with it is reopened."""
+        config = super().get_config()
+        config["params"]["parts"] = [part.get_config() for part in self.extractors]
+        return config
+
     def for_trained_head(self) -> Combine:
         """Equal block weights in place of ``auto``: a head learns how much each block counts."""
         if self.weights != "auto":
