@@ -81,6 +81,10 @@ def _engine(engine: str, ray_address: str | None, actors: int | None) -> dict:
     return {"engine": engine, "ray_address": ray_address, "actors": actors}
 
 
+#: What ``visret compare`` ranks when no extractors are named: the pretrained default and the classic descriptors.
+COMPARED_EXTRACTORS = "keras/squeezenet,color-hist,hog,lbp"
+
+
 @app.command("index")
 def index_command(
     folder: Annotated[Optional[Path], typer.Argument(help="Folder of images; sub-folders are class labels.", show_default=False)] = None,
@@ -356,7 +360,7 @@ def evaluate_command(
 @app.command("compare")
 def compare_command(
     data_dir: Annotated[Path, typer.Argument(help="Labelled folder (holdout: with train/ and test/ inside).")],
-    extractors: Annotated[Optional[str], typer.Option("--extractors", "-e", help="Retrieval: extractor names, comma-separated [default: keras/squeezenet,color-hist,hog,lbp].")] = None,
+    extractors: Annotated[Optional[str], typer.Option("--extractors", "-e", help=f"Retrieval: extractor names, comma-separated [default: {COMPARED_EXTRACTORS}].")] = None,
     pipelines: Annotated[Optional[str], typer.Option("--pipelines", help="Classification: pipelines to train and test, e.g. hog+linear-svm,lbp+random-forest,cnn/lenet5,keras/mobilenet_v2+transfer.")] = None,
     protocol: Annotated[str, typer.Option(help="split, kfold, loo or holdout.")] = "split",
     test_size: Annotated[float, typer.Option(help="Query share of each class for split (with --pipelines: the test share).")] = 0.2,
@@ -395,7 +399,7 @@ def compare_command(
             epochs=epochs, augment=augment, mixup_alpha=mixup,
         )
         return
-    names = [name.strip() for name in (extractors or "keras/squeezenet,color-hist,hog,lbp").split(",") if name.strip()]
+    names = [name.strip() for name in (extractors or COMPARED_EXTRACTORS).split(",") if name.strip()]
     with ProgressBar("comparing") as bar:
         result = compare(
             data_dir, names, protocol=protocol, test_size=test_size, folds=folds, seed=seed, k=neighbors, at=_cutoffs(k),

@@ -10,7 +10,7 @@ import numpy as np
 from visret.params import Configurable
 
 #: The extractor used when none is named: SqueezeNet's ImageNet features (no download) side by
-#: side with a colour histogram at WEIGHT of theirs. Alone, the network wins on photographs and
+#: side with a colour histogram at 0.3 of their weight. Alone, the network wins on photographs and
 #: digits but loses to colour on objects and faces; this mix is measured on every shared dataset
 #: in docs/benchmarks.md ("Defaults"). ``-e color-hist`` is the fast handcrafted choice.
 DEFAULT_EXTRACTOR = {"name": "combine", "params": {"parts": ("keras/squeezenet", "color-hist"), "weights": (1.0, 0.3), "size": 227}}

@@ -63,11 +63,9 @@ def label_text(value: object, where: str) -> str | None:
     if isinstance(value, str):
         value = value.strip()
         return None if value in MISSING else value
-    if isinstance(value, (bool,)) or not isinstance(value, (int, float)):
-        raise VisretError(f"{where}: label {value!r} is not text or a whole number")
-    if value != value:  # NaN
+    if isinstance(value, float) and value != value:  # NaN: pandas' missing value
         return None
-    if float(value).is_integer():
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer():
         return str(int(value))
     raise VisretError(f"{where}: label {value!r} is not text or a whole number")
 

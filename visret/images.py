@@ -174,6 +174,15 @@ def _read_uri(uri: str, max_bytes: int) -> bytes:
     return data
 
 
+def utf8_name(path: str | Path) -> bool:
+    """Whether a file name is valid UTF-8: the names visret indexes (others are skipped, never stored)."""
+    try:
+        os.fsencode(path).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def read_file(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     """The bytes of a regular file of at most ``max_bytes``; anything else is an ``ImageReadError``.
 
@@ -183,10 +192,8 @@ def read_file(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     """
     if is_uri(path):
         return _read_uri(path, max_bytes)
-    try:
-        os.fsencode(path).decode("utf-8")
-    except UnicodeDecodeError:
-        raise ImageReadError("file name is not valid UTF-8; rename the file to index it") from None
+    if not utf8_name(path):
+        raise ImageReadError("file name is not valid UTF-8; rename the file to index it")
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:

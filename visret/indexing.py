@@ -26,7 +26,7 @@ from visret.backends import DEFAULT_BACKEND, backend_for, backend_named
 from visret.engines import SHARD_SIZE, EmbedOptions, StreamingEmbedder, open_embedder
 from visret.extractor import DEFAULT_EXTRACTOR, FeatureExtractor
 from visret.fitting import fit_extractor
-from visret.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageReadError, file_sha256, is_image_path
+from visret.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageReadError, file_sha256, is_image_path, utf8_name
 from visret.index import Index, default_index_path, open_at
 from visret.plugins import resolve_extractor
 from visret.rerank import parse_rerank
@@ -422,19 +422,11 @@ def add_images(
     return Changes(added=len(new) - skipped, unchanged=unchanged, skipped=skipped, seconds=time.perf_counter() - start)
 
 
-def _is_utf8(path: str) -> bool:
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _ids_under(current: Index, targets: Sequence[Path]) -> list[int]:
     ids = []
     for target in targets:
         absolute = os.path.abspath(target)  # entries store paths the same way (see scan_folder)
-        if not _is_utf8(absolute):  # never indexed: a file name that is not UTF-8 is skipped when indexing
+        if not utf8_name(absolute):  # never indexed: such names are skipped when indexing
             continue
         rows = current._sql(
             "SELECT id FROM entries WHERE path = ? OR path LIKE ? ESCAPE '\\'",
