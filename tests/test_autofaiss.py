@@ -190,3 +190,29 @@ def test_metadata_in_another_order_than_the_rows_is_refused(index, tmp_path):
         import_faiss_index(tmp_path / "flat.index", index, metadata=shuffled)
     assert (index / "manifest.json").read_bytes() == manifest
     import_faiss_index(tmp_path / "flat.index", index, metadata=out / "metadata")  # the true order is accepted
+
+
+def test_a_small_file_whose_size_prefix_claims_gigabytes_is_refused_without_allocating_them(index, tmp_path, cli):
+    """FAISS's plain read allocates what an array's size prefix claims before reading it."""
+    import struct
+    import subprocess
+    import sys
+
+    out, _ = _flat_from_export(index, tmp_path)
+    data = bytearray((tmp_path / "flat.index").read_bytes())
+    prefix = data.find(struct.pack("<Q", 135 * faiss.read_index(str(tmp_path / "flat.index")).d))  # the vectors' size
+    assert prefix > 0
+    data[prefix : prefix + 8] = struct.pack("<Q", 500_000_000)  # 2 GB of float32 in a file of a few hundred KB
+    (tmp_path / "huge.index").write_bytes(bytes(data))
+    result = cli("import-index", str(tmp_path / "huge.index"), "--index", str(index), "--metadata", str(out / "metadata"))
+    assert result.exit_code == 1 and "is not a FAISS index file" in result.output
+    script = (  # VmHWM: this process's own peak (ru_maxrss keeps the parent's across exec)
+        "import re, sys\nfrom pathlib import Path\nfrom visret import vectors\n"
+        "def peak():\n    return int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) // 1024\n"
+        "before = peak()\n"
+        "try:\n    vectors.read(Path(sys.argv[1]))\nexcept RuntimeError:\n    pass\n"
+        "print(peak() - before)\n"
+    )
+    grown_mib = int(subprocess.run([sys.executable, "-c", script, str(tmp_path / "huge.index")], capture_output=True,
+                                   text=True, check=True).stdout)
+    assert grown_mib < 200, grown_mib  # the 1,907 MiB the prefix claims are never allocated

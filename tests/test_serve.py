@@ -189,6 +189,36 @@ def test_the_server_follows_the_index_while_another_writer_changes_it(digits, tm
     assert added["total"] == 15 and all("/train/" in e["path"] for e in added["entries"])
 
 
+def test_a_running_server_holds_about_one_huge_decode_however_many_clients_send_one(digits_index, project_env):
+    """Uploads over the pixel budget decode one at a time, and what each frees goes back to the system:
+    glibc would otherwise keep every thread's freed image (8.4 GB for 12 clients of 88 Mpx)."""
+    import re
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    out = io.BytesIO()
+    Image.new("RGB", (7_000, 7_000), (40, 90, 160)).save(out, format="PNG")  # 49 Mpx: the whole budget
+    png = out.getvalue()
+
+    def growth_mib(clients: int) -> int:
+        server = subprocess.Popen([VISRET, "serve", "--index", str(digits_index), "--port", "0"], stderr=subprocess.PIPE, text=True, env=project_env)
+        try:
+            address = server.stderr.readline().split(" at ")[1].split()[0]
+            peak = lambda: int(re.search(r"VmHWM:\s+(\d+)", Path(f"/proc/{server.pid}/status").read_text()).group(1)) // 1024  # noqa: E731
+            idle = peak()
+            with ThreadPoolExecutor(clients) as pool:
+                codes = list(pool.map(lambda _: httpx.post(address + "api/query", files={"image": ("big.png", png)}, timeout=300).status_code, range(clients)))
+            assert codes == [200] * clients
+            return peak() - idle
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+    one, six = growth_mib(1), growth_mib(6)
+    assert six < 2 * one, (one, six)
+
+
 def test_visret_serve_binds_loopback_prints_its_address_and_answers(digits_index, project_env):
     import httpx
 

@@ -205,7 +205,6 @@ def test_a_file_of_the_index_replaced_by_a_link_is_refused(index_path, tmp_path)
 
 
 def test_an_object_array_in_the_index_is_refused_unread(index_path, monkeypatch):
-    monkeypatch.setattr(visret.store.reader, "VERIFY_ON_OPEN", 0)  # the structural check, as for a large index
     shard = manifest_of(index_path)["shards"][0]
     np.save(index_path / shard["name"], np.array([{"x": 1}] * 3, dtype=object), allow_pickle=True)
     resign(index_path, lambda m: m["shards"][0].update(bytes=(index_path / shard["name"]).stat().st_size))
@@ -230,25 +229,66 @@ def test_a_writer_never_follows_a_link_out_of_the_index(index_path, digits, tmp_
     assert sorted(p.name for p in elsewhere.iterdir()) == before
 
 
-def test_a_small_index_is_checksummed_whole_on_open_a_large_one_only_its_id_list(index_path, monkeypatch):
+def test_each_file_is_checked_on_first_read_and_verify_checksums_all_on_opening(index_path, digits, monkeypatch):
     import visret.store.reader as reader
 
     manifest = manifest_of(index_path)
     every_file = sorted(Path(n).name for n in layout.referenced(manifest))
-    hashed = []
+    hashed, summed = [], []
     monkeypatch.setattr(reader, "sha256_file", lambda p: hashed.append(Path(p).name) or visret.store.files.sha256_file(p))
-    open_index(index_path).close()  # a few hundred kilobytes: under VERIFY_ON_OPEN
-    assert sorted(hashed) == every_file
-    hashed.clear()
-    monkeypatch.setattr(reader, "VERIFY_ON_OPEN", 1000)  # as if it were large
-    open_index(index_path).close()
-    assert hashed == [Path(manifest["files"]["ids"]["name"]).name]
-    hashed.clear()
-    open_index(index_path, verify=True).close()
-    assert sorted(hashed) == every_file
+    monkeypatch.setattr(reader, "word_sum", lambda p: summed.append(Path(p).name) or visret.store.files.word_sum(p))
+    query = sorted((digits / "test" / "3").iterdir())[0]
+    with open_index(index_path) as index:
+        assert hashed == [Path(manifest["files"]["ids"]["name"]).name] and summed == []  # opening: the id list only
+        index.query(query, k=3)
+        assert sorted(summed) == sorted(set(every_file) - set(hashed))  # what a query reads, before reading it
+        index.query(query, k=3)
+        assert len(summed) == len(every_file) - 1  # once per opening
+    hashed.clear(), summed.clear()
+    with open_index(index_path, verify=True) as index:
+        index.query(query, k=3)
+    assert sorted(hashed) == every_file and summed == []
 
 
-def test_a_flipped_byte_anywhere_in_a_small_index_is_refused_on_a_plain_open(index_path, digits):
+def test_an_index_written_before_word_sums_is_checked_with_sha256_on_first_read(index_path, digits):
+    def without_word_sums(manifest):
+        for entry in [*manifest["files"].values(), *manifest["shards"]]:
+            del entry["words"]
+
+    resign(index_path, without_word_sums)
+    query = sorted((digits / "test" / "3").iterdir())[0]
+    with open_index(index_path) as index:
+        assert index.query(query, k=1).neighbors[0].path == str(query)
+    shard = index_path / manifest_of(index_path)["shards"][0]["name"]
+    data = bytearray(shard.read_bytes())
+    data[-3] ^= 0x10
+    shard.write_bytes(bytes(data))
+    with open_index(index_path) as index, pytest.raises(VisretError, match="does not match its checksum"):
+        index.query(query, k=1)
+
+
+def test_the_word_sum_changes_with_any_flipped_byte_and_with_the_order_of_words(tmp_path):
+    from visret.store.files import word_sum
+
+    file = tmp_path / "f"
+    original = np.random.default_rng(0).bytes(8 * 1000 + 3)  # a tail that is not a whole word
+    file.write_bytes(original)
+    reference = word_sum(file)
+    rng = np.random.default_rng(1)
+    for position in rng.choice(len(original), size=300, replace=False):
+        data = bytearray(original)
+        data[position] ^= int(rng.integers(1, 256))
+        file.write_bytes(bytes(data))
+        assert word_sum(file) != reference
+    swapped = bytearray(original)
+    swapped[0:8], swapped[8:16] = original[8:16], original[0:8]
+    file.write_bytes(bytes(swapped))
+    assert word_sum(file) != reference
+    file.write_bytes(b"")
+    assert word_sum(file) == "0" * 32
+
+
+def test_a_flipped_byte_anywhere_in_the_index_is_refused_by_a_plain_query(index_path, digits):
     manifest = manifest_of(index_path)
     queries = sorted((digits / "test").rglob("*.png"))[::9]
     expected = _answers(index_path, queries)
@@ -266,6 +306,28 @@ def test_a_flipped_byte_anywhere_in_a_small_index_is_refused_on_a_plain_open(ind
     assert _answers(index_path, queries) == expected
 
 
+def test_flips_in_an_hnsw_graph_and_its_table_are_refused_by_a_plain_query(digits, tmp_path):
+    """What a graph query reads (the FAISS file, the entries table) is checked before it is read:
+    no flip in the graph's links or levels can answer with other neighbours."""
+    path = tmp_path / "hnsw"
+    build_index(digits / "test", "hog", path, params={"size": 32, "pixels_per_cell": 8}, workers=1, factory="HNSW16").close()
+    manifest = manifest_of(path)
+    queries = sorted((digits / "test").rglob("*.png"))[::11]
+    expected = _answers(path, queries)
+    rng = np.random.default_rng(3)
+    for role in ("vectors", "entries"):
+        file = path / manifest["files"][role]["name"]
+        original = file.read_bytes()
+        for position in rng.choice(len(original), size=40, replace=False):
+            data = bytearray(original)
+            data[position] ^= 1 << int(rng.integers(8))
+            file.write_bytes(bytes(data))
+            with pytest.raises(VisretError, match="corrupt"):
+                _answers(path, queries)
+        file.write_bytes(original)
+    assert _answers(path, queries) == expected
+
+
 def _answers(path, queries):
     with open_index(path) as index:
         return [[(n.id, n.path, round(n.distance, 4)) for n in r.neighbors] for r in index.query_batch(queries, k=5)]
@@ -273,9 +335,9 @@ def _answers(path, queries):
 
 @pytest.mark.parametrize("role", ["ids", "shard header"])
 def test_flipped_bits_in_ids_and_array_headers_never_answer_wrongly(index_path, digits, role, monkeypatch):
-    """Every flip either leaves the answers exactly as they were or makes a plain open refuse, also
-    where the index is too large to be checksummed whole on opening."""
-    monkeypatch.setattr(visret.store.reader, "VERIFY_ON_OPEN", 0)
+    """Every flip either leaves the answers exactly as they were or makes a plain open refuse, by
+    the structural checks alone (the content checks on first read turned off)."""
+    monkeypatch.setattr(visret.store.reader.Store, "check", lambda self, entry, whole_read=True: None)
     manifest = manifest_of(index_path)
     file = index_path / (manifest["files"]["ids"]["name"] if role == "ids" else manifest["shards"][0]["name"])
     original = file.read_bytes()
@@ -302,7 +364,7 @@ def test_flipped_bits_in_ids_and_array_headers_never_answer_wrongly(index_path, 
 def test_entries_text_that_is_not_utf8_is_a_corrupt_index_not_a_traceback(index_path, digits, monkeypatch):
     import sqlite3
 
-    monkeypatch.setattr(visret.store.reader, "VERIFY_ON_OPEN", 0)  # a large index: its table is not checksummed on open
+    monkeypatch.setattr(visret.store.reader, "FIRST_READ_LIMIT", 0)  # a table too large to check on first read
 
     manifest = manifest_of(index_path)
     table = index_path / manifest["files"]["entries"]["name"]

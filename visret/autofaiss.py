@@ -65,6 +65,7 @@ def export_autofaiss(out: str | Path, index: str | Path | None = None, progress:
     (temporary / "embeddings").mkdir(parents=True)
     (temporary / "metadata").mkdir()
     try:
+        current._store.check_shards()
         shards, ids, done = current._store.shards, np.asarray(current._store.ids), 0
         for number, shard in enumerate(shards):
             shard_ids = ids[done : done + len(shard)]

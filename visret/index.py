@@ -97,8 +97,10 @@ class Index:
     def _approximate(self, store: Store) -> StructureSearch:
         file = store.file("vectors")
         backend = backend_named(self.manifest.get("backend", DEFAULT_BACKEND))
+        mmap = file.stat().st_size > MMAP_BYTES
+        store.check(self.manifest["files"]["vectors"], whole_read=not mmap)
         try:
-            structure = backend.read(file, self.distance, mmap=file.stat().st_size > MMAP_BYTES)
+            structure = backend.read(file, self.distance, mmap=mmap)
         except (RuntimeError, ValueError, OSError):
             raise corrupt(self.path, f"cannot read {file.name}") from None
         if structure.d != self.manifest["vector_dim"] or structure.ntotal != len(self) + self.tombstones:
@@ -132,6 +134,7 @@ class Index:
 
     # ---- lookups -------------------------------------------------------------------------
     def _sql(self, query: str, params: Sequence[Any] = ()) -> list[tuple]:
+        self._store.check_entries()
         try:
             return self._store.db.execute(query, params).fetchall()
         except entries.sqlite3.DatabaseError as exc:
@@ -168,6 +171,7 @@ class Index:
 
     def rows_for(self, query: str, ids: Sequence[int]) -> list[tuple]:
         """Rows of ``query`` (with ``IN ({})``) for the given ids, in chunks SQLite accepts."""
+        self._store.check_entries()
         try:
             return entries.rows_for(self._store.db, query, ids)
         except entries.sqlite3.DatabaseError as exc:
@@ -211,10 +215,12 @@ class Index:
     def vectors(self, ids: Sequence[int]) -> np.ndarray:
         """The stored search vectors of the given ids, read from the shards (exact, whatever the index type)."""
         where = {row[0]: (row[1], row[2]) for row in self.rows_for("SELECT id, shard, row FROM entries WHERE id IN ({})", ids)}
+        missing = [int(i) for i in np.asarray(ids).tolist() if int(i) not in where]
+        if missing:
+            raise VisretError(f"entry {missing[0]} is not in the index at {self.path}")
+        self._store.check_shards(sorted({self._shard_of[shard] for shard, _ in where.values()}))
         out = np.empty((len(ids), self.manifest["vector_dim"]), np.float32)
         for i, entry_id in enumerate(np.asarray(ids).tolist()):
-            if entry_id not in where:
-                raise VisretError(f"entry {entry_id} is not in the index at {self.path}")
             shard, row = where[entry_id]
             out[i] = self._store.shards[self._shard_of[shard]][row]
         return out
@@ -222,10 +228,13 @@ class Index:
     # ---- search --------------------------------------------------------------------------
     def search(self, search_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Nearest entries to search vectors (see ``embed``): ``(distances, ids)``; removed entries never come back."""
+        if self._searcher is self._exact:
+            self._store.check_shards()
         return self._searcher.search(search_vectors, k)
 
     def exact_search(self, search_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact nearest entries over the stored vectors, whatever the index type."""
+        self._store.check_shards()
         return self._exact.search(search_vectors, k)
 
     def embed(self, images: Sequence[Any]) -> np.ndarray:

@@ -173,7 +173,12 @@ def supports_removal(index: faiss.Index) -> bool:
 
 def read(path: Path, mmap: bool = False) -> faiss.Index:
     """Read an index file, memory-mapped (read-only) when asked; one that keeps its vectors in
-    another file is refused before anything writes to it."""
+    another file is refused before anything writes to it.
+
+    The file is first mapped without copying (``IO_FLAG_MMAP_IFC``), which refuses an array whose
+    size prefix runs past the end of the file: a plain read allocates whatever the prefix claims
+    first (a 400 KB file claiming 2 GB cost 1.9 GB of memory before FAISS refused it)."""
+    faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)  # the probe; its mapping is dropped at once
     flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
     index = faiss.read_index(str(path), flags)
     check_self_contained(index, path)

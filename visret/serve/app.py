@@ -31,7 +31,7 @@ from visret.version import __version__
 from visret.errors import VisretError
 from visret.extractor import InputSpec
 from visret.images import DEFAULT_MAX_PIXELS, ImageReadError, decode, read_file
-from visret.serve.budget import PixelBudget, pixels_of
+from visret.serve.budget import PixelBudget, pixels_of, return_large_blocks_to_the_system
 from visret.serve.guards import Guards, host_names
 from visret.serve.live import LiveIndex
 
@@ -77,6 +77,7 @@ def create_app(
     def bad_request(request: Request, exc: RequestValidationError):
         return error_answer(request, 422, jsonable_encoder(exc.errors()))
 
+    return_large_blocks_to_the_system()
     budget = PixelBudget(DECODE_BUDGET)
     searching = threading.Lock()
 

@@ -76,6 +76,8 @@ _TOP = {
 _OPTIONAL = {"rerank": (str, type(None)), "imported": dict, "backend": str, "last_id": int}
 _FILE = {"name": _STR, "bytes": _INT, "sha256": _STR}
 _SHARD = {**_FILE, "rows": _INT}
+#: words: the file's ``files.word_sum``, checked when a reader first reads it (older indexes record none)
+_FILE_OPTIONAL = {"words": _STR}
 
 
 def _fields(where: str, data: Any, fields: dict[str, tuple], optional: dict[str, tuple] | None = None) -> None:
@@ -108,14 +110,14 @@ def check_manifest(manifest: Any) -> dict[str, Any]:
     for role, entry in manifest["files"].items():
         if role not in ROLES:
             raise ValueError(f"unknown file role {role!r}")
-        _fields(f"file {role}", entry, _FILE)
+        _fields(f"file {role}", entry, _FILE, _FILE_OPTIONAL)
         _name(entry["name"])
     for role, (_, required) in ROLES.items():
         if required and role not in manifest["files"]:
             raise ValueError(f"no {role} file")
     rows = 0
     for shard in manifest["shards"]:
-        _fields("shard", shard, _SHARD)
+        _fields("shard", shard, _SHARD, _FILE_OPTIONAL)
         if not _name(shard["name"]).startswith(f"{SHARDS}/"):
             raise ValueError(f"shard {shard['name']!r} is not in {SHARDS}/")
         rows += shard["rows"]

@@ -1,13 +1,18 @@
-"""Opening an index directory: cheap checks on every open, full checksums on request.
+"""Opening an index directory: cheap checks on every open, each file checked on first read.
 
 Opening costs little at any size: the manifest is parsed and checked against its own
 checksum and schema, each file it names must be a plain file of the recorded size, the
 shards and id list must have the recorded shape and type with their data exactly filling the
 file (their headers are read and the data memory-mapped), the id list must match its SHA-256
 (8 bytes an entry: a flipped id would silently answer with another entry) and hold unique
-positive ids, and the entries table must be a SQLite file. ``verify`` adds the SHA-256 of every
-file, and so does a plain open of an index of at most ``VERIFY_ON_OPEN`` bytes. A writer keeps the previous generation's files, so a reader that loses a race
-with a write simply reads the manifest again.
+positive ids, and the entries table must be a SQLite file. Then each file is checked against its
+recorded word sum (``files.word_sum``; SHA-256 for indexes that record none) the first time a
+reader reads it: the shards before the first exact search, the entries table before the first
+lookup, the FAISS file before it is loaded, so that a flipped byte in what a query reads is
+refused rather than answered from. Files over ``FIRST_READ_LIMIT`` that are read only in part (a
+memory-mapped FAISS file, a huge entries table) are left to ``verify``, which checks the SHA-256
+of every file on opening. A writer keeps the previous generation's files, so a reader that loses
+a race with a write simply reads the manifest again.
 """
 
 from __future__ import annotations
@@ -16,22 +21,19 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from visret.errors import VisretError
 from visret.named_files import NPY_ERRORS, read_npz
 from visret.store import entries
-from visret.store.files import plain_file, sha256_file
+from visret.store.files import plain_file, sha256_file, word_sum
 from visret.store.layout import read_manifest
 
-
-#: An index whose files take at most this many bytes is checksummed whole on every plain open: about
-#: 35 ms of SHA-256 here (1 GB/s), 6 % of a cold ``visret query`` (docs/benchmarks.md), for answers that a
-#: flipped byte anywhere cannot make wrong. Larger indexes check their id list and structure, and
-#: ``--verify`` checksums everything.
-VERIFY_ON_OPEN = 32 * 2**20
+#: Files read only in part (the entries table, a FAISS file) are checked on first read up to this
+#: size: about 60 ms of word sum here (4.5 GB/s); larger ones are memory-mapped, and ``--verify`` checks them.
+FIRST_READ_LIMIT = 256 * 2**20
 
 
 class _Missing(Exception):
@@ -48,10 +50,27 @@ class Store:
     ids: np.ndarray
     shards: list[np.ndarray]
     state: dict[str, np.ndarray] = field(default_factory=dict)
+    checked: set[str] = field(default_factory=set)
 
     def file(self, role: str) -> Path | None:
         entry = self.manifest["files"].get(role)
         return None if entry is None else self.path / entry["name"]
+
+    def check(self, entry: dict[str, Any], whole_read: bool = True) -> None:
+        """Check a file's content before its first read (once per opening); a file read only in
+        part is checked when at most ``FIRST_READ_LIMIT`` bytes."""
+        if entry["name"] not in self.checked and (whole_read or entry["bytes"] <= FIRST_READ_LIMIT):
+            check_content(self.path, entry)
+        self.checked.add(entry["name"])
+
+    def check_entries(self) -> None:
+        self.check(self.manifest["files"]["entries"], whole_read=False)
+
+    def check_shards(self, numbers: Sequence[int] | None = None) -> None:
+        """Check the shards an exact search or a vector lookup is about to read (all by default)."""
+        shards = self.manifest["shards"]
+        for number in range(len(shards)) if numbers is None else numbers:
+            self.check(shards[number])
 
     def close(self) -> None:
         self.db.close()
@@ -59,6 +78,17 @@ class Store:
 
 def corrupt(path: Path, what: str) -> VisretError:
     return VisretError(f"index at {path} is corrupt: {what}; rebuild it (visret info --verify checks every file)")
+
+
+def check_content(path: Path, entry: dict[str, Any], sha256: bool = False) -> None:
+    """A file's content against its recorded word sum (or SHA-256: when asked, or where the index
+    records no word sum); a mismatch is a corrupt index."""
+    file = path / entry["name"]
+    if sha256 or "words" not in entry:
+        if sha256_file(file) != entry["sha256"]:
+            raise corrupt(path, f"{entry['name']} does not match its checksum")
+    elif word_sum(file) != entry["words"]:
+        raise corrupt(path, f"{entry['name']} does not match its checksum")
 
 
 def _checked(path: Path, entry: dict[str, Any], verify: bool) -> Path:
@@ -69,8 +99,8 @@ def _checked(path: Path, entry: dict[str, Any], verify: bool) -> Path:
         raise _Missing(entry["name"]) from None
     if size != entry["bytes"]:
         raise corrupt(path, f"{entry['name']} does not have its recorded size")
-    if verify and sha256_file(file) != entry["sha256"]:
-        raise corrupt(path, f"{entry['name']} does not match its checksum")
+    if verify:
+        check_content(path, entry, sha256=True)
     return file
 
 
@@ -89,7 +119,6 @@ def _array(path: Path, file: Path, shape: tuple[int, ...], dtype: str) -> np.nda
 
 def _open(path: Path, manifest: dict[str, Any], verify: bool) -> Store:
     files = manifest["files"]
-    verify = verify or sum(f["bytes"] for f in files.values()) + sum(s["bytes"] for s in manifest["shards"]) <= VERIFY_ON_OPEN
     entries_file = _checked(path, files["entries"], verify)
     with open(entries_file, "rb") as fh:
         if fh.read(len(entries.SQLITE_MAGIC)) != entries.SQLITE_MAGIC:
@@ -102,12 +131,16 @@ def _open(path: Path, manifest: dict[str, Any], verify: bool) -> Store:
         _checked(path, files["vectors"], verify)
     state = {}
     if "extractor" in files:
-        data = _checked(path, files["extractor"], verify).read_bytes()
+        extractor_file = _checked(path, files["extractor"], verify)
+        if not verify:
+            check_content(path, files["extractor"])  # read whole, now
+        data = extractor_file.read_bytes()
         try:
             state = read_npz(data)
         except NPY_ERRORS:
             raise corrupt(path, f"{files['extractor']['name']} is not readable") from None
-    return Store(path, manifest, entries.open_read_only(entries_file), ids, shards, state)
+    checked = {entry["name"] for entry in [*files.values(), *manifest["shards"]]} if verify else set()
+    return Store(path, manifest, entries.open_read_only(entries_file), ids, shards, state, checked)
 
 
 def open_store(path: Path, verify: bool = False) -> Store:

@@ -29,6 +29,7 @@ from visret.store.files import (
     own_directory,
     save_npy,
     sha256_file,
+    word_sum,
     writer_lock,
 )
 from visret.store.layout import (
@@ -44,6 +45,7 @@ from visret.store.layout import (
     referenced,
     shard_file,
 )
+from visret.store.reader import check_content
 from visret.store.staging import Part, clear_stale
 from visret.version import __version__
 
@@ -68,7 +70,7 @@ def check_target(path: Path) -> None:
 
 def _file_entry(path: Path, name: str) -> dict[str, Any]:
     file = path / name
-    return {"name": name, "bytes": file.stat().st_size, "sha256": sha256_file(file)}
+    return {"name": name, "bytes": file.stat().st_size, "sha256": sha256_file(file), "words": word_sum(file)}
 
 
 @dataclass
@@ -160,6 +162,7 @@ class Writer:
                 kept_ids.append(shard_ids)
             elif keep.any():
                 name = self._new_shard_name()
+                check_content(self.path, shard)  # what a rewrite copies must not carry a damaged value on
                 vectors = np.load(self.path / shard["name"], mmap_mode="r", allow_pickle=False)[keep]
                 save_npy(self.path / name, vectors)
                 kept_shards.append({**_file_entry(self.path, name), "rows": int(keep.sum())})
