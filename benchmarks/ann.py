@@ -3,7 +3,7 @@
 Run from the repository root: ``.venv/bin/python benchmarks/ann.py`` (about 15 minutes on 2 cores).
 Collections: synthetic clustered float32 vectors (100,000 x 512 and 1,000,000 x 128) and real
 embeddings (GIST descriptors of COIL-100, MNIST test and Animal-MNIST images: 27,200 x 512).
-Every index is built through visret's own code (``visret.vectors``) and compared, in the same
+Every index is built through visret's own code (``visret.index._vectors``) and compared, in the same
 run, with (a) the textbook baseline, ``np.mean(np.abs(features - q), -1)`` then ``argsort``,
 one query at a time, and (b) scikit-learn ``NearestNeighbors(algorithm="brute")``.
 """
@@ -21,8 +21,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from visret import vectors
-from visret.distances import get_distance
+from visret.index import _vectors as vectors
+from visret.index.distances import get_distance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results import emit  # noqa: E402
@@ -51,8 +51,8 @@ def real_embeddings() -> np.ndarray:
     from datasets import materialise
 
     from visret import get_extractor
-    from visret.dataset import scan_folder
-    from visret.extraction import extract_records
+    from visret.images._folders import scan_folder
+    from visret.embedding._extraction import extract_records
 
     extractor = get_extractor("gist")
     rows = []

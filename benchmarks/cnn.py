@@ -36,7 +36,7 @@ NETWORKS = {
 
 
 def coil100(limit: int):
-    from visret.dataset import scan_folder
+    from visret.images._folders import scan_folder
 
     records = scan_folder(SHARED / "coil100")
     step = max(1, len(records) // limit)
@@ -45,7 +45,7 @@ def coil100(limit: int):
 
 def measure(network: str, mode: str, limit: int, batch_size: int) -> dict:
     import visret
-    from visret.extraction import read_batch
+    from visret.embedding._extraction import read_batch
 
     name, params = NETWORKS[network]
     records = coil100(limit)

@@ -5,7 +5,7 @@ Run from the repository root: ``.venv/bin/python benchmarks/decode.py`` (about a
 with sensor-like noise) and a 4000x3000 PNG, then times, per file, in one process:
 
 - baseline: ``Image.open(path).convert("RGB").resize((s, s), BILINEAR)`` on the full image;
-- visret: ``visret.images.read_image(path, InputSpec("RGB", (s, s)))`` (file checks, hashing, JPEG
+- visret: ``visret.images._decode.read_image(path, InputSpec("RGB", (s, s)))`` (file checks, hashing, JPEG
   DCT-domain reduction, EXIF orientation, stepwise resize);
 
 for target sizes 64, 128 and 224; and how far visret's result is from the baseline's (mean
@@ -28,8 +28,8 @@ from skimage import data as samples
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results import emit  # noqa: E402
 
-from visret.extractor import InputSpec  # noqa: E402
-from visret.images import read_image  # noqa: E402
+from visret.features._extractor import InputSpec  # noqa: E402
+from visret.images._decode import read_image  # noqa: E402
 
 
 def photo(seed: int) -> Image.Image:

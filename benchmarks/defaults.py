@@ -26,11 +26,11 @@ from datasets import materialise  # noqa: E402
 from results import emit  # noqa: E402
 
 import visret  # noqa: E402
-from visret.dataset import scan_folder  # noqa: E402
-from visret.extraction import extract_records  # noqa: E402
-from visret.fitting import fit_extractor  # noqa: E402
-from visret.normalization import normalize  # noqa: E402
-from visret.protocols import stratified_test_mask  # noqa: E402
+from visret.images._folders import scan_folder  # noqa: E402
+from visret.embedding._extraction import extract_records  # noqa: E402
+from visret.embedding._fitting import fit_extractor  # noqa: E402
+from visret.features.normalization import normalize  # noqa: E402
+from visret.evaluation._protocols import stratified_test_mask  # noqa: E402
 
 NORMS = ("none", "l1", "l2", "hellinger", "power:0.3", "power:0.5")
 HISTOGRAMS = {
@@ -44,7 +44,7 @@ BINS = ((8, 4, 4), (8, 8, 8), (16, 4, 4), (16, 8, 8), (16, 8, 16), (16, 16, 16))
 
 
 def features(spec, train, test, workers):
-    extractor = visret.plugins.extractor_from_spec(spec)
+    extractor = visret.features._lookup.extractor_from_spec(spec)
     if extractor.requires_fit:
         fit_extractor(extractor, train)
     return extract_records(extractor, train, workers=workers).features, extract_records(extractor, test, workers=workers).features

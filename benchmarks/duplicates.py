@@ -189,7 +189,7 @@ def quality(root: Path, picture: Path | None = None) -> dict:
 def draw_distances(folder: Path, sources, picture: Path) -> None:
     """The default's nearest-neighbour distances where half the originals have copies (every
     non-flip one) and half have none, so that both populations and the gap show."""
-    from visret.plots import save_distance_histogram
+    from visret.reports.plots import save_distance_histogram
 
     half = len(sources) // 2
     write_collection(folder, sources[:half], [t for t in TRANSFORMS if t != "flip"])
@@ -208,9 +208,9 @@ CALIBRATED = {"gist": [0.01, 0.015, 0.02, 0.025, 0.03, 0.035, 0.04, 0.05], "phas
 
 def calibrate(root: Path) -> dict:
     """Pair F1 on the calibration set (all transformations but flips, seed 1) for each threshold."""
-    from visret.dataset import scan_folder
+    from visret.images._folders import scan_folder
     from visret.duplicates.find import _group
-    from visret.extraction import extract_records
+    from visret.embedding._extraction import extract_records
 
     folder = root / "calibration"
     write_collection(folder, calibration_originals(), [t for t in TRANSFORMS if t != "flip"], seed=1)
@@ -249,8 +249,8 @@ import resource, sys, time
 import numpy as np
 from sklearn.metrics import pairwise_distances
 import visret
-from visret.dataset import scan_folder
-from visret.extraction import extract_records
+from visret.images._folders import scan_folder
+from visret.embedding._extraction import extract_records
 start = time.perf_counter()
 codes = extract_records(visret.get_extractor("phash"), scan_folder(sys.argv[1]), workers=2).features.astype(bool)
 distances = pairwise_distances(codes, metric="hamming") * codes.shape[1]

@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 import visret
-from visret.dataset import scan_folder
-from visret.extraction import extract_records
-from visret.fitting import fit_extractor
+from visret.images._folders import scan_folder
+from visret.embedding._extraction import extract_records
+from visret.embedding._fitting import fit_extractor
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 HANDCRAFTED = (

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results import emit  # noqa: E402
 
 import visret  # noqa: E402
-from visret.store.files import word_sum  # noqa: E402
+from visret.index._store.files import word_sum  # noqa: E402
 
 
 def best_ms(action, repeats: int = 5) -> float:

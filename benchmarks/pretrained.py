@@ -33,9 +33,9 @@ from quality import naive_script  # noqa: E402
 from results import emit  # noqa: E402
 
 import visret  # noqa: E402
-from visret.dataset import scan_folder  # noqa: E402
-from visret.extraction import extract_records  # noqa: E402
-from visret.tuning import BASES, Tuner  # noqa: E402
+from visret.images._folders import scan_folder  # noqa: E402
+from visret.embedding._extraction import extract_records  # noqa: E402
+from visret.evaluation._tuning import BASES, Tuner  # noqa: E402
 
 DATASETS = "flowers,flowers:2,flowers:3,coil100,coil20,umist,mnist,animal-mnist"
 HEADS = ("linear-svm", "logistic", "svm")
@@ -45,7 +45,7 @@ FINE_TUNE = {"transfer": True, "fine_tune": 17, "epochs": 30, "fine_tune_epochs"
 
 
 def held_out_map(spec, train: Path, test: Path) -> float:
-    extractor = visret.plugins.extractor_from_spec(spec)
+    extractor = visret.features._lookup.extractor_from_spec(spec)
     a, b = extract_records(extractor, scan_folder(train)), extract_records(extractor, scan_folder(test))
     return visret.evaluate_features(a.features, [r.label for r in a.records], b.features, [r.label for r in b.records]).map
 
@@ -96,7 +96,7 @@ def flowers(split: int, root: Path, bases: list[str], workers: int | None) -> di
 #: ``visret query`` in a new process that reports its own peak resident memory (MiB) last.
 QUERY = (
     "import resource, sys\n"
-    "from visret.cli import main\n"
+    "from visret.cli._app import main\n"
     "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
     "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, file=sys.stderr)\n"
 )

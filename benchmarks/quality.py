@@ -3,7 +3,7 @@
 Run from the repository root: ``.venv/bin/python benchmarks/quality.py`` (on 2 cores COIL-100 took 34
 minutes, COIL-20 9, UMIST 1.5, MNIST 43, Animal-MNIST 32 for its supervised run alone; ``--datasets
 coil20,umist`` for a quick run, ``--runs tuned_supervised`` for one tuner run). For each dataset the
-fair split of ``datasets.py`` gives an indexed part and a query part. ``visret.tuning.Tuner`` is
+fair split of ``datasets.py`` gives an indexed part and a query part. ``visret.evaluation._tuning.Tuner`` is
 given the indexed part as its data and the query part as its held-out test folder, so every
 choice it makes uses validation splits of the indexed part only, and every number below is the
 mAP over the whole ranking of the held-out queries:
@@ -35,8 +35,8 @@ from datasets import materialise  # noqa: E402
 from results import emit  # noqa: E402
 
 import visret  # noqa: E402
-from visret.dataset import scan_folder  # noqa: E402
-from visret.tuning import BASES, Tuner  # noqa: E402
+from visret.images._folders import scan_folder  # noqa: E402
+from visret.evaluation._tuning import BASES, Tuner  # noqa: E402
 
 
 def naive_script(train: Path, test: Path) -> float:

@@ -20,8 +20,8 @@ import time
 import faiss
 import numpy as np
 
-from visret.distances import get_distance
-from visret.search import ExactSearch
+from visret.index.distances import get_distance
+from visret.index._search import ExactSearch
 
 
 def per_shard_selection(queries, shards, offsets, ids, distance):

@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results import emit  # noqa: E402
 
 import visret  # noqa: E402
-from visret.dataset import scan_folder  # noqa: E402
-from visret.engines import ray_data  # noqa: E402
+from visret.images._folders import scan_folder  # noqa: E402
+from visret.embedding.engines import ray_data  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 EXTRACTORS = {"hog": {"name": "hog", "params": {}},

@@ -60,7 +60,7 @@ def cold_query(workdir: Path, repeats: int) -> dict:
     answer = json.loads(subprocess.run(argv, check=True, capture_output=True, text=True).stdout)
     assert answer[0]["neighbors"][0]["distance"] == 0.0
     probe = (
-        "import sys\nfrom visret.cli import main\n"
+        "import sys\nfrom visret.cli._app import main\n"
         f"sys.argv = {argv!r}\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "print('TF', 'tensorflow' in sys.modules, file=sys.stderr)"

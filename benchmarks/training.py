@@ -20,8 +20,8 @@ from results import emit  # noqa: E402
 from datasets import materialise, stratified_test_mask  # noqa: E402
 
 import visret  # noqa: E402
-from visret.dataset import scan_folder  # noqa: E402
-from visret.extraction import extract_records  # noqa: E402
+from visret.images._folders import scan_folder  # noqa: E402
+from visret.embedding._extraction import extract_records  # noqa: E402
 
 COIL_AUGMENT = "rotate=0.05,translate=0.1,zoom=0.1,contrast=0.2,brightness=0.1"
 DIGIT_AUGMENT = "translate=0.08,rotate=0.03,zoom=0.05"  # small shifts and turns a hand-drawn shape keeps

@@ -20,9 +20,9 @@ from datasets import materialise  # noqa: E402
 from results import emit  # noqa: E402
 
 import visret  # noqa: E402
-from visret.dataset import scan_folder  # noqa: E402
-from visret.extraction import extract_records  # noqa: E402
-from visret.normalization import normalize  # noqa: E402
+from visret.images._folders import scan_folder  # noqa: E402
+from visret.embedding._extraction import extract_records  # noqa: E402
+from visret.features.normalization import normalize  # noqa: E402
 
 
 def main() -> None:

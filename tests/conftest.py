@@ -85,7 +85,7 @@ def folder_with_broken_files(tmp_path) -> Path:
 @pytest.fixture
 def cli():
     """Invoke the CLI in-process; ``cli(*args)`` returns the click result."""
-    from visret.cli import add_plugin_commands, app
+    from visret.cli._app import add_plugin_commands, app
 
     add_plugin_commands()
     runner = CliRunner()

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from visret import hookimpl
-from visret.backends import IndexBackend, SearchStructure
+from visret.index.backends import IndexBackend, SearchStructure
 
 
 class NumpyStructure(SearchStructure):

@@ -12,7 +12,7 @@ import pytest
 
 import visret
 from visret import VisretError
-from visret.autofaiss import export_autofaiss, import_faiss_index
+from visret.index._autofaiss import export_autofaiss, import_faiss_index
 
 HOG = {"size": 32, "pixels_per_cell": 4}
 
@@ -207,7 +207,7 @@ def test_a_small_file_whose_size_prefix_claims_gigabytes_is_refused_without_allo
     result = cli("import-index", str(tmp_path / "huge.index"), "--index", str(index), "--metadata", str(out / "metadata"))
     assert result.exit_code == 1 and "is not a FAISS index file" in result.output
     script = (  # VmHWM: this process's own peak (ru_maxrss keeps the parent's across exec)
-        "import re, sys\nfrom pathlib import Path\nfrom visret import vectors\n"
+        "import re, sys\nfrom pathlib import Path\nfrom visret.index import _vectors as vectors\n"
         "def peak():\n    return int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) // 1024\n"
         "before = peak()\n"
         "try:\n    vectors.read(Path(sys.argv[1]))\nexcept RuntimeError:\n    pass\n"

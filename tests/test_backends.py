@@ -49,8 +49,8 @@ def test_a_backend_refuses_a_spec_before_any_work(numpy_backend, digits, tmp_pat
 def test_an_index_whose_backend_is_gone_is_one_line(register_plugin, digits, tmp_path):
     register_plugin(NumpyBackendPlugin(), "numpy-backend")
     visret.build_index(digits / "test", "hog", tmp_path / "ix", factory="numpy:exact", workers=1).close()
-    visret.plugins.pm.unregister(name="numpy-backend")
-    visret.plugins.reset_registry()
+    visret.plugins._registry.pm.unregister(name="numpy-backend")
+    visret.plugins._registry.reset_registry()
     with pytest.raises(VisretError, match="index backend 'numpy' is not installed"):
         visret.open_index(tmp_path / "ix")
 
@@ -58,7 +58,7 @@ def test_an_index_whose_backend_is_gone_is_one_line(register_plugin, digits, tmp
 def test_faiss_is_the_builtin_backend_of_every_factory_string(digits, tmp_path):
     index = visret.build_index(digits / "train", "hog", tmp_path / "ix", factory="IVF4,Flat", nprobe=4, workers=1)
     assert index.manifest["backend"] == "faiss" and index.recall_at_10() == 1.0
-    report = {row["name"]: row for row in visret.plugins.plugin_report()}
+    report = {row["name"]: row for row in visret.plugins._registry.plugin_report()}
     assert report["backends"]["backends"] == ["faiss"]
     X = index.vectors([1, 2])
     assert [r.neighbors[0].id for r in index.query_vectors(X, k=1)] == [1, 2]

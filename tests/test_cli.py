@@ -14,7 +14,7 @@ VISRET = str(Path(sys.executable).with_name("visret"))
 def cli_index(digits, tmp_path_factory):
     from typer.testing import CliRunner
 
-    from visret.cli import app
+    from visret.cli._app import app
 
     path = tmp_path_factory.mktemp("cli") / "ix"
     result = CliRunner().invoke(

@@ -7,13 +7,13 @@ import pytest
 
 import visret
 from visret import VisretError
-from visret.comparison import compare
+from visret.evaluation._comparison import compare
 
 
 def test_split_comparison_matches_evaluating_each_extractor_on_the_same_split(digits):
-    from visret.dataset import scan_folder
-    from visret.images import read_image
-    from visret.protocols import stratified_test_mask
+    from visret.images._folders import scan_folder
+    from visret.images._decode import read_image
+    from visret.evaluation._protocols import stratified_test_mask
 
     result = compare(digits / "train", ["pixels", "hog"], protocol="split", test_size=0.25, seed=2, k=3, at=(1, 5), workers=1)
     records = scan_folder(digits / "train")
@@ -42,10 +42,10 @@ def test_learned_extractors_are_fitted_on_the_collection_only(digits, tmp_path):
     """A codebook learned from one fold's collection differs from one learned from all images."""
     spec = {"name": "post", "params": {"extractor": {"name": "pixels", "params": {"size": 8}}, "steps": ["pca:3"]}}
     split = compare(digits / "train", [spec], protocol="split", seed=0, workers=1)
-    name = visret.comparison.spec_name(spec)
-    from visret.dataset import scan_folder
-    from visret.images import read_image
-    from visret.protocols import stratified_test_mask
+    name = visret.evaluation._comparison.spec_name(spec)
+    from visret.images._folders import scan_folder
+    from visret.images._decode import read_image
+    from visret.evaluation._protocols import stratified_test_mask
 
     records = scan_folder(digits / "train")
     labels = np.array([r.label for r in records])

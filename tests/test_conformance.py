@@ -1,4 +1,4 @@
-"""The conformance kit (``visret.testing``) run over every registered extractor and head, and shown to
+"""The conformance kit (``visret.plugins.testing``) run over every registered extractor and head, and shown to
 catch what it is for: plugin classes that break visret's rules."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from sklearn.base import clone
 
 import visret
 from visret import FeatureExtractor, InputSpec, hookimpl
-from visret.plugins import classifier_classes, extractor_classes
-from visret.testing import check_classifier, check_extractor
+from visret.features._lookup import classifier_classes, extractor_classes
+from visret.plugins.testing import check_classifier, check_extractor
 
 #: Keras application families share one implementation; each is built with ImageNet-free weights at a
 #: small size here only for the ones below (building all 40 costs minutes and gigabytes).
@@ -141,7 +141,7 @@ class _IncompletePlugin:
 
 def test_registration_refuses_a_class_without_dim_naming_the_plugin(register_plugin, caplog):
     register_plugin(_IncompletePlugin(), "incomplete")
-    report = {row["name"]: row for row in visret.plugins.plugin_report()}
+    report = {row["name"]: row for row in visret.plugins._registry.plugin_report()}
     assert report["incomplete"]["status"] == "failed"
     assert "extractor 'test/no-dim' (_NoDim) does not implement dim" in report["incomplete"]["error"]
     assert "plugin incomplete failed" in caplog.text

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from visret import VisretError
-from visret.dataset import scan_folder
+from visret.images._folders import scan_folder
 
 
 def touch(path):

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from PIL import Image
 from skimage import data as samples
 
-from visret.extractor import InputSpec
-from visret.images import ImageReadError, decode
+from visret.features._extractor import InputSpec
+from visret.images._decode import ImageReadError, decode
 
 SPECS = [InputSpec("RGB", (16, 16)), InputSpec("L", (24, 12)), InputSpec("HSV", (8, 8)), InputSpec("LAB", (8, 8))]
 #: Pixels a fuzzed file may claim: small, so a mutated header cannot make the test allocate much.

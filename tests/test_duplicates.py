@@ -16,7 +16,7 @@ from skimage import data as samples
 import visret
 from visret.duplicates import find_duplicates
 from visret.duplicates.pairs import UnionFind, close_pairs, searchable
-from visret.images import as_array
+from visret.images._decode import as_array
 
 PHOTOS = ("astronaut", "camera", "chelsea", "coffee", "coins", "moon", "page", "rocket",
           "hubble_deep_field", "immunohistochemistry", "brick", "grass", "retina", "text")

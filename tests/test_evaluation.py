@@ -6,9 +6,9 @@ from sklearn.neighbors import KNeighborsClassifier
 
 import visret
 from visret import VisretError, evaluate_knn, get_extractor, open_index
-from visret.dataset import scan_folder
-from visret.images import read_image
-from visret.metrics import average_precision
+from visret.images._folders import scan_folder
+from visret.images._decode import read_image
+from visret.evaluation.metrics import average_precision
 
 HOG32 = {"size": 32, "pixels_per_cell": 4}
 

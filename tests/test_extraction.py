@@ -3,8 +3,8 @@
 import numpy as np
 
 from visret import get_extractor
-from visret.dataset import scan_folder
-from visret.extraction import extract_records
+from visret.images._folders import scan_folder
+from visret.embedding._extraction import extract_records
 
 
 def test_process_pool_output_equals_single_process_output(folder_with_broken_files, digits):

@@ -7,7 +7,7 @@ from skimage.feature import hog
 
 import visret
 from visret import VisretError, get_extractor
-from visret.images import as_array
+from visret.images._decode import as_array
 
 BUILTIN = [
     "color-hist", "color-moments", "color-correlogram", "hog", "lbp", "glcm", "gabor", "gist", "shape", "edges", "pixels",

@@ -6,7 +6,7 @@ from skimage import data as skdata
 from skimage.draw import ellipse
 
 from visret import get_extractor
-from visret.images import as_array
+from visret.images._decode import as_array
 
 
 def uniform(value, shape=(64, 64, 3)):

@@ -11,8 +11,8 @@ import pytest
 
 import visret
 from visret import VisretError
-from visret.image_list import read_image_list
-from visret.images import ImageReadError, read_file
+from visret.images._lists import read_image_list
+from visret.images._decode import ImageReadError, read_file
 
 HOG = {"size": 32, "pixels_per_cell": 4}
 

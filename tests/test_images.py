@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from visret import InputSpec
-from visret.images import ImageReadError, as_array, decode, read_image
+from visret.images._decode import ImageReadError, as_array, decode, read_image
 from conftest import broken_files
 
 RGB = InputSpec(mode="RGB")

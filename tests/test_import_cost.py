@@ -19,7 +19,7 @@ def test_import_visret_does_not_import_tensorflow(project_env):
 def test_cli_query_on_a_handcrafted_index_does_not_import_tensorflow(digits_index, digits, project_env):
     image = sorted((digits / "test" / "2").iterdir())[0]
     code = (
-        "import sys\nfrom visret.cli import main\n"
+        "import sys\nfrom visret.cli._app import main\n"
         f"sys.argv = ['visret', 'query', {str(image)!r}, '--index', {str(digits_index)!r}, '--json']\n"
         "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
     )

@@ -13,9 +13,9 @@ from PIL import Image
 
 import visret
 from visret import VisretError, build_index, get_extractor, open_index
-from visret.dataset import scan_folder
-from visret.images import read_image
-from visret.store.layout import checksum
+from visret.images._folders import scan_folder
+from visret.images._decode import read_image
+from visret.index._store.layout import checksum
 
 HOG32 = {"size": 32, "pixels_per_cell": 4}
 

@@ -16,7 +16,7 @@ HOG = {"size": 32, "pixels_per_cell": 4}
 
 
 def test_iterating_gives_every_entry_in_id_order(digits_index, monkeypatch):
-    monkeypatch.setattr(visret.index, "ITER_PAGE", 7)  # several pages
+    monkeypatch.setattr(visret.index._reader, "ITER_PAGE", 7)  # several pages
     with visret.open_index(digits_index) as index:
         entries = list(index)
         assert [e.id for e in entries] == list(range(1, 151))

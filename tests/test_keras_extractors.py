@@ -14,7 +14,7 @@ from PIL import Image
 
 import visret
 from visret import VisretError, build_index, get_extractor, open_index
-from visret.images import as_array
+from visret.images._decode import as_array
 
 import keras  # a required dependency: a broken install must fail here, not skip
 
@@ -49,7 +49,7 @@ def random_images(n, size, channels=3, seed=0):
 
 
 def test_every_required_family_is_registered():
-    names = set(visret.plugins.extractor_classes())
+    names = set(visret.features._lookup.extractor_classes())
     assert {f"keras/{n}" for n in REQUIRED} <= names
     assert {"cnn/lenet5", "cnn/vgg-small", "model"} <= names
 
@@ -58,7 +58,7 @@ def test_listing_and_validating_cnn_extractors_does_not_import_tensorflow(projec
     code = (
         "import sys, visret\n"
         "visret.get_extractor('keras/resnet50', pooling='max', weights='none')\n"
-        "visret.plugins.plugin_report()\n"
+        "visret.plugins._registry.plugin_report()\n"
         "print('tensorflow' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=project_env, timeout=120)
@@ -221,7 +221,7 @@ def test_latent_space_of_a_trained_cnn_retrieves_its_class(trained_lenet, digits
     index = build_index(digits / "train", f"model:{path}", tmp_path / "ix", metric="cosine")
     with index:
         manifest = index.manifest
-        assert manifest["extractor"]["params"]["sha256"] == visret.store.files.sha256_file(path)
+        assert manifest["extractor"]["params"]["sha256"] == visret.index._store.files.sha256_file(path)
         image = sorted((digits / "train" / "4").iterdir())[2]
         result = index.query(image, k=5)
         assert result.neighbors[0].path == str(image) and result.neighbors[0].distance < 1e-5

@@ -6,7 +6,7 @@ from sklearn.datasets import load_digits
 from sklearn.neighbors import KNeighborsClassifier
 
 from visret import VisretError, get_classifier
-from visret.voting import vote
+from visret.index._voting import vote
 from visret_heads.knn import KNNClassifier
 
 

@@ -10,9 +10,9 @@ from skimage import data as skdata
 
 import visret
 from visret import build_index, evaluate_knn, get_extractor, open_index
-from visret.dataset import scan_folder
-from visret.extraction import extract_records
-from visret.images import read_image
+from visret.images._folders import scan_folder
+from visret.embedding._extraction import extract_records
+from visret.images._decode import read_image
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +121,7 @@ def test_process_pool_output_equals_single_process_output(textures, name, params
     extractor = get_extractor(name, **params)
     records = scan_folder(textures / "train")
     if extractor.requires_fit:
-        visret.indexing.fit_extractor(extractor, records, max_pixels=10**8)
+        visret.embedding.fit_extractor(extractor, records, max_pixels=10**8)
     single = extract_records(extractor, records, batch_size=5, workers=1)
     pooled = extract_records(extractor, records, batch_size=5, workers=2)
     np.testing.assert_array_equal(single.features, pooled.features)

@@ -225,7 +225,7 @@ def test_an_index_type_that_cannot_be_trained_is_one_clear_error(digits, tmp_pat
 
 
 def test_auto_factory_follows_size_and_memory():
-    from visret.vectors import choose_factory
+    from visret.index._vectors import choose_factory
 
     assert choose_factory(10_000, 512) == "Flat"
     assert choose_factory(100_000, 512) == "IVF1024,Flat"
@@ -236,7 +236,7 @@ def test_auto_factory_follows_size_and_memory():
 def test_large_vector_files_open_memory_mapped(digits, tmp_path, monkeypatch):
     path = tmp_path / "ix"
     build_index(digits / "train", "pixels", path, workers=1, factory="HNSW16").close()
-    monkeypatch.setattr(visret.index, "MMAP_BYTES", 1000)
+    monkeypatch.setattr(visret.index._reader, "MMAP_BYTES", 1000)
     with open_index(path) as index:
         assert index.query(sorted((digits / "train" / "2").iterdir())[0], k=1).neighbors[0].distance == 0.0
 
@@ -269,11 +269,11 @@ def test_a_reader_during_concurrent_adds_never_errors(digits, tmp_path):
 
 
 def test_a_second_writer_waits_for_the_lock_then_gives_a_clear_error(digits, tmp_path, monkeypatch):
-    from visret.store.files import writer_lock
+    from visret.index._store.files import writer_lock
 
     path = tmp_path / "ix"
     build_index(digits / "test", "pixels", path, workers=1).close()
-    monkeypatch.setattr("visret.store.writer.LOCK_TIMEOUT", 0.3)
+    monkeypatch.setattr("visret.index._store.writer.LOCK_TIMEOUT", 0.3)
     with writer_lock(path):
         with pytest.raises(VisretError, match="being written by another process"):
             add_images([digits / "train" / "1"], path)

@@ -10,8 +10,8 @@ import pytest
 
 import visret
 from visret import VisretError, hookimpl
-from visret.dataset import ImageRecord
-from visret.loaders import DatasetLoader, find_images
+from visret.images._folders import ImageRecord
+from visret.images.loaders import DatasetLoader, find_images
 
 HOG = {"size": 32, "pixels_per_cell": 4}
 
@@ -69,7 +69,7 @@ def test_a_plugin_loader_is_chosen_by_prefix_and_by_file_type(loaders, digits, t
     result = cli("index", f"glob:{digits / 'test' / '5' / '*.png'}", "--index", str(tmp_path / "cli"),
                  "-e", "hog", "-p", "size=32", "-p", "pixels_per_cell=4")
     assert result.exit_code == 0 and "indexed 5 images" in result.output, result.output
-    report = {row["name"]: row for row in visret.plugins.plugin_report()}
+    report = {row["name"]: row for row in visret.plugins._registry.plugin_report()}
     assert report["test-loaders"]["loaders"] == ["glob", "manifest"]
     assert report["loaders"]["loaders"] == ["folder", "list"]
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from visret.metrics import average_precision, confusion_matrix, per_class_scores, precision_at_k
+from visret.evaluation.metrics import average_precision, confusion_matrix, per_class_scores, precision_at_k
 
 
 def test_average_precision_by_hand():
@@ -49,7 +49,7 @@ def test_confusion_and_per_class_scores():
 
 
 def test_recall_map_at_k_and_ndcg_by_hand():
-    from visret.metrics import average_precision_at_k, ndcg_at_k, recall_at_k
+    from visret.evaluation.metrics import average_precision_at_k, ndcg_at_k, recall_at_k
 
     # relevant at ranks 1 and 3; 4 relevant items exist
     relevant = np.array([[1, 0, 1, 0, 0]], bool)
@@ -64,7 +64,7 @@ def test_recall_map_at_k_and_ndcg_by_hand():
 
 
 def test_balanced_accuracy_weighs_classes_equally():
-    from visret.metrics import balanced_accuracy
+    from visret.evaluation.metrics import balanced_accuracy
 
     matrix = np.array([[90, 10], [5, 5]])  # accuracy 0.86, but the small class is at 0.5
     assert balanced_accuracy(matrix) == pytest.approx((0.9 + 0.5) / 2)
@@ -72,7 +72,7 @@ def test_balanced_accuracy_weighs_classes_equally():
 
 
 def test_interpolated_precision_at_standard_recall_levels():
-    from visret.metrics import RECALL_LEVELS, interpolated_precision
+    from visret.evaluation.metrics import RECALL_LEVELS, interpolated_precision
 
     # ranks: R N R N ; 2 relevant -> recall 0.5 at precision 1 (rank 1), recall 1 at precision 0.5 (rank 3)
     curve = interpolated_precision(np.array([[1, 0, 1, 0]], bool), [2])[0]

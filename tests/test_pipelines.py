@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 
 import visret
-from visret.recipe import read_recipe
+from visret.evaluation._recipe import read_recipe
 from visret import VisretError
-from visret.pipelines import tta
-from visret.pipelines.split import make_split
+from visret.classification import _tta as tta
+from visret.classification._split import make_split
 
 HOG = ["-e", "hog", "-p", "size=32", "-p", "pixels_per_cell=4"]
 HOG_PARAMS = {"size": 32, "pixels_per_cell": 4}
@@ -76,8 +76,8 @@ def test_a_feature_pipeline_chooses_its_head_on_validation_and_reports_held_out_
     assert len(scores) == 8 and report.validation_accuracy == max(scores)
     assert report.params == next(c["params"] for c in report.selection if c["validation_accuracy"] == max(scores))
     assert pipeline.head.k == report.params["k"] and pipeline.head.weights == report.params["weights"]
-    labels = np.array([r.label for r in visret.pipelines.split.labelled_records(digits / "test")])
-    predicted = pipeline.predict([r.path for r in visret.pipelines.split.labelled_records(digits / "test")])
+    labels = np.array([r.label for r in visret.classification._split.labelled_records(digits / "test")])
+    predicted = pipeline.predict([r.path for r in visret.classification._split.labelled_records(digits / "test")])
     assert report.test_accuracy == pytest.approx(np.mean(predicted == labels))
     assert np.trace(np.array(report.confusion_matrix)) == round(report.test_accuracy * 50) and report.test_accuracy > 0.8
     assert report.model_bytes > 0 and report.train_seconds > 0 and report.inference_images_per_s > 0
@@ -188,7 +188,7 @@ def test_tta_views_are_deterministic_shifts_and_crops_and_mirror_only_when_asked
 def test_tta_averages_the_posteriors_of_the_image_and_its_views(hog_pipeline, digits):
     pipeline, _, _ = hog_pipeline
     path = sorted((digits / "test" / "7").iterdir())[0]
-    image = visret.images.read_image(path, pipeline.input_spec)[0]
+    image = visret.images._decode.read_image(path, pipeline.input_spec)[0]
     expected = np.mean([pipeline.predict_arrays([v])[0] for v in [image, *tta.views(image, 4)]], axis=0)
     np.testing.assert_allclose(pipeline.predict_proba([path], tta=4)[0], expected)
 

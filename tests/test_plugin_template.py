@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from visret import VisretError
-from visret.new_plugin import write_plugin
+from visret.plugins._new_plugin import write_plugin
 
 
 @pytest.mark.slow

@@ -13,7 +13,8 @@ from PIL import Image
 
 import visret
 from visret import VisretError, get_classifier, get_extractor
-from visret.plugins import extractor_classes, plugin_report
+from visret.plugins._registry import plugin_report
+from visret.features._lookup import extractor_classes
 
 VISRET = str(Path(sys.executable).with_name("visret"))
 
@@ -99,8 +100,8 @@ def test_registered_plugin_works_end_to_end_and_goes_away(register_plugin, digit
     index = visret.build_index(digits / "train", "test/brightness", tmp_path / "ix", workers=1)
     with index:
         assert len(index) == 150 and index.extractor.dim == 1
-    visret.plugins.pm.unregister(name="brightness")
-    visret.plugins.reset_registry()
+    visret.plugins._registry.pm.unregister(name="brightness")
+    visret.plugins._registry.reset_registry()
     assert "test/brightness" not in extractor_classes()
     with pytest.raises(VisretError, match="cannot be created"):
         visret.open_index(tmp_path / "ix")
@@ -160,7 +161,7 @@ def test_a_plugin_that_fails_to_import_never_breaks_the_cli(tmp_path, project_en
 
 
 def test_visret_load_plugins_restricts_what_loads(project_env):
-    core = sorted(visret.plugins.BUILTIN_PLUGINS)  # the core's own plugins load whatever the setting
+    core = sorted(visret.plugins._registry.BUILTIN_PLUGINS)  # the core's own plugins load whatever the setting
     listing = run_visret("plugins", "--json", env={**project_env, "VISRET_LOAD_PLUGINS": "handcrafted"})
     assert [row["name"] for row in json.loads(listing.stdout)] == sorted(["handcrafted", *core])
     by_dist = run_visret("plugins", "--json", env={**project_env, "VISRET_LOAD_PLUGINS": "visret-plugin-example"})
@@ -229,8 +230,8 @@ def test_a_plugins_pipeline_kind_trains_saves_loads_and_classifies(register_plug
     assert report["test_accuracy"] == 1.0 and report["pipeline"] == "test/threshold" and 60 < json.loads(model.read_text())["threshold"] < 190
     classified = cli("classify", tmp_path / "data", "--model", model, "--json")
     assert classified.exit_code == 0 and [r["label"] for r in json.loads(classified.stdout)] == ["dark"] * 10 + ["light"] * 10
-    visret.plugins.pm.unregister(name="threshold")
-    visret.plugins.reset_registry()
+    visret.plugins._registry.pm.unregister(name="threshold")
+    visret.plugins._registry.reset_registry()
     with pytest.raises(VisretError, match="is not a saved pipeline"):
         visret.load_pipeline(model)
 
@@ -238,7 +239,7 @@ def test_a_plugins_pipeline_kind_trains_saves_loads_and_classifies(register_plug
 def test_every_hook_is_documented_in_the_readme():
     import inspect
 
-    from visret import hookspecs
+    from visret.plugins import hookspecs
 
     root = Path(__file__).resolve().parents[1]
     hooks = [name for name, f in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("register_")]

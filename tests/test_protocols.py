@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from visret.protocols import stratified_folds, stratified_test_mask
+from visret.evaluation._protocols import stratified_folds, stratified_test_mask
 
 
 def labels_of(counts):

@@ -18,7 +18,7 @@ import ray
 
 import visret
 from visret import VisretError
-from visret.engines import ray_data
+from visret.embedding.engines import ray_data
 
 HOG = {"size": 32, "pixels_per_cell": 4}
 pytestmark = pytest.mark.slow

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from visret import hookimpl
-from visret.report_formats import LeaderboardView, ReportFormat
+from visret.reports.formats import LeaderboardView, ReportFormat
 
 
 class TsvFormat(ReportFormat):

@@ -11,11 +11,11 @@ from PIL import Image
 
 import visret
 from visret import VisretError, build_index, evaluate_features, evaluate_knn, open_index, remove_images
-from visret.distances import get_distance
-from visret.normalization import normalize
-from visret.recipe import Recipe, read_recipe
-from visret.rerank import Reranker, parse_rerank
-from visret.search import ArrayCollection
+from visret.index.distances import get_distance
+from visret.features.normalization import normalize
+from visret.evaluation._recipe import Recipe, read_recipe
+from visret.index._rerank import Reranker, parse_rerank
+from visret.index._search import ArrayCollection
 
 
 
@@ -183,8 +183,8 @@ def test_bad_rerank_specs_are_one_line():
 
 def test_query_expansion_improves_retrieval_on_real_digits(digits):
     extractor = visret.get_extractor("post", extractor={"name": "hog", "params": {"size": 32, "pixels_per_cell": 4}}, steps=["l2"])
-    from visret.dataset import scan_folder
-    from visret.extraction import extract_records
+    from visret.images._folders import scan_folder
+    from visret.embedding._extraction import extract_records
 
     def embed(folder):
         records = scan_folder(folder)
@@ -222,7 +222,7 @@ def test_leave_one_out_of_a_supervised_index_never_fits_on_its_queries(tmp_path)
 
 
 def test_supervised_steps_learn_from_labels_and_beat_the_plain_features(digits):
-    from visret.comparison import compare
+    from visret.evaluation._comparison import compare
 
     hog = {"name": "hog", "params": {"size": 32, "pixels_per_cell": 8}}  # 324-d
     result = compare(digits / "train", [hog, {"name": "post", "params": {"extractor": hog, "steps": ["standardize", "lda", "l2"]}},
@@ -278,7 +278,7 @@ def test_a_recipe_round_trips_into_an_index(digits, tmp_path, cli):
 def test_a_full_ranking_matches_a_reference_sort_with_ties_by_id(metric):
     """Ranking the whole collection (leave-one-out's default) takes another path than a short
     list: the same distances, ordered by distance then id, over shards whose ids are not in row order."""
-    from visret.search import ExactSearch
+    from visret.index._search import ExactSearch
 
     rng = np.random.default_rng(4)
     vectors = rng.integers(0, 3, (60, 4)).astype(np.float32) + 0.5  # few distinct values: many ties

@@ -18,8 +18,8 @@ from PIL import Image
 
 import visret
 from visret import VisretError, add_images, build_index, open_index, sync_index
-from visret.store import layout
-from visret.store.layout import MANIFEST, checksum
+from visret.index._store import layout
+from visret.index._store.layout import MANIFEST, checksum
 
 VISRET = str(Path(sys.executable).with_name("visret"))
 
@@ -151,13 +151,13 @@ def test_a_folder_that_cannot_be_listed_is_a_counted_skip(digits, tmp_path):
 
 
 def test_max_pixels_above_pillows_own_limit_is_honoured(tmp_path):
-    from visret.images import DEFAULT_MAX_PIXELS, read_image
-    from visret.extractor import InputSpec
+    from visret.images._decode import DEFAULT_MAX_PIXELS, read_image
+    from visret.features._extractor import InputSpec
 
     big = tmp_path / "big.png"
     Image.new("L", (10_000, 9_000), 90).save(big)  # 90 Mpx: over Pillow's 89.5 Mpx
     spec = InputSpec("L", (8, 8))
-    with pytest.raises(visret.images.ImageReadError, match=f"10000x9000 pixels exceeds the limit of {DEFAULT_MAX_PIXELS}"):
+    with pytest.raises(visret.images._decode.ImageReadError, match=f"10000x9000 pixels exceeds the limit of {DEFAULT_MAX_PIXELS}"):
         read_image(big, spec)
     image, _ = read_image(big, spec, max_pixels=100_000_000)
     assert image.shape == (8, 8) and abs(float(image.mean()) - 90) <= 1
@@ -230,13 +230,13 @@ def test_a_writer_never_follows_a_link_out_of_the_index(index_path, digits, tmp_
 
 
 def test_each_file_is_checked_on_first_read_and_verify_checksums_all_on_opening(index_path, digits, monkeypatch):
-    import visret.store.reader as reader
+    import visret.index._store.reader as reader
 
     manifest = manifest_of(index_path)
     every_file = sorted(Path(n).name for n in layout.referenced(manifest))
     hashed, summed = [], []
-    monkeypatch.setattr(reader, "sha256_file", lambda p: hashed.append(Path(p).name) or visret.store.files.sha256_file(p))
-    monkeypatch.setattr(reader, "word_sum", lambda p: summed.append(Path(p).name) or visret.store.files.word_sum(p))
+    monkeypatch.setattr(reader, "sha256_file", lambda p: hashed.append(Path(p).name) or visret.index._store.files.sha256_file(p))
+    monkeypatch.setattr(reader, "word_sum", lambda p: summed.append(Path(p).name) or visret.index._store.files.word_sum(p))
     query = sorted((digits / "test" / "3").iterdir())[0]
     with open_index(index_path) as index:
         assert hashed == [Path(manifest["files"]["ids"]["name"]).name] and summed == []  # opening: the id list only
@@ -268,7 +268,7 @@ def test_an_index_written_before_word_sums_is_checked_with_sha256_on_first_read(
 
 
 def test_the_word_sum_changes_with_any_flipped_byte_and_with_the_order_of_words(tmp_path):
-    from visret.store.files import word_sum
+    from visret.index._store.files import word_sum
 
     file = tmp_path / "f"
     original = np.random.default_rng(0).bytes(8 * 1000 + 3)  # a tail that is not a whole word
@@ -337,7 +337,7 @@ def _answers(path, queries):
 def test_flipped_bits_in_ids_and_array_headers_never_answer_wrongly(index_path, digits, role, monkeypatch):
     """Every flip either leaves the answers exactly as they were or makes a plain open refuse, by
     the structural checks alone (the content checks on first read turned off)."""
-    monkeypatch.setattr(visret.store.reader.Store, "check", lambda self, entry, whole_read=True: None)
+    monkeypatch.setattr(visret.index._store.reader.Store, "check", lambda self, entry, whole_read=True: None)
     manifest = manifest_of(index_path)
     file = index_path / (manifest["files"]["ids"]["name"] if role == "ids" else manifest["shards"][0]["name"])
     original = file.read_bytes()
@@ -364,7 +364,7 @@ def test_flipped_bits_in_ids_and_array_headers_never_answer_wrongly(index_path, 
 def test_entries_text_that_is_not_utf8_is_a_corrupt_index_not_a_traceback(index_path, digits, monkeypatch):
     import sqlite3
 
-    monkeypatch.setattr(visret.store.reader, "FIRST_READ_LIMIT", 0)  # a table too large to check on first read
+    monkeypatch.setattr(visret.index._store.reader, "FIRST_READ_LIMIT", 0)  # a table too large to check on first read
 
     manifest = manifest_of(index_path)
     table = index_path / manifest["files"]["entries"]["name"]
@@ -490,7 +490,7 @@ def _alive(pid: int) -> bool:
 
 def test_workers_die_with_a_killed_parent(digits, tmp_path):
     code = (
-        "import visret, visret.extraction as e; e.POOL_PAYS_AFTER = 0; "
+        "import visret, visret.embedding._extraction as e; e.POOL_PAYS_AFTER = 0; "
         f"visret.build_index({str(digits / 'train')!r}, 'gist', {str(tmp_path / 'ix')!r}, workers=2, batch_size=4)"
     )
     process = subprocess.Popen([sys.executable, "-c", code])
@@ -511,8 +511,8 @@ SCRIPT = """
 import sys
 import numpy as np
 import visret
-import visret.extraction
-visret.extraction.POOL_PAYS_AFTER = 0  # start workers even for this small job
+import visret.embedding._extraction
+visret.embedding._extraction.POOL_PAYS_AFTER = 0  # start workers even for this small job
 
 index = visret.build_index(sys.argv[1], extractor=sys.argv[2], index=sys.argv[3], workers=2, batch_size=8)
 result = index.query(sys.argv[4], k=3)
@@ -545,26 +545,26 @@ def test_a_script_without_a_main_guard_runs(digits, tmp_path, inline):
 
 
 def test_workers_start_only_when_the_work_pays_for_them(digits):
-    from visret.extraction import Embedder
-    from visret.dataset import scan_folder
+    from visret.embedding._extraction import Embedder
+    from visret.images._folders import scan_folder
 
     records = scan_folder(digits / "test")
     with Embedder(visret.get_extractor("pixels"), batch_size=8, workers=2) as embedder:
         small = embedder.run(records)
         assert embedder._pool is None  # 50 tiny images: one process is quicker than starting more
     with Embedder(visret.get_extractor("pixels"), batch_size=8, workers=2) as embedder:
-        visret.extraction.POOL_PAYS_AFTER, saved = 0.0, visret.extraction.POOL_PAYS_AFTER
+        visret.embedding._extraction.POOL_PAYS_AFTER, saved = 0.0, visret.embedding._extraction.POOL_PAYS_AFTER
         try:
             pooled = embedder.run(records)
             assert embedder._pool is not None
         finally:
-            visret.extraction.POOL_PAYS_AFTER = saved
+            visret.embedding._extraction.POOL_PAYS_AFTER = saved
     np.testing.assert_array_equal(small.features, pooled.features)
     assert small.records == pooled.records
 
 
 # ---- crashes at every point of every writer ------------------------------------------------------
-import visret.store.writer  # noqa: E402
+import visret.index._store.writer  # noqa: E402
 
 WRITERS = {
     "index": "visret.build_index(DATA, 'pixels', IX, workers=1, shard_size=8{factory})",
@@ -617,6 +617,6 @@ def test_a_writer_killed_at_any_point_reruns_to_the_uninterrupted_result(tmp_pat
             assert rerun == 0 or (writer == "remove" and point == "swapped" and rerun == 1), point
         assert snapshot(ix) == expected, point
         open_index(ix, verify=True).close()
-        with visret.store.writer.Writer(ix):  # the next writer finds no leftovers
+        with visret.index._store.writer.Writer(ix):  # the next writer finds no leftovers
             assert not (ix / ".staging").exists()
     assert killed >= len(points) - 2

@@ -12,7 +12,7 @@ import keras  # a required dependency: a broken install must fail here, not skip
 
 
 def test_a_cnn_is_trained_and_tested_on_the_shared_split_and_saves_it(digits, tmp_path):
-    from visret.pipelines.split import make_split
+    from visret.classification._split import make_split
 
     split = make_split(digits / "train", val_split=0.2, test_split=0.2, seed=0)
     _, report = visret.train_pipeline(digits / "train", model="cnn/lenet5", epochs=1, out=tmp_path / "m.keras", val_split=0.2, test_split=0.2)

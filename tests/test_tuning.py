@@ -6,8 +6,8 @@ import shutil
 import pytest
 
 from visret import VisretError, open_index
-from visret.recipe import read_recipe
-from visret.tuning import Tuner, tune
+from visret.evaluation._recipe import read_recipe
+from visret.evaluation._tuning import Tuner, tune
 
 BASES = ("pixels", "edges")
 
@@ -79,8 +79,8 @@ def test_tuning_needs_labelled_classes_and_known_extractors(digits, tmp_path):
 def test_the_pretrained_network_is_tuned_with_the_handcrafted_blocks_and_scored_with_the_default(photo_crops):
     import numpy as np
 
-    from visret.extractor import DEFAULT_EXTRACTOR_LABEL
-    from visret.plugins import extractor_from_spec
+    from visret.features._extractor import DEFAULT_EXTRACTOR_LABEL
+    from visret.features._lookup import extractor_from_spec
 
     result = tune(photo_crops, extractors=("keras/squeezenet", "color-hist"), workers=1, test_size=0.25, rerank=False)
     assert set(result.defaults) == {"keras/squeezenet", "color-hist", f"default: {DEFAULT_EXTRACTOR_LABEL}"}

@@ -1,7 +1,7 @@
 """visret: image retrieval and classification with handcrafted and deep features.
 
 The public API is small: build an index from a folder, a list of images or vectors, open it, query it, evaluate k-NN on
-held-out images; train, compare, save and reopen classification pipelines. Extractors and classifier heads come from plugins (see ``visret.hookspecs``).
+held-out images; train, compare, save and reopen classification pipelines. Extractors and classifier heads come from plugins (see ``visret.plugins.hookspecs``).
 """
 
 import os as _os
@@ -11,32 +11,50 @@ import os as _os
 # libgomp; an explicit setting of the user's wins.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from visret.classifier import Classifier
-from visret.version import __version__
+from visret.classification import ClassificationReport, Pipeline, Prediction, load_pipeline, train_pipeline
+from visret.classification._comparison import PipelineComparison, compare_pipelines
 from visret.duplicates import DuplicateReport, find_duplicates
+from visret.embedding import embed_folder
 from visret.errors import VisretError
-from visret.evaluation import KnnReport, evaluate_features, evaluate_knn
-from visret.extractor import FeatureExtractor, InputSpec
-from visret.fitting import embed_folder
-from visret.index import Index, Neighbor, QueryResult, open_index
-from visret.autofaiss import export_autofaiss, import_faiss_index
-from visret.indexing import add_images, build_index, index_from_arrays, remove_images, sync_index
-from visret.pipelines import ClassificationReport, Pipeline, load_pipeline, train_pipeline
-from visret.pipelines.comparison import PipelineComparison, compare_pipelines
-from visret.plugins import from_config, get_classifier, get_extractor, hookimpl
+from visret.evaluation import KnnReport, Recipe, TuningResult, evaluate_features, evaluate_knn, read_recipe, tune
+from visret.features import Classifier, FeatureExtractor, InputSpec, from_config, get_classifier, get_extractor
+from visret.images import ImageRecord
+from visret.index import (
+    Changes,
+    Entry,
+    Index,
+    Neighbor,
+    QueryResult,
+    add_images,
+    build_index,
+    export_autofaiss,
+    import_faiss_index,
+    index_from_arrays,
+    open_index,
+    remove_images,
+    sync_index,
+)
+from visret.plugins import hookimpl
+from visret.version import __version__
 
 __all__ = [
+    "Changes",
     "ClassificationReport",
     "Classifier",
     "DuplicateReport",
+    "Entry",
     "FeatureExtractor",
+    "ImageRecord",
     "Index",
     "InputSpec",
     "KnnReport",
     "Neighbor",
     "Pipeline",
     "PipelineComparison",
+    "Prediction",
     "QueryResult",
+    "Recipe",
+    "TuningResult",
     "VisretError",
     "__version__",
     "add_images",
@@ -55,7 +73,9 @@ __all__ = [
     "index_from_arrays",
     "load_pipeline",
     "open_index",
+    "read_recipe",
     "remove_images",
     "sync_index",
     "train_pipeline",
+    "tune",
 ]

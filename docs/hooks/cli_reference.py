@@ -34,7 +34,7 @@ def _command(name: str, command, parent) -> str:
 def reference() -> str:
     import typer
 
-    from visret.cli import add_plugin_commands, app
+    from visret.cli._app import add_plugin_commands, app
 
     add_plugin_commands()
     group = typer.main.get_command(app)

@@ -7,8 +7,8 @@ from typing import ClassVar
 import numpy as np
 
 from visret import FeatureExtractor, InputSpec
-from visret.normalization import normalize, parse_norm
-from visret.params import as_int_tuple, check_bool, check_choice, check_image_size, check_positive_int
+from visret.features.normalization import normalize, parse_norm
+from visret.features.params import as_int_tuple, check_bool, check_choice, check_image_size, check_positive_int
 
 SPACES = {"rgb": "RGB", "hsv": "HSV", "lab": "LAB"}
 

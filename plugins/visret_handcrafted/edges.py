@@ -7,8 +7,8 @@ from typing import ClassVar
 import numpy as np
 
 from visret import FeatureExtractor, InputSpec
-from visret.normalization import normalize, parse_norm
-from visret.params import check_image_size, check_positive_int, check_positive_number
+from visret.features.normalization import normalize, parse_norm
+from visret.features.params import check_image_size, check_positive_int, check_positive_number
 from visret_handcrafted.grid import cell_bounds
 
 

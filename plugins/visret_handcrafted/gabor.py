@@ -8,7 +8,7 @@ from typing import ClassVar
 import numpy as np
 
 from visret import FeatureExtractor, InputSpec
-from visret.params import check_image_size, check_positive_int
+from visret.features.params import check_image_size, check_positive_int
 from visret_handcrafted.grid import grid_means
 from visret_handcrafted.texture import as_list
 

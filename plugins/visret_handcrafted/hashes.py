@@ -23,7 +23,7 @@ from typing import ClassVar
 import numpy as np
 
 from visret import FeatureExtractor, InputSpec
-from visret.params import check_positive_int
+from visret.features.params import check_positive_int
 
 #: 32 x 32 = 1,024 bits is far beyond what near-duplicate search needs.
 MAX_HASH_SIZE = 32

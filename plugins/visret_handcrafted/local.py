@@ -11,8 +11,8 @@ from typing import ClassVar
 import numpy as np
 
 from visret import FeatureExtractor, InputSpec
-from visret.normalization import normalize, parse_norm
-from visret.params import check_choice, check_image_size, check_positive_int
+from visret.features.normalization import normalize, parse_norm
+from visret.features.params import check_choice, check_image_size, check_positive_int
 
 DESCRIPTOR_DIMS = {"sift": 128, "orb": 256, "daisy": 200}
 

@@ -7,7 +7,7 @@ from typing import ClassVar
 import numpy as np
 
 from visret import FeatureExtractor, InputSpec
-from visret.params import check_choice, check_positive_int
+from visret.features.params import check_choice, check_positive_int
 
 #: Largest side: an RGB vector of 512 x 512 pixels already has 786,432 values.
 MAX_SIDE = 512

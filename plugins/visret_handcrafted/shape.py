@@ -7,7 +7,7 @@ from typing import ClassVar
 import numpy as np
 
 from visret import FeatureExtractor, InputSpec
-from visret.params import check_choice, check_image_size, check_positive_int
+from visret.features.params import check_choice, check_image_size, check_positive_int
 
 GEOMETRY = (
     "area", "perimeter", "eccentricity", "solidity", "extent", "major_axis", "minor_axis",

@@ -8,8 +8,8 @@ from typing import ClassVar
 import numpy as np
 
 from visret import FeatureExtractor, InputSpec
-from visret.normalization import normalize, parse_norm
-from visret.params import check_choice, check_image_size, check_positive_int
+from visret.features.normalization import normalize, parse_norm
+from visret.features.params import check_choice, check_image_size, check_positive_int
 from visret_handcrafted.grid import grid_cells
 
 HOG_BLOCK_NORMS = ("L1", "L1-sqrt", "L2", "L2-Hys")

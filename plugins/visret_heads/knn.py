@@ -6,11 +6,11 @@ from typing import ClassVar
 
 import numpy as np
 
-from visret.classifier import Classifier
-from visret.distances import get_distance
-from visret.voting import WEIGHTINGS, vote
-from visret.params import check_choice, check_positive_int
-from visret.search import ExactSearch
+from visret.features._classifier import Classifier
+from visret.index.distances import get_distance
+from visret.index._voting import WEIGHTINGS, vote
+from visret.features.params import check_choice, check_positive_int
+from visret.index._search import ExactSearch
 
 
 class KNNClassifier(Classifier):

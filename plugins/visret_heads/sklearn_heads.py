@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from visret import Classifier
-from visret.params import check_bool, check_positive_int, check_positive_number
+from visret.features.params import check_bool, check_positive_int, check_positive_number
 
 
 class SklearnHead(Classifier):

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from visret import InputSpec
-from visret.params import check_bool, check_choice, check_image_size, check_positive_int
+from visret.features.params import check_bool, check_choice, check_image_size, check_positive_int
 from visret_keras import runtime
 from visret_keras.base import KerasExtractor
 from visret_keras.preprocessing import preprocessing_layers

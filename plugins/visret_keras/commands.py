@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from visret.console import out, parse_cli_params, print_json, shown
+from visret.cli.console import out, parse_cli_params, print_json, shown
 
 
 def register(app: typer.Typer) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from visret import InputSpec
-from visret.params import as_int_tuple, check_choice, check_image_size, check_positive_int
+from visret.features.params import as_int_tuple, check_choice, check_image_size, check_positive_int
 from visret_keras.architectures import cut_before_head, lenet5, vgg_small
 from visret_keras.base import KerasExtractor
 

@@ -15,7 +15,7 @@ from typing import ClassVar
 import numpy as np
 
 from visret import Classifier, VisretError
-from visret.params import check_positive_int, check_positive_number
+from visret.features.params import check_positive_int, check_positive_number
 from visret_keras import runtime
 
 

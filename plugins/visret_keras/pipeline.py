@@ -15,7 +15,7 @@ from typing import Any, Callable, ClassVar, Sequence
 import numpy as np
 
 from visret import InputSpec, VisretError
-from visret.pipelines import Pipeline
+from visret.classification import Pipeline
 from visret_keras import runtime
 
 #: Images per forward pass.
@@ -116,7 +116,7 @@ class CNNPipeline(Pipeline):
     # ---- training -----------------------------------------------------------------------
     @classmethod
     def trains(cls, model: str) -> bool:
-        from visret.plugins import extractor_classes
+        from visret.features._lookup import extractor_classes
 
         from visret_keras.base import KerasExtractor
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from visret.store.files import sha256_file
+from visret.index._store.files import sha256_file
 from visret_keras import runtime
 from visret_keras.architectures import cut_before_head
 from visret_keras.base import KerasExtractor

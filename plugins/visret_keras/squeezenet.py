@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from visret import InputSpec
-from visret.normalization import normalize as normalize_rows, parse_norm
-from visret.params import check_choice, check_image_size, check_positive_int
+from visret.features.normalization import normalize as normalize_rows, parse_norm
+from visret.features.params import check_choice, check_image_size, check_positive_int
 from visret_keras import runtime
 from visret_keras.base import KerasExtractor
 from visret_keras.preprocessing import IMAGENET_MEAN_BGR, mode_layers

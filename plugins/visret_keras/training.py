@@ -1,8 +1,8 @@
 """Training CNN classifiers: from scratch, transfer learning (frozen FEN + new head), fine-tuning.
 
-``fit_network`` trains on a ``visret.pipelines.split.Split``: the training part, the validation
+``fit_network`` trains on a ``visret.classification._split.Split``: the training part, the validation
 part for early stopping and the learning-rate schedule, never the test part (held-out testing
-is shared by every pipeline, in ``visret.pipelines.training``). Augmentation layers live inside
+is shared by every pipeline, in ``visret.classification._training``). Augmentation layers live inside
 the model (active only in training); mixup, class weights, checkpoints, CSV and TensorBoard logs
 and a PNG of the curves are optional or written next to the model.
 """
@@ -16,9 +16,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from visret import VisretError, get_extractor
-from visret.dataset import ImageRecord
-from visret.images import ImageReadError, read_image
-from visret.plots import save_curves
+from visret.images._folders import ImageRecord
+from visret.images._decode import ImageReadError, read_image
+from visret.reports.plots import save_curves
 from visret_keras import runtime
 from visret_keras.augment import augmentation_model, mixup, parse_augment
 from visret_keras.base import KerasExtractor

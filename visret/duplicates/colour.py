@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from visret.extractor import InputSpec
-from visret.images import ImageReadError, read_image
+from visret.features._extractor import InputSpec
+from visret.images._decode import ImageReadError, read_image
 
 #: Chroma (max - min of R, G, B, 0-255) from which a pixel counts as coloured.
 MIN_CHROMA = 30

@@ -14,14 +14,14 @@ from typing import Any, Callable
 
 import numpy as np
 
-from visret.dataset import scan_folder
+from visret.images._folders import scan_folder
 from visret.duplicates import colour
 from visret.duplicates import threshold as thresholds
 from visret.duplicates.pairs import UnionFind, close_pairs, distance_name, nearest_distances, random_pair_distances, searchable
 from visret.duplicates.report import DuplicateReport, Group, Pair
 from visret.errors import VisretError
-from visret.extractor import FeatureExtractor
-from visret.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
+from visret.features._extractor import FeatureExtractor
+from visret.images._decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 
 #: The extractor duplicates are found with unless another is named: on the benchmark's copies
 #: (re-encoded, resized, cropped, turned, re-lit, grey) GIST with the colour check reaches pair F1
@@ -64,8 +64,8 @@ def _pixels(path: str) -> int:
 
 
 def _from_folder(folder: Path, extractor: FeatureExtractor, workers, max_pixels, max_bytes, progress):
-    from visret.extraction import extract_records, nothing_embedded
-    from visret.fitting import fit_extractor
+    from visret.embedding._extraction import extract_records, nothing_embedded
+    from visret.embedding._fitting import fit_extractor
 
     records = scan_folder(folder)
     if not records:
@@ -129,8 +129,8 @@ def find_duplicates(
     two colourful images whose hues disagree out of one group (see ``visret.duplicates.colour``);
     it reads the images of candidate pairs again (a file gone since indexing passes).
     """
-    from visret.index import Index, open_at
-    from visret.plugins import resolve_extractor
+    from visret.index._index import Index, open_at
+    from visret.features._lookup import resolve_extractor
 
     if keep not in KEEP_RULES:
         raise VisretError(f"keep must be one of {', '.join(KEEP_RULES)}, got {keep!r}")

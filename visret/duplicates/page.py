@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from visret.duplicates.report import DuplicateReport
-from visret.output_files import write_text
+from visret.reports._output_files import write_text
 
 #: Groups drawn on the page; the JSON or CSV output lists them all.
 MAX_GROUPS = 500
@@ -20,7 +20,7 @@ THUMBNAIL = 128
 def _thumbnail_uri(path: str) -> str:
     from PIL import Image
 
-    from visret.plots import _thumbnail
+    from visret.reports.plots import _thumbnail
 
     buffer = io.BytesIO()
     Image.fromarray(_thumbnail(path, THUMBNAIL)).save(buffer, format="JPEG", quality=80)
@@ -28,7 +28,7 @@ def _thumbnail_uri(path: str) -> str:
 
 
 def _histogram_uri(report: DuplicateReport) -> str:
-    from visret.plots import save_distance_histogram
+    from visret.reports.plots import save_distance_histogram
 
     with tempfile.TemporaryDirectory(prefix="visret-page-") as tmp:
         picture = save_distance_histogram(report.nearest, report.threshold, report.distance, Path(tmp) / "histogram.png")
@@ -36,7 +36,7 @@ def _histogram_uri(report: DuplicateReport) -> str:
 
 
 def write_page(report: DuplicateReport, out: str | Path) -> Path:
-    from visret.plots import MAX_GROUP_TILES
+    from visret.reports.plots import MAX_GROUP_TILES
 
     sections = []
     for number, group in enumerate(report.groups[:MAX_GROUPS], start=1):

@@ -29,8 +29,8 @@ from PIL import Image
 
 from visret.version import __version__
 from visret.errors import VisretError
-from visret.extractor import InputSpec
-from visret.images import DEFAULT_MAX_PIXELS, ImageReadError, decode, read_file
+from visret.features._extractor import InputSpec
+from visret.images._decode import DEFAULT_MAX_PIXELS, ImageReadError, decode, read_file
 from visret.serve.budget import PixelBudget, pixels_of, return_large_blocks_to_the_system
 from visret.serve.guards import Guards, host_names
 from visret.serve.live import LiveIndex
@@ -258,8 +258,8 @@ def leave_one_out(index) -> tuple[Any, str]:
     """Leave-one-out k-NN quality of the index, and its confusion matrix as a base64 PNG."""
     import tempfile
 
-    from visret.evaluation import evaluate_knn
-    from visret.plots import save_confusion
+    from visret.evaluation._knn import evaluate_knn
+    from visret.reports.plots import save_confusion
 
     report = evaluate_knn(index=index, k=5, at=(1, 5, 10))
     with tempfile.TemporaryDirectory(prefix="visret-serve-") as scratch:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from visret.errors import VisretError
-from visret.index import Index, open_index
+from visret.index._index import Index, open_index
 
 #: Thumbnails kept in memory (about 10 KB each).
 THUMBNAILS = 4096

@@ -1,0 +1,195 @@
+"""Comparing classification pipelines on one split: ``hog+linear-svm`` against ``cnn/lenet5``.
+
+Every pipeline is trained by ``train_pipeline`` with the same seed, so all split the folder into the
+same train, validation and test images and are tested on the same held-out part. Each uses the
+training and validation images its own way: a head chooses its parameters on the validation part
+and is refitted on both; a CNN learns from the training part and stops early on the validation
+part. The test part is never seen before testing; the leaderboard's "best" is only the row with
+the highest test accuracy, not a choice made on it.
+
+Pipelines are written ``EXTRACTOR+HEAD`` (a head on an extractor's features), ``NETWORK`` (a CNN
+trained from scratch), ``NETWORK+transfer`` (a pretrained network frozen, a new head trained) or
+``NETWORK+fine-tune:N`` (then its last N layers trained too). Parameters go in parentheses:
+``hog(pixels_per_cell=4)+svm(C=10)``, ``cnn/vgg-small(size=32)``, lists as JSON:
+``combine(parts=["gist","hog"])+svm``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from visret.errors import VisretError
+from visret.evaluation._leaderboard import Leaderboard
+from visret.features.params import parse_params
+from visret.classification._pipeline import Pipeline
+from visret.classification._report import ClassificationReport
+from visret.classification._training import DEFAULT_HEAD, pipeline_kinds, train_pipeline
+
+#: Leaderboard columns where lower is better.
+LOWER_IS_BETTER = {"train_s", "model_bytes"}
+_PART = re.compile(r"^\s*([^()\s]+)\s*(?:\((.*)\))?\s*$")
+
+
+@dataclass
+class PipelineSpec:
+    """One pipeline to train, as written (``text``) and as ``train_pipeline`` arguments."""
+
+    text: str
+    arguments: dict[str, Any]
+
+    @property
+    def trains_network(self) -> bool:
+        return "model" in self.arguments
+
+
+def split_top_level(text: str, separator: str) -> list[str]:
+    """Split on ``separator`` outside brackets and quotes."""
+    parts, depth, quoted, current = [], 0, False, ""
+    for char in text:
+        if char == '"':
+            quoted = not quoted
+        elif not quoted:
+            depth += (char in "([{") - (char in ")]}")
+        if char == separator and depth == 0 and not quoted:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    return [p.strip() for p in parts + [current] if p.strip()]
+
+
+def _name_and_params(text: str) -> tuple[str, dict[str, Any]]:
+    match = _PART.match(text)
+    if not match:
+        raise VisretError(f"cannot read {text!r}: write NAME or NAME(key=value,...)")
+    name, inner = match.groups()
+    try:
+        return name, parse_params(split_top_level(inner, ",")) if inner else {}
+    except ValueError as exc:
+        raise VisretError(f"{text}: {exc}") from None
+
+
+def parse_pipeline(text: str) -> PipelineSpec:
+    """``hog+svm(C=10)``, ``cnn/lenet5``, ``keras/mobilenet_v2+transfer``, ``keras/resnet50+fine-tune:30``."""
+    parts = split_top_level(text, "+")
+    if not parts or len(parts) > 2:
+        raise VisretError(f"a pipeline is EXTRACTOR+HEAD or NETWORK[+transfer|+fine-tune:N], got {text!r}")
+    name, params = _name_and_params(parts[0])
+    second = parts[1] if len(parts) == 2 else None
+    networks = [kind for kind in pipeline_kinds().values() if kind.trains(name)]
+    if second is not None and (second == "transfer" or second.startswith("fine-tune")):
+        if not networks:
+            raise VisretError(f"{text}: {name!r} is not a network that visret trains, so it cannot be {second}")
+        arguments: dict[str, Any] = {"model": name, "params": params, "transfer": True}
+        if second.startswith("fine-tune"):
+            layers = second.partition(":")[2] or "0"
+            if not layers.isdigit():
+                raise VisretError(f"{text}: fine-tune takes a number of layers, like fine-tune:30")
+            arguments["fine_tune"] = int(layers)
+        return PipelineSpec(text, arguments)
+    if second is None and networks:
+        return PipelineSpec(text, {"model": name, "params": params})
+    head, head_params = _name_and_params(second) if second is not None else (DEFAULT_HEAD, {})
+    return PipelineSpec(text, {"extractor": name, "params": params, "head": head, "head_params": head_params})
+
+
+def check_spec(spec: PipelineSpec) -> None:
+    """Raise ``VisretError`` now for an unknown extractor, head or parameter of ``spec``."""
+    from visret.features._lookup import resolve_extractor
+    from visret.features._lookup import get_classifier
+
+    arguments = spec.arguments
+    if not spec.trains_network:
+        resolve_extractor(arguments["extractor"], arguments["params"])
+        get_classifier(arguments["head"], **arguments["head_params"])
+
+
+def parse_pipelines(text: str) -> list[PipelineSpec]:
+    specs = [parse_pipeline(part) for part in split_top_level(text, ",")]
+    if not specs:
+        raise VisretError("name at least one pipeline, e.g. --pipelines hog+linear-svm,cnn/lenet5")
+    return specs
+
+
+@dataclass
+class PipelineComparison:
+    """One report per pipeline, all on the same split."""
+
+    settings: dict[str, Any]
+    reports: dict[str, ClassificationReport] = field(default_factory=dict)
+    pipelines: dict[str, Pipeline] = field(default_factory=dict, repr=False)
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [{"pipeline": name, **report.headline()} for name, report in self.reports.items()]
+
+    def leaderboard(self) -> Leaderboard:
+        return Leaderboard(self.rows(), LOWER_IS_BETTER)
+
+    def best(self) -> str:
+        """The pipeline with the highest test accuracy (the first of equals)."""
+        return max(self.reports, key=lambda name: self.reports[name].test_accuracy or 0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "settings": self.settings, "leaderboard": self.rows(),
+            "reports": {name: report.to_dict() for name, report in self.reports.items()},
+        }
+
+    def to_markdown(self) -> str:
+        return self.leaderboard().to_markdown()
+
+    def to_csv(self) -> str:
+        return self.leaderboard().to_csv()
+
+    def _repr_html_(self) -> str:
+        return self.leaderboard().to_html()
+
+
+def compare_pipelines(
+    data: str | Path,
+    pipelines: str | Sequence[str | PipelineSpec],
+    *,
+    test_data: str | Path | None = None,
+    val_split: float = 0.1,
+    test_split: float = 0.2,
+    seed: int = 0,
+    tta: int = 0,
+    workers: int | None = None,
+    save_dir: str | Path | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    **network_options: Any,
+) -> PipelineComparison:
+    """Train and test every pipeline on the same split; ``network_options`` (``epochs``,
+    ``augment``, ``mixup_alpha``...) apply to the CNNs. Each trained pipeline is saved under
+    ``save_dir`` when given."""
+    specs = parse_pipelines(pipelines) if isinstance(pipelines, str) else [
+        spec if isinstance(spec, PipelineSpec) else parse_pipeline(spec) for spec in pipelines
+    ]
+    names = [spec.text for spec in specs]
+    if len(set(names)) != len(names):
+        raise VisretError("a pipeline is named twice")
+    for spec in specs:  # every name checked before anything trains
+        check_spec(spec)
+    result = PipelineComparison(settings={
+        "data": str(data), "test_data": str(test_data) if test_data else None, "val_split": val_split,
+        "test_split": test_split, "seed": seed, "tta": tta, **{k: v for k, v in network_options.items() if v is not None},
+    })
+    for number, spec in enumerate(specs, start=1):
+        label = f"[{number}/{len(specs)}] {spec.text}"
+        step = (lambda stage, done, total, label=label: progress(f"{label}: {stage}", done, total)) if progress else None
+        options = {k: v for k, v in network_options.items() if v is not None and k not in spec.arguments} if spec.trains_network else {}
+        out = None
+        if save_dir is not None:
+            slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", spec.text).strip("-")
+            out = Path(save_dir) / (slug + (".keras" if spec.trains_network else ".pipeline"))
+        pipeline, report = train_pipeline(
+            data, **spec.arguments, test_data=test_data, val_split=val_split, test_split=test_split, seed=seed,
+            tta=tta, workers=workers, out=out, progress=step, **options,
+        )
+        report.pipeline = spec.text
+        result.reports[spec.text] = report
+        result.pipelines[spec.text] = pipeline
+    return result

@@ -1,0 +1,328 @@
+"""Reading an index: query it with images or vectors, look up its entries.
+
+The files are read by ``visret.index._store``; this module turns them into answers. Flat indexes are
+searched exactly over the memory-mapped shards, approximate ones through their FAISS file. The
+writers (``_changes``) read the current generation through this class; ``visret.Index`` adds the
+changes on top (``_index``), so reading never imports writing.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from visret.index.backends import DEFAULT_BACKEND, backend_named
+from visret.index.distances import Distance, get_distance
+from visret.errors import VisretError
+from visret.features._extractor import FeatureExtractor
+from visret.images._decode import DEFAULT_MAX_PIXELS, ImageReadError, as_array, display_path
+from visret.index._voting import WEIGHTINGS, encode_labels, vote
+from visret.features._lookup import get_extractor
+from visret.index._rerank import Reranker
+from visret.index._search import ExactSearch, StructureSearch
+from visret.index._store import entries
+from visret.index._store.reader import Store, corrupt, open_store
+
+DEFAULT_INDEX = Path("indexes") / "default"
+#: FAISS files larger than this are memory-mapped rather than read into memory.
+MMAP_BYTES = 256 * 2**20
+
+
+def default_index_path() -> Path:
+    """``$VISRET_INDEX`` if set, else ``indexes/default``."""
+    return Path(os.environ.get("VISRET_INDEX") or DEFAULT_INDEX)
+
+
+@dataclass
+class Neighbor:
+    id: int
+    path: str
+    label: str | None
+    distance: float
+
+
+@dataclass
+class QueryResult:
+    """The neighbours of one query image and, when the index is labelled, the k-NN vote."""
+
+    query: str
+    neighbors: list[Neighbor]
+    prediction: str | None = None
+    probabilities: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One indexed image: its id, file, label, content hash and when it was added (Unix time)."""
+
+    id: int
+    path: str
+    label: str | None
+    sha256: str
+    added_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+ENTRY_COLUMNS = "id, path, label, sha256, added_at"
+#: Entries read per query while iterating over an index.
+ITER_PAGE = 10_000
+
+
+class IndexReader:
+    """An opened index without the methods that change it (``visret.Index`` has them)."""
+
+    def __init__(self, store: Store, extractor: FeatureExtractor):
+        self._store = store
+        self.path = store.path
+        self.manifest = store.manifest
+        self.extractor = extractor
+        self.distance: Distance = get_distance(self.manifest["metric"])
+        self.classes = np.array(self.manifest["classes"], dtype=str)
+        self.tombstones = int(self.manifest["tombstones"])
+        self._shard_of = {s["name"]: i for i, s in enumerate(self.manifest["shards"])}
+        self._exact = ExactSearch(store.shards, store.ids, self.distance)
+        self._searcher = self._exact
+        if store.file("vectors") is not None:
+            self._searcher = self._approximate(store)
+            params = self.manifest["search"]
+            self.set_search_params(params.get("nprobe"), params.get("ef_search"))
+
+    def _approximate(self, store: Store) -> StructureSearch:
+        file = store.file("vectors")
+        backend = backend_named(self.manifest.get("backend", DEFAULT_BACKEND))
+        mmap = file.stat().st_size > MMAP_BYTES
+        store.check(self.manifest["files"]["vectors"], whole_read=not mmap)
+        try:
+            structure = backend.read(file, self.distance, mmap=mmap)
+        except (RuntimeError, ValueError, OSError):
+            raise corrupt(self.path, f"cannot read {file.name}") from None
+        if structure.d != self.manifest["vector_dim"] or structure.ntotal != len(self) + self.tombstones:
+            raise corrupt(self.path, f"{file.name} does not match the manifest")
+        dead = np.array([row[0] for row in self._sql("SELECT id FROM tombstones")], np.int64)
+        return StructureSearch(structure, self.distance, dead)
+
+    @property
+    def metric(self) -> str:
+        return self.manifest["metric"]
+
+    def __len__(self) -> int:
+        return int(self.manifest["count"])
+
+    def __repr__(self) -> str:
+        return f"<visret.Index {self.path} {self.manifest['extractor']['name']} n={len(self)}>"
+
+    def close(self) -> None:
+        self._store.close()
+
+    def __enter__(self) -> IndexReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def set_search_params(self, nprobe: int | None = None, ef_search: int | None = None) -> None:
+        """Query-time knobs of approximate indexes (IVF lists probed, HNSW beam)."""
+        if isinstance(self._searcher, StructureSearch):
+            self._searcher.structure.set_search_params(nprobe, ef_search)
+
+    # ---- lookups -------------------------------------------------------------------------
+    def _sql(self, query: str, params: Sequence[Any] = ()) -> list[tuple]:
+        self._store.check_entries()
+        try:
+            return self._store.db.execute(query, params).fetchall()
+        except entries.sqlite3.DatabaseError as exc:
+            raise corrupt(self.path, f"entries table: {exc}") from None
+
+    def __iter__(self) -> Iterator[Entry]:
+        """Every entry, in id order (read a page at a time)."""
+        last = 0
+        while True:
+            rows = self._sql(f"SELECT {ENTRY_COLUMNS} FROM entries WHERE id > ? ORDER BY id LIMIT ?", (last, ITER_PAGE))
+            yield from (Entry(*row) for row in rows)
+            if len(rows) < ITER_PAGE:
+                return
+            last = rows[-1][0]
+
+    def rows_for(self, query: str, ids: Sequence[int]) -> list[tuple]:
+        """Rows of ``query`` (with ``IN ({})``) for the given ids, in chunks SQLite accepts."""
+        self._store.check_entries()
+        try:
+            return entries.rows_for(self._store.db, query, ids)
+        except entries.sqlite3.DatabaseError as exc:
+            raise corrupt(self.path, f"entries table: {exc}") from None
+
+    def entries(self, ids: Sequence[int]) -> dict[int, tuple[str, str | None]]:
+        """``id -> (path, label)`` for the given ids that are in the index."""
+        return {row[0]: (row[1], row[2]) for row in self.rows_for("SELECT id, path, label FROM entries WHERE id IN ({})", ids)}
+
+    def entry(self, entry_id: int) -> Entry | None:
+        """The entry with this id, or None when the index has none."""
+        rows = self._sql(f"SELECT {ENTRY_COLUMNS} FROM entries WHERE id = ?", (int(entry_id),))
+        return Entry(*rows[0]) if rows else None
+
+    def page(self, label: str | None = None, offset: int = 0, limit: int = 60) -> list[Entry]:
+        """Entries in id order, only those of ``label`` when given: ``limit`` of them from ``offset``."""
+        where, params = ("WHERE label = ?", [label]) if label is not None else ("", [])
+        rows = self._sql(f"SELECT {ENTRY_COLUMNS} FROM entries {where} ORDER BY id LIMIT ? OFFSET ?", (*params, int(limit), int(offset)))
+        return [Entry(*row) for row in rows]
+
+    def label_counts(self) -> dict[str, int]:
+        """Entries per class, classes sorted."""
+        return dict(self._sql("SELECT label, COUNT(*) FROM entries WHERE label IS NOT NULL GROUP BY label ORDER BY label"))
+
+    def similar_by_id(self, entry_id: int, k: int = 5, weights: str = "uniform", rerank: str | None = None) -> QueryResult:
+        """The ``k`` entries nearest to an indexed one (itself left out), from its stored vector."""
+        if self.entry(entry_id) is None:
+            raise VisretError(f"entry {entry_id} is not in the index at {self.path}")
+        reranker = Reranker(self.rerank if rerank is None else rerank)
+        distances, ids = reranker.search(self, self.vectors([entry_id]), min(k + 1, len(self)))
+        keep = ids[0] != entry_id
+        kept_ids, kept_distances = ids[0][keep][:k], distances[0][keep][:k]
+        return self.results(kept_distances[None], kept_ids[None], [f"entry {entry_id}"], weights)[0]
+
+    def labelled_ids(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every entry's id and label (``""`` for unlabelled entries)."""
+        rows = self._sql("SELECT id, COALESCE(label, '') FROM entries ORDER BY id")
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        return ids, np.array([r[1] for r in rows], dtype=str)
+
+    def vectors(self, ids: Sequence[int]) -> np.ndarray:
+        """The stored search vectors of the given ids, read from the shards (exact, whatever the index type)."""
+        where = {row[0]: (row[1], row[2]) for row in self.rows_for("SELECT id, shard, row FROM entries WHERE id IN ({})", ids)}
+        missing = [int(i) for i in np.asarray(ids).tolist() if int(i) not in where]
+        if missing:
+            raise VisretError(f"entry {missing[0]} is not in the index at {self.path}")
+        self._store.check_shards(sorted({self._shard_of[shard] for shard, _ in where.values()}))
+        out = np.empty((len(ids), self.manifest["vector_dim"]), np.float32)
+        for i, entry_id in enumerate(np.asarray(ids).tolist()):
+            shard, row = where[entry_id]
+            out[i] = self._store.shards[self._shard_of[shard]][row]
+        return out
+
+    # ---- search --------------------------------------------------------------------------
+    def search(self, search_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest entries to search vectors (see ``embed``): ``(distances, ids)``; removed entries never come back."""
+        if self._searcher is self._exact:
+            self._store.check_shards()
+        return self._searcher.search(search_vectors, k)
+
+    def exact_search(self, search_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact nearest entries over the stored vectors, whatever the index type."""
+        self._store.check_shards()
+        return self._exact.search(search_vectors, k)
+
+    def embed(self, images: Sequence[Any]) -> np.ndarray:
+        """Search vectors of query images (paths, Pillow images or uint8 arrays): the index's
+        extractor, then its distance's map."""
+        spec = self.extractor.input_spec
+        arrays = []
+        for image in images:
+            try:
+                arrays.append(as_array(image, spec, DEFAULT_MAX_PIXELS))
+            except ImageReadError as exc:
+                raise VisretError(f"cannot read query image {display_path(image) if isinstance(image, (str, Path)) else image}: {exc}") from None
+        return self.distance.prepare(self.extractor.extract(arrays))
+
+    @property
+    def rerank(self) -> str | None:
+        """The re-ranking applied to queries unless they ask for another (``visret index --rerank``)."""
+        return self.manifest.get("rerank")
+
+    def query(self, image: Any, k: int = 5, weights: str = "uniform", rerank: str | None = None) -> QueryResult:
+        """The ``k`` nearest indexed images to one image, with the k-NN prediction; ``rerank``
+        is a re-ranking spec (see ``visret.index._rerank``), by default the index's own, ``"none"`` for none."""
+        return self.query_batch([image], k=k, weights=weights, rerank=rerank)[0]
+
+    def query_batch(self, images: Sequence[Any], k: int = 5, weights: str = "uniform", rerank: str | None = None) -> list[QueryResult]:
+        if k < 1:
+            raise VisretError(f"k must be at least 1, got {k}")
+        if weights not in WEIGHTINGS:
+            raise VisretError(f"weights must be one of {', '.join(WEIGHTINGS)}, got {weights!r}")
+        if not images:
+            return []
+        return self.query_vectors(self.embed(images), k, weights, rerank, [_describe(image) for image in images])
+
+    def query_vectors(
+        self, search_vectors: np.ndarray, k: int = 5, weights: str = "uniform", rerank: str | None = None,
+        names: Sequence[str] | None = None,
+    ) -> list[QueryResult]:
+        """Like ``query_batch`` for search vectors already computed (see ``embed``)."""
+        reranker = Reranker(self.rerank if rerank is None else rerank)
+        distances, ids = reranker.search(self, search_vectors, k)
+        names = names if names is not None else [f"<vector {i}>" for i in range(len(ids))]
+        return self.results(distances, ids, names, weights)
+
+    def results(self, distances: np.ndarray, ids: np.ndarray, queries: Sequence[str], weights: str = "uniform") -> list[QueryResult]:
+        """Search output as ``QueryResult`` objects: entries looked up, the k-NN vote taken."""
+        found = self.entries(ids.ravel())
+        labels = [[found[i][1] if i in found else None for i in row] for row in ids.tolist()]
+        if len(self.classes):
+            codes = np.array([encode_labels(row, self.classes) for row in labels]).reshape(ids.shape)
+            predicted, proba = vote(codes, distances, len(self.classes), weights)
+        results = []
+        for q, name in enumerate(queries):
+            neighbors = [
+                Neighbor(int(i), found[i][0], found[i][1], float(d))
+                for i, d in zip(ids[q].tolist(), distances[q].tolist())
+                if i in found
+            ]
+            result = QueryResult(query=name, neighbors=neighbors)
+            if len(self.classes) and predicted[q] >= 0:
+                result.prediction = str(self.classes[predicted[q]])
+                result.probabilities = {str(c): round(float(p), 6) for c, p in zip(self.classes, proba[q]) if p > 0}
+            results.append(result)
+        return results
+
+    def recall_at_10(self, sample: int = 1000, seed: int = 0) -> float:
+        """Recall@10 of this index against exact search over the stored vectors, on a sample of them."""
+        ids, _ = self.labelled_ids()
+        chosen = np.random.default_rng(seed).choice(ids, min(sample, len(ids)), replace=False)
+        queries = self.vectors(chosen)
+        k = min(10, len(ids))
+        truth = self.exact_search(queries, k)[1]
+        found = self.search(queries, k)[1]
+        return float(np.mean([len(set(t) & set(f)) / k for t, f in zip(truth.tolist(), found.tolist())]))
+
+    def info(self) -> dict[str, Any]:
+        """The manifest plus where the index is and its size on disk, for ``visret info``."""
+        files = [self.manifest["files"][role]["bytes"] for role in self.manifest["files"]]
+        size = sum(files) + sum(s["bytes"] for s in self.manifest["shards"]) + (self.path / "manifest.json").stat().st_size
+        return {"path": str(self.path), "bytes": size, **self.manifest}
+
+
+def _describe(image: Any) -> str:
+    if isinstance(image, (str, Path)):
+        return str(image)
+    return f"<{type(image).__name__}>"
+
+
+def open_reader(path: Path, extractor: FeatureExtractor | None = None, verify: bool = False, cls: type[IndexReader] = IndexReader):
+    """Open the index at ``path`` as ``cls``; ``extractor``, when given, is the one that just wrote it
+    (already built and fitted), used instead of creating another from the manifest."""
+    store = open_store(path, verify)
+    try:
+        config, dim = store.manifest["extractor"], store.manifest["dim"]
+        if extractor is None:
+            try:
+                extractor = get_extractor(config["name"], **config["params"])
+            except VisretError as exc:
+                raise VisretError(f"index at {path} was built with extractor {config['name']!r}, which cannot be created: {exc}") from None
+            if store.state:
+                extractor.set_state(store.state)
+        if extractor.dim != dim:
+            raise VisretError(f"index at {path} holds {dim}-d vectors but extractor {config['name']!r} now gives {extractor.dim}-d; rebuild it")
+        if get_distance(store.manifest["metric"]).vector_dim(dim) != store.manifest["vector_dim"]:
+            raise corrupt(path, "its vector length does not match its extractor and metric")
+        return cls(store, extractor)
+    except BaseException:
+        store.close()
+        raise

@@ -1,0 +1,103 @@
+"""The entries table: one SQLite row per indexed image, and the HNSW tombstones.
+
+Each generation has its own file, made from the previous one; readers open it read-only.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import time
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from visret.index._store.files import write_failure
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS entries (id INTEGER PRIMARY KEY, path TEXT NOT NULL, label TEXT, "
+    "sha256 TEXT NOT NULL, added_at REAL NOT NULL, shard TEXT NOT NULL, row INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS tombstones (id INTEGER PRIMARY KEY)",
+    "CREATE INDEX IF NOT EXISTS entries_path ON entries (path)",
+    "CREATE INDEX IF NOT EXISTS entries_sha256 ON entries (sha256)",
+)
+SQLITE_MAGIC = b"SQLite format 3\x00"
+#: SQLite's limit on bound parameters per statement, with room to spare.
+CHUNK = 900
+
+Row = tuple[str, "str | None", str]  # path, label, sha256
+
+
+def new_rows(ids: Iterable[int], rows: Sequence[Row], placements: Sequence[tuple[str, int]]) -> list[tuple]:
+    """Table rows for new entries: id, path, label, sha256, time added, shard, row."""
+    now = time.time()
+    return [(int(i), p, label, sha, now, shard, row) for i, (p, label, sha), (shard, row) in zip(ids, rows, placements)]
+
+
+def write(
+    path: Path,
+    base: Path | None,
+    added: Sequence[tuple] = (),
+    removed: Sequence[int] = (),
+    tombstoned: Sequence[int] = (),
+    moved: Sequence[tuple[str, int, int]] = (),
+    clear_tombstones: bool = False,
+) -> None:
+    """A new entries file: a copy of ``base`` (if any) with rows added, removed, tombstoned and
+    moved (``(shard, row, id)``: where a compacted shard now keeps an entry)."""
+    try:
+        _write(path, base, added, removed, tombstoned, moved, clear_tombstones)
+    except (OSError, sqlite3.OperationalError) as exc:
+        raise write_failure(exc, path.parent) from None
+
+
+def _write(path, base, added, removed, tombstoned, moved, clear_tombstones) -> None:
+    if base is not None:
+        shutil.copyfile(base, path)
+    db = sqlite3.connect(path)
+    try:
+        for statement in SCHEMA:
+            db.execute(statement)
+        db.executemany("DELETE FROM entries WHERE id = ?", [(int(i),) for i in removed])
+        if clear_tombstones:
+            db.execute("DELETE FROM entries WHERE id IN (SELECT id FROM tombstones)")
+            db.execute("DELETE FROM tombstones")
+        db.executemany("INSERT INTO tombstones VALUES (?)", [(int(i),) for i in tombstoned])
+        db.executemany("UPDATE entries SET shard = ?, row = ? WHERE id = ?", moved)
+        db.executemany("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)", added)
+        db.commit()
+    finally:
+        db.close()
+
+
+def summary(path: Path) -> tuple[int, list[str], int]:
+    """``(entries, sorted class names, tombstones)`` of an entries file."""
+    with sqlite3.connect(path) as db:
+        count = db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+        labels = sorted(row[0] for row in db.execute("SELECT DISTINCT label FROM entries WHERE label IS NOT NULL"))
+        tombstones = db.execute("SELECT COUNT(*) FROM tombstones").fetchone()[0]
+    return count, labels, tombstones
+
+
+def _utf8(data: bytes) -> str:
+    """Text as stored: damaged bytes are a ``DatabaseError`` (reported as a corrupt index), never a
+    ``UnicodeDecodeError`` traceback."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise sqlite3.DataError("text that is not UTF-8") from None
+
+
+def open_read_only(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+    db.text_factory = _utf8
+    return db
+
+
+def rows_for(db: sqlite3.Connection, query: str, ids: Iterable[int]) -> list[tuple]:
+    """Rows of ``query`` (with ``IN ({})``) for the given ids, in chunks SQLite accepts."""
+    wanted = sorted({int(i) for i in ids if i >= 0})
+    rows: list[tuple] = []
+    for start in range(0, len(wanted), CHUNK):
+        chunk = wanted[start : start + CHUNK]
+        rows += db.execute(query.format(",".join("?" * len(chunk))), chunk).fetchall()
+    return rows

@@ -1,0 +1,203 @@
+"""Plugin loading, and one registry for every kind of thing plugins register.
+
+Plugins, built-in ones included, are found through the ``visret`` entry-point group; the core's own
+plugins (``visret.default_plugins``) are loaded by name through the same hooks. A plugin that fails to
+import or to register is recorded and reported, never fatal to the others. An extension point is a
+``ExtensionPoint``, declared next to its base class: the registry knows none of them, so it imports nothing
+that imports it back.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any, Callable, Sequence
+
+import pluggy
+
+from visret.errors import VisretError
+from visret.plugins import hookspecs
+
+ENTRY_POINT_GROUP = "visret"
+#: Plugins of the core itself (FAISS; folders and lists of images; report formats), registered through the
+#: same hooks as the others but always loaded.
+BUILTIN_PLUGINS = {"backends": "visret.default_plugins.faiss_backend", "loaders": "visret.default_plugins.loaders",
+                   "report-formats": "visret.default_plugins.report_formats"}
+log = logging.getLogger("visret")
+
+pm = pluggy.PluginManager("visret")
+pm.add_hookspecs(hookspecs)
+
+
+@dataclass
+class PluginFailure:
+    name: str
+    version: str | None
+    error: str
+
+
+_load_failures: list[PluginFailure] = []
+_register_failures: list[PluginFailure] = []
+_versions: dict[str, str | None] = {}
+_loaded = False
+#: What each registering hook produced, by hook name: name -> (class, plugin name); filled on first use.
+_tables: dict[str, dict[str, tuple[type, str]]] = {}
+#: Every extension point declared so far (declaring one imports its module: ``visret.cli`` imports them all).
+_POINTS: list[ExtensionPoint] = []
+
+
+def _wanted_plugins() -> set[str] | None:
+    value = os.environ.get("VISRET_LOAD_PLUGINS")
+    if value is None:
+        return None
+    return {name.strip() for name in value.split(",") if name.strip()}
+
+
+def load_plugins() -> None:
+    """Import and register every plugin of the entry-point group, once."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for name, module in BUILTIN_PLUGINS.items():  # what the core cannot do without, whatever VISRET_LOAD_PLUGINS says
+        if not pm.has_plugin(name):
+            pm.register(importlib.import_module(module), name=name)
+    wanted = _wanted_plugins()
+    for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        dist = getattr(ep, "dist", None)
+        dist_name = dist.metadata["Name"] if dist is not None else None
+        if wanted is not None and ep.name not in wanted and dist_name not in wanted:
+            continue
+        version = dist.version if dist is not None else None
+        if pm.has_plugin(ep.name):
+            continue
+        try:
+            pm.register(ep.load(), name=ep.name)
+            _versions[ep.name] = version
+        except Exception as exc:  # a broken plugin must not break visret
+            _record_failure(_load_failures, ep.name, version, f"{type(exc).__name__}: {exc}")
+
+
+def _record_failure(failures: list[PluginFailure], name: str, version: str | None, error: str) -> None:
+    failures.append(PluginFailure(name, version, error))
+    log.warning("plugin %s failed: %s", name, error)
+
+
+def reset_registry() -> None:
+    """Forget registered names so the next lookup asks the plugins again (after (un)registering)."""
+    _tables.clear()
+    _register_failures.clear()
+
+
+def call_each_plugin(hook_name: str, argument_for: Callable[[str], Any]) -> None:
+    """Call a one-argument hook plugin by plugin, so a failing plugin is isolated and attributed.
+
+    ``argument_for(plugin_name)`` gives the argument passed to that plugin's implementation.
+    """
+    hook = getattr(pm.hook, hook_name)
+    for impl in reversed(hook.get_hookimpls()):
+        name = impl.plugin_name
+        try:
+            impl.function(**{hook.spec.argnames[0]: argument_for(name)})
+        except VisretError:
+            raise
+        except Exception as exc:
+            error = f"{hook_name}: {type(exc).__name__}: {exc}"
+            _record_failure(_register_failures, name, _versions.get(name), error)
+
+
+@dataclass(frozen=True)
+class ExtensionPoint:
+    """One extension point: the hook that registers it, the base class each registered class must
+    subclass (with a ``name``), and the members it must implement itself, checked when it registers
+    so that a plugin that forgot one fails at once, named, instead of with a bare NotImplementedError
+    later. ``table`` names it in ``visret plugins``."""
+
+    label: str
+    hook: str
+    base: type
+    required: tuple[str, ...] = ()
+    table: str = ""
+
+    def __post_init__(self) -> None:
+        _POINTS.append(self)
+
+    def classes(self) -> dict[str, tuple[type, str]]:
+        """Registered name -> (class, plugin name), asking the plugins on first use."""
+        if self.hook not in _tables:
+            load_plugins()
+            table: dict[str, tuple[type, str]] = {}
+            call_each_plugin(self.hook, self._register_into(table))
+            _tables[self.hook] = table
+        return _tables[self.hook]
+
+    def _register_into(self, table: dict[str, tuple[type, str]]):
+        def for_plugin(plugin_name: str):
+            def register(cls: type) -> type:
+                if not (isinstance(cls, type) and issubclass(cls, self.base)) or not getattr(cls, "name", ""):
+                    raise TypeError(f"{cls!r} is not a named {self.base.__name__} subclass")
+                missing = [member for member in self.required if getattr(cls, member) is getattr(self.base, member)]
+                if missing:
+                    raise TypeError(f"{self.label} {cls.name!r} ({cls.__qualname__}) does not implement {', '.join(missing)}")
+                if cls.name in table and table[cls.name][0] is not cls:
+                    raise VisretError(
+                        f"{self.label} {cls.name!r} is registered by two plugins: {table[cls.name][1]} and {plugin_name}; "
+                        f"uninstall one or restrict VISRET_LOAD_PLUGINS"
+                    )
+                table[cls.name] = (cls, plugin_name)
+                return cls
+
+            return register
+
+        return for_plugin
+
+    def named(self, name: str) -> type:
+        """The class registered under ``name``, or a one-line error listing the others."""
+        table = self.classes()
+        if name not in table:
+            raise VisretError(f"unknown {self.label} {name!r} (available: {', '.join(sorted(table)) or 'none'}); see 'visret plugins'")
+        return table[name][0]
+
+    def create(self, name: str, params: dict[str, Any]):
+        """An instance of a registered parameterised class (``NAME:VALUE`` sets its ``shorthand``
+        parameter), validated; unknown or bad parameters are one line."""
+        table = self.classes()
+        prefix, colon, value = name.partition(":")
+        if name not in table and colon and getattr(table.get(prefix, (None,))[0], "shorthand", None):
+            name, params = prefix, {table[prefix][0].shorthand: value, **params}
+        cls = self.named(name)
+        defaults = cls.param_defaults()
+        unknown = sorted(set(params) - set(defaults))
+        if unknown:
+            raise VisretError(
+                f"{self.label} {name!r} has no parameter {', '.join(unknown)} (parameters: {', '.join(defaults) or 'none'})"
+            )
+        try:
+            obj = cls(**params)
+            obj.validate()
+        except (TypeError, ValueError) as exc:
+            raise VisretError(f"{self.label} {name!r}: {exc}") from None
+        return obj
+
+
+def plugin_report(points: Sequence[ExtensionPoint] | None = None) -> list[dict[str, Any]]:
+    """One dict per plugin: name, version, hooks, what it registered (per extension point, every one
+    declared so far by default), status and error."""
+    tables = {point.table: point.classes() for point in (_POINTS if points is None else points)}
+
+    def row(name: str, version: str | None, hooks: list[str], status: str, error: str | None) -> dict[str, Any]:
+        registered = {table: sorted(n for n, (_, owner) in entries.items() if owner == name) for table, entries in tables.items()}
+        return {"name": name, "version": version, "hooks": hooks, **registered, "status": status, "error": error}
+
+    rows = [row(name, _versions.get(name), sorted(impl.name for impl in pm.get_hookcallers(plugin) or []), "loaded", None)
+            for name, plugin in sorted(pm.list_name_plugin(), key=lambda item: item[0]) if plugin is not None]
+    for failure in _load_failures + _register_failures:
+        existing = next((r for r in rows if r["name"] == failure.name), None)
+        if existing is not None:
+            existing.update(status="failed", error=failure.error)
+        else:
+            rows.append(row(failure.name, failure.version, [], "failed", failure.error))
+    return sorted(rows, key=lambda r: r["name"])
