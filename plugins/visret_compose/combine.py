@@ -18,10 +18,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from visret import FeatureExtractor, InputSpec
-from visret.images._decode import as_array
+from visret.images import as_array
 from visret.features.normalization import normalize, parse_norm
 from visret.features.params import check_image_size, check_positive_int
-from visret.features._lookup import extractor_from_spec
+from visret.features import extractor_from_spec
 
 class Combine(FeatureExtractor):
     """Concatenate the features of several extractors, each block normalised then weighted.
@@ -117,8 +117,7 @@ class Combine(FeatureExtractor):
 
     def _validation_weights(self, images, labels) -> np.ndarray:
         """Each block's mAP ^ 4 on a seeded validation split of ``images`` (equal without labels)."""
-        from visret.evaluation._knn import evaluate_features
-        from visret.evaluation._protocols import stratified_test_mask
+        from visret.evaluation import evaluate_features, stratified_test_mask
 
         equal = np.ones(len(self.parts))
         if labels is None or len(set(labels)) < 2:

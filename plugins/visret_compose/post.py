@@ -19,7 +19,7 @@ import numpy as np
 from visret import FeatureExtractor, InputSpec
 from visret.features.normalization import rows_l1, rows_l2, signed_power
 from visret.features.params import check_positive_int
-from visret.features._lookup import extractor_from_spec
+from visret.features import extractor_from_spec
 
 PROJECTIONS = ("pca", "pca-whiten", "lda", "learned-whiten")
 FITTED = ("standardize", *PROJECTIONS)

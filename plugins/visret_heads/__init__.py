@@ -3,7 +3,7 @@
 
 from visret import hookimpl
 from visret_heads.knn import KNNClassifier
-from visret.classification._features import FeaturePipeline
+from visret.classification import FeaturePipeline
 from visret_heads.sklearn_heads import LinearSVMHead, LogisticHead, RandomForestHead, SVMHead
 
 

@@ -6,11 +6,11 @@ from typing import ClassVar
 
 import numpy as np
 
-from visret.features._classifier import Classifier
+from visret.features import Classifier
 from visret.index.distances import get_distance
-from visret.index._voting import WEIGHTINGS, vote
+from visret.index import WEIGHTINGS, vote
 from visret.features.params import check_choice, check_positive_int
-from visret.index._search import ExactSearch
+from visret.index import ExactSearch
 
 
 class KNNClassifier(Classifier):

@@ -116,7 +116,7 @@ class CNNPipeline(Pipeline):
     # ---- training -----------------------------------------------------------------------
     @classmethod
     def trains(cls, model: str) -> bool:
-        from visret.features._lookup import extractor_classes
+        from visret.features import extractor_classes
 
         from visret_keras.base import KerasExtractor
 

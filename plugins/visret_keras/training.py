@@ -16,8 +16,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from visret import VisretError, get_extractor
-from visret.images._folders import ImageRecord
-from visret.images._decode import ImageReadError, read_image
+from visret.images import ImageReadError, ImageRecord, read_image
 from visret.reports.plots import save_curves
 from visret_keras import runtime
 from visret_keras.augment import augmentation_model, mixup, parse_augment

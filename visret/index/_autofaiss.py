@@ -182,7 +182,8 @@ def import_faiss_index(faiss_file: str | Path, index: str | Path | None = None, 
     export's order while nothing was added or removed since.
     """
     from visret.index import _vectors as vectors
-    from visret.default_plugins.faiss_backend import FaissBackend, FaissStructure
+    from visret.index._faiss_structure import FaissStructure
+    from visret.index.backends import DEFAULT_BACKEND
 
     faiss_file = Path(faiss_file)
     if not faiss_file.is_file():
@@ -216,7 +217,7 @@ def import_faiss_index(faiss_file: str | Path, index: str | Path | None = None, 
             _check_rows_match(imported, current, ids, faiss_file)
             base = path / manifest["files"]["entries"]["name"]
             fields = {key: manifest[key] for key in CARRIED_FIELDS if key in manifest}
-            fields["factory"], fields["backend"] = vectors.IMPORTED, FaissBackend.name
+            fields["factory"], fields["backend"] = vectors.IMPORTED, DEFAULT_BACKEND
             fields["imported"] = {"file": str(faiss_file.absolute()), "type": type(vectors.inner_index(imported)).__name__, "at": time.time()}
             state = current._store.state
         finally:

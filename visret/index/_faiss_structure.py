@@ -1,0 +1,45 @@
+"""A FAISS index as the ``SearchStructure`` of an index: what the built-in backend builds and reads,
+and what ``import-index`` attaches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from visret.index import _vectors as vectors
+from visret.index.backends import SearchStructure
+
+
+class FaissStructure(SearchStructure):
+    def __init__(self, index):
+        self.index = index
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    @property
+    def d(self) -> int:
+        return int(self.index.d)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+
+    def add(self, shards: Sequence[np.ndarray | Path], ids: np.ndarray) -> None:
+        vectors.add(self.index, shards, ids)
+
+    def remove(self, ids: np.ndarray) -> bool:
+        if not vectors.supports_removal(self.index):
+            return False
+        self.index.remove_ids(np.asarray(ids, dtype=np.int64))
+        return True
+
+    def write(self, path: Path) -> None:
+        import faiss
+
+        faiss.write_index(self.index, str(path))
+
+    def set_search_params(self, nprobe: int | None = None, ef_search: int | None = None) -> None:
+        vectors.set_search_params(self.index, nprobe, ef_search)
