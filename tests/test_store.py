@@ -294,15 +294,7 @@ def test_a_flipped_byte_anywhere_in_the_index_is_refused_by_a_plain_query(index_
     expected = _answers(index_path, queries)
     rng = np.random.default_rng(2)
     for name in layout.referenced(manifest):
-        file = index_path / name
-        original = file.read_bytes()
-        for position in rng.choice(len(original), size=min(20, len(original)), replace=False):
-            data = bytearray(original)
-            data[position] ^= 1 << int(rng.integers(8))
-            file.write_bytes(bytes(data))
-            with pytest.raises(VisretError, match="corrupt"):
-                _answers(index_path, queries)
-        file.write_bytes(original)
+        _each_flip_is_refused(index_path, index_path / name, queries, rng, 20)
     assert _answers(index_path, queries) == expected
 
 
@@ -316,16 +308,20 @@ def test_flips_in_an_hnsw_graph_and_its_table_are_refused_by_a_plain_query(digit
     expected = _answers(path, queries)
     rng = np.random.default_rng(3)
     for role in ("vectors", "entries"):
-        file = path / manifest["files"][role]["name"]
-        original = file.read_bytes()
-        for position in rng.choice(len(original), size=40, replace=False):
-            data = bytearray(original)
-            data[position] ^= 1 << int(rng.integers(8))
-            file.write_bytes(bytes(data))
-            with pytest.raises(VisretError, match="corrupt"):
-                _answers(path, queries)
-        file.write_bytes(original)
+        _each_flip_is_refused(path, path / manifest["files"][role]["name"], queries, rng, 40)
     assert _answers(path, queries) == expected
+
+
+def _each_flip_is_refused(path, file, queries, rng, flips):
+    """Flip one bit at each of ``flips`` random places of ``file``, one at a time: every query refuses."""
+    original = file.read_bytes()
+    for position in rng.choice(len(original), size=min(flips, len(original)), replace=False):
+        data = bytearray(original)
+        data[position] ^= 1 << int(rng.integers(8))
+        file.write_bytes(bytes(data))
+        with pytest.raises(VisretError, match="corrupt"):
+            _answers(path, queries)
+    file.write_bytes(original)
 
 
 def _answers(path, queries):
