@@ -20,6 +20,23 @@ from visret.cli.console import (
 from visret.errors import VisretError
 from visret.features._extractor import DEFAULT_EXTRACTOR, DEFAULT_EXTRACTOR_LABEL
 from visret.cli import _classification as pipeline_commands
+from visret.cli._options import (
+    Actors,
+    AsJson,
+    BatchSize,
+    Depth,
+    EfSearch,
+    Engine,
+    FromList,
+    IndexPath,
+    K,
+    MaxBytes,
+    MaxPixels,
+    Nprobe,
+    RayAddress,
+    Rerank,
+    Workers,
+)
 from visret.cli import _serve as serve_command
 
 
@@ -53,28 +70,6 @@ app = typer.Typer(
 def _root() -> None:
     """Image retrieval and classification with handcrafted and deep features."""
     _configure_logging()
-
-
-IndexPath = Annotated[
-    Optional[Path],
-    typer.Option("--index", help="Index directory [default: $VISRET_INDEX or indexes/default]."),
-]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
-K = Annotated[int, typer.Option("-k", "--k", min=1, help="Number of neighbours.")]
-
-
-Workers = Annotated[Optional[int], typer.Option(min=1, help="Worker processes [default: CPU count].")]
-BatchSize = Annotated[int, typer.Option(min=1, help="Images per batch.")]
-MaxPixels = Annotated[Optional[int], typer.Option(min=1, help="Skip images with more pixels (decompression bombs).")]
-MaxBytes = Annotated[Optional[str], typer.Option(help="Skip files larger than this (e.g. 100M) [default: 512M].")]
-Nprobe = Annotated[Optional[int], typer.Option(min=1, help="IVF lists probed per query.")]
-Rerank = Annotated[Optional[str], typer.Option(help="Re-ranking: aqe:k=5, alpha-qe:k=10,alpha=3, dba:k=3, k-reciprocal:k1=20,k2=6,lambda=0.3, several joined by +, or none [default: the index's].")]
-Depth = Annotated[Optional[int], typer.Option(min=1, help="Rank only the top N of the collection (mAP becomes mAP@N) [default: all].")]
-EfSearch = Annotated[Optional[int], typer.Option(min=1, help="HNSW search beam per query.")]
-Engine = Annotated[str, typer.Option(help="Where images are embedded: local (worker processes) or ray (a Ray Data actor pool; pip install 'visret[ray]').")]
-RayAddress = Annotated[Optional[str], typer.Option(help="With --engine ray: auto (this machine's cluster) or ray://HOST:PORT [default: a Ray instance of this machine, or $RAY_ADDRESS].")]
-Actors = Annotated[Optional[int], typer.Option(min=1, help="With --engine ray: actors in the pool [default: one per CPU, or per GPU].")]
-FromList = Annotated[Optional[Path], typer.Option(help="A .csv or .parquet list of images (columns path and optional label; paths may be s3://, gs://... URIs).")]
 
 
 def _engine(engine: str, ray_address: str | None, actors: int | None) -> dict:
@@ -326,7 +321,7 @@ def evaluate_command(
     k: K = 5,
     at: Annotated[str, typer.Option("--at", help="Cut-offs for P@k, R@k, mAP@k, nDCG@k.")] = "1,5,10",
     weights: Annotated[str, typer.Option(help="Vote weighting: uniform or distance.")] = "uniform",
-    workers: Annotated[Optional[int], typer.Option(min=1, help="Worker processes [default: CPU count].")] = None,
+    workers: Workers = None,
     confusion: Annotated[Optional[Path], typer.Option(help="Write a confusion-matrix heat map (PNG) here.")] = None,
     tsne: Annotated[Optional[Path], typer.Option(help="Write a t-SNE map of the query embeddings (PNG) here.")] = None,
     depth: Depth = None,
@@ -366,9 +361,9 @@ def compare_command(
     test_size: Annotated[float, typer.Option(help="Query share of each class for split (with --pipelines: the test share).")] = 0.2,
     folds: Annotated[int, typer.Option(min=2, help="Folds for kfold.")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of the split or folds.")] = 0,
-    k: Annotated[str, typer.Option("--k", help="Cut-offs for P@k, R@k, mAP@k, nDCG@k.")] = "1,5,10",
+    k: Annotated[str, typer.Option("--at", "--k", help="Cut-offs for P@k, R@k, mAP@k, nDCG@k, as in evaluate (--k: its older name).")] = "1,5,10",
     neighbors: Annotated[int, typer.Option(min=1, help="Neighbours in the k-NN vote (accuracy).")] = 5,
-    workers: Annotated[Optional[int], typer.Option(min=1, help="Worker processes [default: CPU count].")] = None,
+    workers: Workers = None,
     as_json: AsJson = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table (--format markdown).")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV (--format csv).")] = False,

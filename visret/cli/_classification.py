@@ -9,6 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
+from visret.cli._options import Workers
 from visret.cli.console import ProgressBar, err, out, parse_cli_params, pictures_written, print_json, print_leaderboard, shown
 from visret.errors import VisretError
 
@@ -28,7 +29,6 @@ TestDir = Annotated[Optional[Path], typer.Option(help="Separate labelled test fo
 ValSplit = Annotated[float, typer.Option(help="Validation share of each class (hyper-parameters, early stopping).")]
 TestSplit = Annotated[float, typer.Option(help="Test share of each class when there is no test folder.")]
 Seed = Annotated[int, typer.Option(help="Seed of the split and of training.")]
-Workers = Annotated[Optional[int], typer.Option(min=1, help="Worker processes for feature extraction [default: CPU count].")]
 
 
 def network_options(**given: Any) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from visret.cli._options import IndexPath
 from visret.cli.console import err, memory_size, shown
 from visret.errors import VisretError
 
@@ -16,7 +17,7 @@ from visret.errors import VisretError
 def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve_command(
-        index: Annotated[Optional[Path], typer.Option("--index", help="Index directory [default: $VISRET_INDEX or indexes/default].")] = None,
+        index: IndexPath = None,
         host: Annotated[str, typer.Option(help="Address to listen on; another than 127.0.0.1 opens the index to the network.")] = "127.0.0.1",
         port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 8000,
         max_upload: Annotated[str, typer.Option(help="Largest query image accepted.")] = "20M",
