@@ -45,6 +45,9 @@ def test_a_memory_map_or_row_blocks_build_an_ivf_index(embedded, tmp_path):
     for index in (a, b):
         assert [r.neighbors[0].id for r in index.query_vectors(X[:10], k=1)] == list(range(1, 11))
     assert a.recall_at_10() == b.recall_at_10() == 1.0  # every list probed: exact
+    for wrong in (X[:3, :10], X[0]):  # another extractor's vectors, or one vector not in a batch
+        with pytest.raises(VisretError, match=r"search vectors must be \(n, \d+\)"):
+            a.query_vectors(wrong, k=1)
 
 
 @pytest.mark.parametrize("change, message", [

@@ -167,7 +167,7 @@ def test_reranking_never_lets_a_removed_entry_back_in(digits, tmp_path, spec):
     remove_images([digits / "train" / "3"], path)
     with open_index(path) as index:
         assert index.tombstones > 0
-        removed = {row[0] for row in index._sql("SELECT id FROM tombstones")}
+        removed = {row[0] for row in index.rows("tombstones")}
         for image in sorted((digits / "train" / "3").iterdir())[:5]:
             found = {n.id for n in index.query(image, k=30, rerank=spec).neighbors}
             assert not found & removed and len(found) == 30

@@ -72,6 +72,15 @@ def test_features_equal_a_forward_pass_written_in_numpy():
     np.testing.assert_allclose(default, np.sqrt(expected) / np.linalg.norm(np.sqrt(expected)), rtol=1e-4, atol=1e-6)
 
 
+
+def test_any_image_size_goes_through_embed_images_and_a_wrong_one_to_extract_is_one_line():
+    extractor = get_extractor("keras/squeezenet", layer="conv10", norm="none")
+    whole = np.asarray(Image.fromarray(data.chelsea()))  # 300x451, resized by embed_images as input_spec says
+    assert int(np.argmax(visret.embed_images([whole], extractor)[0])) == 285
+    with pytest.raises(VisretError, match=r"extracts from 227x227x3 arrays .*got 300x451x3: visret.embed_images"):
+        extractor.extract([whole])
+
+
 def test_every_layer_is_reachable_down_to_its_smallest_input():
     for layer in (*FIRE_FILTERS, "conv10"):
         side = min_input_size(layer)

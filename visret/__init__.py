@@ -14,7 +14,7 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from visret.classification import ClassificationReport, Pipeline, Prediction, load_pipeline, train_pipeline
 from visret.classification._comparison import PipelineComparison, compare_pipelines
 from visret.duplicates import DuplicateReport, find_duplicates
-from visret.embedding import embed_folder
+from visret.embedding import embed_folder, embed_images
 from visret.errors import VisretError
 from visret.evaluation import KnnReport, Recipe, TuningResult, evaluate_features, evaluate_knn, read_recipe, tune
 from visret.features import Classifier, FeatureExtractor, InputSpec, from_config, get_classifier, get_extractor
@@ -61,6 +61,7 @@ __all__ = [
     "build_index",
     "compare_pipelines",
     "embed_folder",
+    "embed_images",
     "evaluate_features",
     "evaluate_knn",
     "export_autofaiss",

@@ -56,6 +56,10 @@ class KerasExtractor(FeatureExtractor):
         batch = np.stack(images).astype(np.float32)
         if batch.ndim == 3:
             batch = batch[..., None]
+        expected = tuple(self.model.input_shape[1:])
+        if len(expected) != batch.ndim - 1 or any(e not in (None, g) for e, g in zip(expected, batch.shape[1:])):
+            raise VisretError(f"{self.name} extracts from {'x'.join(map(str, expected))} arrays (its input_spec), "
+                              f"got {'x'.join(map(str, batch.shape[1:]))}: visret.embed_images decodes and resizes any image")
         features = runtime.run(self.forward_, self.preprocess(batch))
         if self.normalize:
             norms = np.linalg.norm(features, axis=1, keepdims=True)

@@ -72,8 +72,10 @@ def _root() -> None:
     _configure_logging()
 
 
-def _engine(engine: str, ray_address: str | None, actors: int | None) -> dict:
-    return {"engine": engine, "ray_address": ray_address, "actors": actors}
+def _embedding(batch_size: int, workers, max_pixels, max_bytes, engine: str, ray_address, actors) -> dict:
+    """The embedding options group (``EmbedOptions``' fields) as keywords for the index functions."""
+    return {"batch_size": batch_size, "workers": workers, **read_limits(max_pixels, max_bytes),
+            "engine": engine, "ray_address": ray_address, "actors": actors}
 
 
 #: What ``visret compare`` ranks when no extractors are named: the pretrained default and the classic descriptors.
@@ -119,14 +121,13 @@ def index_command(
     if params and extractor is None:
         raise VisretError("--param sets a parameter of the extractor named with --extractor: add -e NAME")
     chosen = resolve_extractor(extractor or DEFAULT_EXTRACTOR, params)  # checked before the bar
-    limits = read_limits(max_pixels, max_bytes)
+    embedding = _embedding(batch_size, workers, max_pixels, max_bytes, engine, ray_address, actors)
     memory = memory_size(max_memory)
     start = time.perf_counter()
     with ProgressBar("indexing") as bar:
         built = build_index(
-            folder or from_list, chosen, index, metric=metric, batch_size=batch_size, workers=workers,
-            progress=bar.update, factory=factory, max_memory=memory, nprobe=nprobe, ef_search=ef_search,
-            shard_size=shard_size, rerank=rerank, **limits, **_engine(engine, ray_address, actors),
+            folder or from_list, chosen, index, metric=metric, progress=bar.update, factory=factory, max_memory=memory,
+            nprobe=nprobe, ef_search=ef_search, rerank=rerank, shard_size=shard_size, **embedding,
         )
     seconds = time.perf_counter() - start
     build = built.manifest["build"]
@@ -144,13 +145,12 @@ def _report_changes(changes, index_path) -> None:
     )
 
 
-def _embed_changes(label: str, change, target, index, batch_size: int, workers, max_pixels, max_bytes, engine: dict) -> None:
+def _embed_changes(label: str, change, target, index, embedding: dict) -> None:
     """Run ``add_images`` or ``sync_index`` under a progress bar and print what changed."""
     from visret.index._index import default_index_path
 
-    limits = read_limits(max_pixels, max_bytes)
     with ProgressBar(label) as bar:
-        changes = change(target, index, batch_size, workers, progress=bar.update, **limits, **engine)
+        changes = change(target, index, progress=bar.update, **embedding)
     _report_changes(changes, index or default_index_path())
 
 
@@ -173,7 +173,7 @@ def add_command(
     inputs = [*(inputs or []), *([from_list] if from_list else [])]
     if not inputs:
         raise VisretError("give folders, image files or --from-list FILE to add")
-    _embed_changes("adding", add_images, inputs, index, batch_size, workers, max_pixels, max_bytes, _engine(engine, ray_address, actors))
+    _embed_changes("adding", add_images, inputs, index, _embedding(batch_size, workers, max_pixels, max_bytes, engine, ray_address, actors))
 
 
 @app.command("remove")
@@ -203,7 +203,7 @@ def sync_command(
     """Add new and changed files of FOLDER, remove entries of deleted ones."""
     from visret.index._changes import sync_index
 
-    _embed_changes("syncing", sync_index, folder, index, batch_size, workers, max_pixels, max_bytes, _engine(engine, ray_address, actors))
+    _embed_changes("syncing", sync_index, folder, index, _embedding(batch_size, workers, max_pixels, max_bytes, engine, ray_address, actors))
 
 
 @app.command("export")

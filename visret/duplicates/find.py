@@ -96,7 +96,7 @@ def _from_index(index, extractor: FeatureExtractor | None):
         )
     if built.binary and index.metric not in BIT_PRESERVING_METRICS:
         raise VisretError(f"cannot read {built.name} bits back from an index with metric {index.metric}; pass the folder instead")
-    rows = index._sql("SELECT id, path, sha256 FROM entries WHERE id NOT IN (SELECT id FROM tombstones) ORDER BY path")
+    rows = index.rows("live files by path")
     if not rows:
         raise VisretError(f"the index at {index.path} is empty")
     features = index.vectors([r[0] for r in rows])

@@ -20,7 +20,7 @@ from visret.images._folders import ImageRecord
 from visret.errors import VisretError
 from visret.embedding._extraction import Embedder
 from visret.features._extractor import DEFAULT_EXTRACTOR, FeatureExtractor
-from visret.images._decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageReadError, read_image
+from visret.images._decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageReadError, as_array, display_path, read_image
 from visret.features._lookup import extractor_from_spec, resolve_extractor
 
 
@@ -129,6 +129,26 @@ def fold_embeddings(
         current = extractor_from_spec(spec)
         fit_extractor(current, records if mask is None else [r for r, t in zip(records, mask) if t], max_pixels, seed)
         yield embed(current)
+
+
+def embed_images(
+    images: Sequence[str | Path | Any],
+    extractor: str | dict[str, Any] | FeatureExtractor = DEFAULT_EXTRACTOR,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    what: str = "image",
+) -> np.ndarray:
+    """Features of images given as paths, Pillow images or uint8 arrays of any size: each is
+    decoded and resized as the extractor's ``input_spec`` says (``extract`` takes them prepared)."""
+    extractor = resolve_extractor(extractor)
+    spec = extractor.input_spec
+    arrays = []
+    for image in images:
+        try:
+            arrays.append(as_array(image, spec, max_pixels))
+        except ImageReadError as exc:
+            shown = display_path(image) if isinstance(image, (str, Path)) else type(image).__name__
+            raise VisretError(f"cannot read {what} {shown}: {exc}") from None
+    return extractor.extract(arrays)
 
 
 def embed_folder(

@@ -351,7 +351,7 @@ def evaluate_knn(
         if index is not None:
             raise VisretError("pass either an index or a training folder, not both")
         with tempfile.TemporaryDirectory(prefix="visret-eval-") as tmp:
-            with build_index(train, extractor, Path(tmp) / "index", metric, params, batch_size, workers) as built:
+            with build_index(train, extractor, Path(tmp) / "index", metric=metric, params=params, batch_size=batch_size, workers=workers) as built:
                 return _evaluate(built, test, k, weights, at, depth, rerank, batch_size, workers, return_embeddings, progress)
     opened = index if isinstance(index, Index) else open_index(index)
     return _evaluate(opened, test, k, weights, at, depth, rerank, batch_size, workers, return_embeddings, progress)
@@ -402,7 +402,7 @@ def _cross_fitted_loo(index: Index, k, weights, at, depth, reranker, batch_size,
     """Leave-one-out for an extractor that learns from labels: in each of ``CROSS_FIT_FOLDS``
     folds, a fresh extractor fitted on the other folds embeds every entry, and the fold's
     entries query all the others."""
-    rows = index._sql("SELECT id, path, label FROM entries WHERE label IS NOT NULL ORDER BY id")
+    rows = index.rows("labelled files")
     records = [ImageRecord(Path(path), label) for _, path, label in rows]
     labels = np.array([r.label for r in records], dtype=str)
     fold = stratified_folds(labels, min(CROSS_FIT_FOLDS, len(records)), seed=0)

@@ -65,11 +65,10 @@ def export_autofaiss(out: str | Path, index: str | Path | None = None, progress:
     (temporary / "embeddings").mkdir(parents=True)
     (temporary / "metadata").mkdir()
     try:
-        current._store.check_shards()
-        shards, ids, done = current._store.shards, np.asarray(current._store.ids), 0
+        shards, ids, done = current.stored_shards(), current.stored_ids(), 0
         for number, shard in enumerate(shards):
             shard_ids = ids[done : done + len(shard)]
-            rows = {row[0]: row for row in current.rows_for("SELECT id, path, label, sha256 FROM entries WHERE id IN ({})", shard_ids)}
+            rows = {row[0]: row for row in current.rows_for("records", shard_ids)}
             ordered = [rows[int(i)] for i in shard_ids]
             np.save(temporary / "embeddings" / f"embeddings_{number:05d}.npy", np.ascontiguousarray(shard, np.float32), allow_pickle=False)
             table = pa.table({
@@ -197,7 +196,7 @@ def import_faiss_index(faiss_file: str | Path, index: str | Path | None = None, 
     with Writer(path) as writer:
         current = open_at(path)
         try:
-            manifest, ids = current.manifest, np.asarray(current._store.ids)
+            manifest, ids = current.manifest, current.stored_ids()
             if imported.d != manifest["vector_dim"]:
                 raise VisretError(f"{faiss_file.name} holds {imported.d}-d vectors; the index's are {manifest['vector_dim']}-d")
             if imported.metric_type != current.distance.faiss_metric:
@@ -219,7 +218,7 @@ def import_faiss_index(faiss_file: str | Path, index: str | Path | None = None, 
             fields = {key: manifest[key] for key in CARRIED_FIELDS if key in manifest}
             fields["factory"], fields["backend"] = vectors.IMPORTED, DEFAULT_BACKEND
             fields["imported"] = {"file": str(faiss_file.absolute()), "type": type(vectors.inner_index(imported)).__name__, "at": time.time()}
-            state = current._store.state
+            state = current.extractor_state
         finally:
             current.close()
         return writer.commit(Generation(

@@ -19,7 +19,6 @@ from visret.embedding.engines import SHARD_SIZE, EmbedOptions, open_embedder
 from visret.errors import VisretError
 from visret.features._extractor import DEFAULT_EXTRACTOR, FeatureExtractor
 from visret.features._lookup import resolve_extractor
-from visret.images._decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from visret.images._folders import ImageRecord
 from visret.images.loaders import find_images
 from visret.index import _vectors as vectors
@@ -121,23 +120,16 @@ def build_index(
     source: str | Path,
     extractor: str | FeatureExtractor = DEFAULT_EXTRACTOR,
     index: str | Path | None = None,
+    *,
     metric: str | None = None,
     params: dict[str, Any] | None = None,
-    batch_size: int = 32,
-    workers: int | None = None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    progress: ProgressCallback | None = None,
-    *,
     factory: str = "Flat",
     max_memory: int | None = None,
     nprobe: int = 16,
     ef_search: int = 64,
-    shard_size: int = SHARD_SIZE,
-    max_bytes: int = DEFAULT_MAX_BYTES,
     rerank: str | None = None,
-    engine: str = "local",
-    ray_address: str | None = None,
-    actors: int | None = None,
+    progress: ProgressCallback | None = None,
+    **embedding: Any,
 ) -> Index:
     """Index every image in ``source`` and return the opened index.
 
@@ -152,10 +144,11 @@ def build_index(
     ``max_memory`` bytes). ``metric``: ``l2``, ``cosine``, ``l1``, ``intersection``, ``chi2`` or
     ``hamming``; by default ``hamming`` for perceptual hashes, else ``l2``.
     ``rerank`` is the re-ranking queries get by default (see ``visret.index._rerank``).
-    ``progress(done, total)`` is called as batches finish.
+    ``progress(done, total)`` is called as batches finish. ``embedding`` keywords are the fields of
+    ``EmbedOptions`` (``batch_size``, ``workers``, ``max_pixels``, ``max_bytes``, ``shard_size``,
+    ``engine``, ``ray_address``, ``actors``).
     """
-    options = EmbedOptions(batch_size, workers, max_pixels, max_bytes, shard_size, engine, ray_address, actors)
-    options.check()
+    options = EmbedOptions.from_keywords("build_index", embedding)
     extractor = resolve_extractor(extractor, params)
     target = _target(index, extractor, metric, factory, max_memory, nprobe, ef_search, rerank)
     records = find_images(source)
@@ -170,7 +163,7 @@ def build_index(
         with open_embedder(extractor, options) as embedder:  # the engine first: a cluster that cannot be reached fails now
             _fitted(staging, extractor, records, options)
             staging.vector_dim = target.vector_dim  # final once fitted (LDA)
-            parts = embed_resumably(staging, embedder, target.distance, records, progress, shard_size)
+            parts = embed_resumably(staging, embedder, target.distance, records, progress, options.shard_size)
         indexed = sum(len(part.rows) for part in parts)
         if not indexed:
             raise VisretError(f"none of the {len(records)} image files in {source} could be read")

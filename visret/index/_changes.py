@@ -22,8 +22,8 @@ from visret.images.loaders import find_images
 from visret.index.distances import Distance
 from visret.errors import VisretError
 from visret.index.backends import DEFAULT_BACKEND, backend_for, backend_named
-from visret.embedding.engines import SHARD_SIZE, EmbedOptions, StreamingEmbedder, open_embedder
-from visret.images._decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageReadError, file_sha256, is_image_path, utf8_name
+from visret.embedding.engines import EmbedOptions, StreamingEmbedder, open_embedder
+from visret.images._decode import ImageReadError, file_sha256, is_image_path, utf8_name
 from visret.index._reader import IndexReader, default_index_path, open_reader
 from visret.index._store import crashpoints, entries
 from visret.index._store.layout import read_manifest
@@ -108,13 +108,13 @@ def _apply(
             parts = embed_resumably(staging, embedder, distance, additions, progress, options.shard_size)
     order = {str(r.path): i for i, r in enumerate(additions)}
     new_rows = sorted((row for part in parts for row in part.rows), key=lambda row: order.get(row[0], len(order)))
-    in_use = max(current._sql("SELECT COALESCE(MAX(id), 0) FROM entries UNION ALL SELECT COALESCE(MAX(id), 0) FROM tombstones"))[0]
+    in_use = max(current.rows("largest id"))[0]
     last_id = max(in_use, manifest.get("last_id", 0))  # ids of removed entries are never given again
     id_of = {row[0]: last_id + i for i, row in enumerate(new_rows, start=1)}
     new_shards, where = writer.adopt(parts)
     new_ids = np.array([id_of[row[0]] for part in parts for row in part.rows], np.int64)
     removals = sorted({int(i) for i in removals})
-    shards, kept_ids, moved = writer.compact(manifest["shards"], np.asarray(current._store.ids), removals)
+    shards, kept_ids, moved = writer.compact(manifest["shards"], current.stored_ids(), removals)
     ids = np.concatenate([kept_ids, new_ids])
     structure, tombstoned, rebuild = None, [], False
     if "vectors" in manifest["files"]:
@@ -154,29 +154,25 @@ def _existing_index(index: str | Path | None) -> Path:
 def add_images(
     inputs: Sequence[str | Path],
     index: str | Path | None = None,
-    batch_size: int = 32,
-    workers: int | None = None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    *,
     progress: ProgressCallback | None = None,
-    shard_size: int = SHARD_SIZE,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    engine: str = "local",
-    ray_address: str | None = None,
-    actors: int | None = None,
+    **embedding: Any,
 ) -> Changes:
-    """Embed and add only the images whose content is not in the index yet (by SHA-256)."""
-    options = EmbedOptions(batch_size, workers, max_pixels, max_bytes, shard_size, engine, ray_address, actors)
-    options.check()
+    """Embed and add only the images whose content is not in the index yet (by SHA-256).
+
+    ``embedding`` keywords are the fields of ``EmbedOptions``, as for ``build_index``.
+    """
+    options = EmbedOptions.from_keywords("add_images", embedding)
     path = _existing_index(index)
     start = time.perf_counter()
     records = _gather(inputs)
     with Writer(path) as writer:
         current = open_reader(path)
-        known = {row[0] for row in current._sql("SELECT sha256 FROM entries")}
+        known = {row[0] for row in current.rows("hashes")}
         new, seen, unchanged = [], set(), 0
         for record in records:
             try:
-                digest = file_sha256(record.path, max_bytes)
+                digest = file_sha256(record.path, options.max_bytes)
             except ImageReadError:
                 digest = None  # unreadable: let extraction report it
             if digest is not None and (digest in known or digest in seen):
@@ -201,8 +197,8 @@ def _ids_under(current: IndexReader, targets: Sequence[Path]) -> list[int]:
         absolute = os.path.abspath(target)  # entries store paths the same way (see scan_folder)
         if not utf8_name(absolute):  # never indexed: such names are skipped when indexing
             continue
-        rows = current._sql(
-            "SELECT id FROM entries WHERE path = ? OR path LIKE ? ESCAPE '\\'",
+        rows = current.rows(
+            "file or folder",
             (absolute, absolute.rstrip("/").replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"),
         )
         ids += [row[0] for row in rows]
@@ -226,26 +222,22 @@ def remove_images(paths: Sequence[str | Path], index: str | Path | None = None) 
 def sync_index(
     folder: str | Path,
     index: str | Path | None = None,
-    batch_size: int = 32,
-    workers: int | None = None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    *,
     progress: ProgressCallback | None = None,
-    shard_size: int = SHARD_SIZE,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    engine: str = "local",
-    ray_address: str | None = None,
-    actors: int | None = None,
+    **embedding: Any,
 ) -> Changes:
-    """Make the index's entries under ``folder`` match it: add new and changed files, remove deleted ones."""
-    options = EmbedOptions(batch_size, workers, max_pixels, max_bytes, shard_size, engine, ray_address, actors)
-    options.check()
+    """Make the index's entries under ``folder`` match it: add new and changed files, remove deleted ones.
+
+    ``embedding`` keywords are the fields of ``EmbedOptions``, as for ``build_index``.
+    """
+    options = EmbedOptions.from_keywords("sync_index", embedding)
     path = _existing_index(index)
     start = time.perf_counter()
     records = {str(r.path): r for r in scan_folder(folder)}
     with Writer(path) as writer:
         current = open_reader(path)
         ids = _ids_under(current, [Path(folder)])
-        known = {row[0]: (row[1], row[2]) for row in current.rows_for("SELECT id, path, sha256 FROM entries WHERE id IN ({})", ids)}
+        known = {row[0]: (row[1], row[2]) for row in current.rows_for("hashes", ids)}
         removals, unchanged, present = [], 0, set()
         for entry_id, (file, digest) in known.items():
             present.add(file)
@@ -253,7 +245,7 @@ def sync_index(
                 removals.append(entry_id)
                 continue
             try:
-                same = file_sha256(file, max_bytes) == digest
+                same = file_sha256(file, options.max_bytes) == digest
             except ImageReadError:
                 same = False
             if same:

@@ -19,7 +19,7 @@ from visret.index.backends import DEFAULT_BACKEND, backend_named
 from visret.index.distances import Distance, get_distance
 from visret.errors import VisretError
 from visret.features._extractor import FeatureExtractor
-from visret.images._decode import DEFAULT_MAX_PIXELS, ImageReadError, as_array, display_path
+from visret.embedding._fitting import embed_images
 from visret.index._voting import WEIGHTINGS, encode_labels, vote
 from visret.features._lookup import get_extractor
 from visret.index._rerank import Reranker
@@ -72,7 +72,6 @@ class Entry:
         return asdict(self)
 
 
-ENTRY_COLUMNS = "id, path, label, sha256, added_at"
 #: Entries read per query while iterating over an index.
 ITER_PAGE = 10_000
 
@@ -107,7 +106,7 @@ class IndexReader:
             raise corrupt(self.path, f"cannot read {file.name}") from None
         if structure.d != self.manifest["vector_dim"] or structure.ntotal != len(self) + self.tombstones:
             raise corrupt(self.path, f"{file.name} does not match the manifest")
-        dead = np.array([row[0] for row in self._sql("SELECT id FROM tombstones")], np.int64)
+        dead = np.array([row[0] for row in self.rows("tombstones")], np.int64)
         return StructureSearch(structure, self.distance, dead)
 
     @property
@@ -135,10 +134,11 @@ class IndexReader:
             self._searcher.structure.set_search_params(nprobe, ef_search)
 
     # ---- lookups -------------------------------------------------------------------------
-    def _sql(self, query: str, params: Sequence[Any] = ()) -> list[tuple]:
+    def rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Rows of a named store query (``visret.index._store.entries.QUERIES``)."""
         self._store.check_entries()
         try:
-            return self._store.db.execute(query, params).fetchall()
+            return entries.rows(self._store.db, query, params)
         except entries.sqlite3.DatabaseError as exc:
             raise corrupt(self.path, f"entries table: {exc}") from None
 
@@ -146,14 +146,14 @@ class IndexReader:
         """Every entry, in id order (read a page at a time)."""
         last = 0
         while True:
-            rows = self._sql(f"SELECT {ENTRY_COLUMNS} FROM entries WHERE id > ? ORDER BY id LIMIT ?", (last, ITER_PAGE))
+            rows = self.rows("entries after", (last, ITER_PAGE))
             yield from (Entry(*row) for row in rows)
             if len(rows) < ITER_PAGE:
                 return
             last = rows[-1][0]
 
     def rows_for(self, query: str, ids: Sequence[int]) -> list[tuple]:
-        """Rows of ``query`` (with ``IN ({})``) for the given ids, in chunks SQLite accepts."""
+        """Rows of a named store query over ids (``visret.index._store.entries.ID_QUERIES``)."""
         self._store.check_entries()
         try:
             return entries.rows_for(self._store.db, query, ids)
@@ -162,22 +162,24 @@ class IndexReader:
 
     def entries(self, ids: Sequence[int]) -> dict[int, tuple[str, str | None]]:
         """``id -> (path, label)`` for the given ids that are in the index."""
-        return {row[0]: (row[1], row[2]) for row in self.rows_for("SELECT id, path, label FROM entries WHERE id IN ({})", ids)}
+        return {row[0]: (row[1], row[2]) for row in self.rows_for("labels", ids)}
 
     def entry(self, entry_id: int) -> Entry | None:
         """The entry with this id, or None when the index has none."""
-        rows = self._sql(f"SELECT {ENTRY_COLUMNS} FROM entries WHERE id = ?", (int(entry_id),))
+        rows = self.rows("entry", (int(entry_id),))
         return Entry(*rows[0]) if rows else None
 
     def page(self, label: str | None = None, offset: int = 0, limit: int = 60) -> list[Entry]:
         """Entries in id order, only those of ``label`` when given: ``limit`` of them from ``offset``."""
-        where, params = ("WHERE label = ?", [label]) if label is not None else ("", [])
-        rows = self._sql(f"SELECT {ENTRY_COLUMNS} FROM entries {where} ORDER BY id LIMIT ? OFFSET ?", (*params, int(limit), int(offset)))
+        if label is None:
+            rows = self.rows("page", (int(limit), int(offset)))
+        else:
+            rows = self.rows("page of label", (label, int(limit), int(offset)))
         return [Entry(*row) for row in rows]
 
     def label_counts(self) -> dict[str, int]:
         """Entries per class, classes sorted."""
-        return dict(self._sql("SELECT label, COUNT(*) FROM entries WHERE label IS NOT NULL GROUP BY label ORDER BY label"))
+        return dict(self.rows("label counts"))
 
     def similar_by_id(self, entry_id: int, k: int = 5, weights: str = "uniform", rerank: str | None = None) -> QueryResult:
         """The ``k`` entries nearest to an indexed one (itself left out), from its stored vector."""
@@ -191,13 +193,13 @@ class IndexReader:
 
     def labelled_ids(self) -> tuple[np.ndarray, np.ndarray]:
         """Every entry's id and label (``""`` for unlabelled entries)."""
-        rows = self._sql("SELECT id, COALESCE(label, '') FROM entries ORDER BY id")
+        rows = self.rows("ids and labels")
         ids = np.array([r[0] for r in rows], dtype=np.int64)
         return ids, np.array([r[1] for r in rows], dtype=str)
 
     def vectors(self, ids: Sequence[int]) -> np.ndarray:
         """The stored search vectors of the given ids, read from the shards (exact, whatever the index type)."""
-        where = {row[0]: (row[1], row[2]) for row in self.rows_for("SELECT id, shard, row FROM entries WHERE id IN ({})", ids)}
+        where = {row[0]: (row[1], row[2]) for row in self.rows_for("places", ids)}
         missing = [int(i) for i in np.asarray(ids).tolist() if int(i) not in where]
         if missing:
             raise VisretError(f"entry {missing[0]} is not in the index at {self.path}")
@@ -207,6 +209,20 @@ class IndexReader:
             shard, row = where[entry_id]
             out[i] = self._store.shards[self._shard_of[shard]][row]
         return out
+
+    def stored_ids(self) -> np.ndarray:
+        """Every stored row's entry id, in storage order (shard by shard)."""
+        return np.asarray(self._store.ids)
+
+    def stored_shards(self) -> list[np.ndarray]:
+        """The shards' search vectors in storage order, checked against their sums first."""
+        self._store.check_shards()
+        return list(self._store.shards)
+
+    @property
+    def extractor_state(self):
+        """The fitted state stored with the extractor (``FeatureExtractor.get_state``), if any."""
+        return self._store.state
 
     # ---- search --------------------------------------------------------------------------
     def search(self, search_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -223,14 +239,7 @@ class IndexReader:
     def embed(self, images: Sequence[Any]) -> np.ndarray:
         """Search vectors of query images (paths, Pillow images or uint8 arrays): the index's
         extractor, then its distance's map."""
-        spec = self.extractor.input_spec
-        arrays = []
-        for image in images:
-            try:
-                arrays.append(as_array(image, spec, DEFAULT_MAX_PIXELS))
-            except ImageReadError as exc:
-                raise VisretError(f"cannot read query image {display_path(image) if isinstance(image, (str, Path)) else image}: {exc}") from None
-        return self.distance.prepare(self.extractor.extract(arrays))
+        return self.distance.prepare(embed_images(images, self.extractor, what="query image"))
 
     @property
     def rerank(self) -> str | None:
@@ -256,6 +265,10 @@ class IndexReader:
         names: Sequence[str] | None = None,
     ) -> list[QueryResult]:
         """Like ``query_batch`` for search vectors already computed (see ``embed``)."""
+        search_vectors = np.asarray(search_vectors, dtype=np.float32)
+        if search_vectors.ndim != 2 or search_vectors.shape[1] != self.manifest["vector_dim"]:
+            raise VisretError(f"search vectors must be (n, {self.manifest['vector_dim']}) for the index at {self.path}, "
+                              f"got shape {search_vectors.shape}")
         reranker = Reranker(self.rerank if rerank is None else rerank)
         distances, ids = reranker.search(self, search_vectors, k)
         names = names if names is not None else [f"<vector {i}>" for i in range(len(ids))]

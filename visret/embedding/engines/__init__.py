@@ -3,7 +3,7 @@ cluster (``ray``). Both return the same results through the same commit path (``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Callable, Iterator, Protocol, Sequence
 
 from visret.images._folders import ImageRecord
@@ -44,6 +44,17 @@ class EmbedOptions:
     engine: str = "local"
     ray_address: str | None = None
     actors: int | None = None
+
+    @classmethod
+    def from_keywords(cls, caller: str, keywords: dict) -> EmbedOptions:
+        """The options a function takes as ``**embedding`` keywords, checked; one definition for all callers."""
+        known = {f.name for f in fields(cls)}
+        for name in keywords:
+            if name not in known:
+                raise TypeError(f"{caller}() got an unexpected keyword argument {name!r}")
+        options = cls(**keywords)
+        options.check()
+        return options
 
     def check(self) -> None:
         for name in ("batch_size", "shard_size", "max_pixels", "max_bytes"):

@@ -26,6 +26,31 @@ CHUNK = 900
 
 Row = tuple[str, "str | None", str]  # path, label, sha256
 
+#: The columns of an ``Entry``, in its field order.
+ENTRY_COLUMNS = "id, path, label, sha256, added_at"
+#: Every query readers run on the entries table, by name: the SQL text lives here only.
+QUERIES = {
+    "entries after": f"SELECT {ENTRY_COLUMNS} FROM entries WHERE id > ? ORDER BY id LIMIT ?",
+    "entry": f"SELECT {ENTRY_COLUMNS} FROM entries WHERE id = ?",
+    "page": f"SELECT {ENTRY_COLUMNS} FROM entries ORDER BY id LIMIT ? OFFSET ?",
+    "page of label": f"SELECT {ENTRY_COLUMNS} FROM entries WHERE label = ? ORDER BY id LIMIT ? OFFSET ?",
+    "label counts": "SELECT label, COUNT(*) FROM entries WHERE label IS NOT NULL GROUP BY label ORDER BY label",
+    "ids and labels": "SELECT id, COALESCE(label, '') FROM entries ORDER BY id",
+    "labelled files": "SELECT id, path, label FROM entries WHERE label IS NOT NULL ORDER BY id",
+    "live files by path": "SELECT id, path, sha256 FROM entries WHERE id NOT IN (SELECT id FROM tombstones) ORDER BY path",
+    "hashes": "SELECT sha256 FROM entries",
+    "file or folder": "SELECT id FROM entries WHERE path = ? OR path LIKE ? ESCAPE '\\'",
+    "largest id": "SELECT COALESCE(MAX(id), 0) FROM entries UNION ALL SELECT COALESCE(MAX(id), 0) FROM tombstones",
+    "tombstones": "SELECT id FROM tombstones",
+}
+#: Queries over given ids, by name; ``{}`` becomes the placeholders of one chunk.
+ID_QUERIES = {
+    "labels": "SELECT id, path, label FROM entries WHERE id IN ({})",
+    "places": "SELECT id, shard, row FROM entries WHERE id IN ({})",
+    "hashes": "SELECT id, path, sha256 FROM entries WHERE id IN ({})",
+    "records": "SELECT id, path, label, sha256 FROM entries WHERE id IN ({})",
+}
+
 
 def new_rows(ids: Iterable[int], rows: Sequence[Row], placements: Sequence[tuple[str, int]]) -> list[tuple]:
     """Table rows for new entries: id, path, label, sha256, time added, shard, row."""
@@ -93,11 +118,16 @@ def open_read_only(path: Path) -> sqlite3.Connection:
     return db
 
 
-def rows_for(db: sqlite3.Connection, query: str, ids: Iterable[int]) -> list[tuple]:
-    """Rows of ``query`` (with ``IN ({})``) for the given ids, in chunks SQLite accepts."""
+def rows(db: sqlite3.Connection, name: str, params: Sequence = ()) -> list[tuple]:
+    """Rows of the query called ``name`` in ``QUERIES``."""
+    return db.execute(QUERIES[name], params).fetchall()
+
+
+def rows_for(db: sqlite3.Connection, name: str, ids: Iterable[int]) -> list[tuple]:
+    """Rows of the query called ``name`` in ``ID_QUERIES`` for the given ids, in chunks SQLite accepts."""
     wanted = sorted({int(i) for i in ids if i >= 0})
-    rows: list[tuple] = []
+    found: list[tuple] = []
     for start in range(0, len(wanted), CHUNK):
         chunk = wanted[start : start + CHUNK]
-        rows += db.execute(query.format(",".join("?" * len(chunk))), chunk).fetchall()
-    return rows
+        found += db.execute(ID_QUERIES[name].format(",".join("?" * len(chunk))), chunk).fetchall()
+    return found
