@@ -46,7 +46,7 @@ def test_a_query_of_an_indexed_image_returns_it_first_at_distance_zero(digits_in
 
 def test_manifest_records_how_the_index_was_built(digits_index, digits):
     manifest = json.loads((digits_index / "manifest.json").read_text())
-    assert manifest["extractor"] == {"name": "hog", "params": {**get_extractor("hog").get_params(), **HOG32}}
+    assert manifest["extractor"] == {"name": "hog", "params": {**get_extractor("hog").get_params(), **HOG32}, "plugin": "visret"}
     assert manifest["dim"] == 7 * 7 * 4 * 9 == get_extractor("hog", **HOG32).dim
     assert manifest["metric"] == "l2" and manifest["factory"] == "Flat"
     assert manifest["count"] == 150 and manifest["classes"] == [str(d) for d in range(10)]

@@ -85,6 +85,9 @@ def test_third_party_plugin_is_discovered_from_its_installed_entry_point():
     red = np.zeros((32, 32, 3), np.uint8)
     red[..., 0] = 255
     assert get_extractor("example/mean-color").extract([red]).tolist() == [[1.0, 0.0, 0.0]]
+    # saved configurations name who registered the class (Keras' registered_name): what to install
+    assert get_extractor("example/mean-color").get_config()["plugin"] == "visret-plugin-example"
+    assert get_extractor("hog").get_config()["plugin"] == "visret"
 
 
 def test_third_party_command_runs(cli):
@@ -103,8 +106,11 @@ def test_registered_plugin_works_end_to_end_and_goes_away(register_plugin, digit
     visret.plugins._registry.pm.unregister(name="brightness")
     visret.plugins._registry.reset_registry()
     assert "test/brightness" not in extractor_classes()
-    with pytest.raises(VisretError, match="cannot be created"):
+    with pytest.raises(VisretError, match="cannot be created: extractor 'test/brightness' comes from the plugin 'brightness', "
+                                          "which is not installed or not loaded: pip install brightness"):
         visret.open_index(tmp_path / "ix")
+    with pytest.raises(VisretError, match="pip install brightness"):
+        visret.from_config({"name": "test/brightness", "params": {}, "plugin": "brightness"})
 
 
 def test_a_plugin_that_raises_is_reported_and_the_rest_still_work(register_plugin):

@@ -48,7 +48,7 @@ def test_the_recipe_builds_an_index(tuned, digits, tmp_path, cli):
     built = cli("index", digits / "train", "--recipe", path, "--index", tmp_path / "ix", "--workers", "1")
     assert built.exit_code == 0, built.stderr
     with open_index(tmp_path / "ix") as index:
-        assert index.manifest["extractor"] == json.loads(json.dumps(result.recipe.extractor)) | {"params": index.manifest["extractor"]["params"]}
+        assert index.manifest["extractor"] == json.loads(json.dumps(result.recipe.extractor)) | {"params": index.manifest["extractor"]["params"], "plugin": "visret"}
         assert index.rerank == result.recipe.rerank
 
 

@@ -40,6 +40,8 @@ def get_classifier(name: str, **params: Any) -> Classifier:
     return CLASSIFIERS.create(name, params)
 
 
+#: The keys of a saved configuration: ``plugin`` (who registered the class) is optional.
+CONFIG_KEYS = {"name", "params", "plugin"}
 #: How deep an extractor spec may nest (``combine`` of ``post`` of ... ): far past any real use.
 MAX_SPEC_DEPTH = 32
 
@@ -60,7 +62,9 @@ def extractor_from_spec(spec: str | dict[str, Any]) -> FeatureExtractor:
     the form nested extractors take in the parameters of ``combine`` and ``post``."""
     if isinstance(spec, str):
         return get_extractor(spec)
-    if isinstance(spec, dict) and isinstance(spec.get("name"), str) and set(spec) <= {"name", "params"}:
+    if isinstance(spec, dict) and isinstance(spec.get("name"), str) and set(spec) <= CONFIG_KEYS:
+        if (error := EXTRACTORS.missing(spec["name"], spec.get("plugin"))) is not None:
+            raise error
         if not isinstance(spec.get("params") or {}, dict):
             raise VisretError(f"the params of extractor {spec['name']!r} must be an object of NAME: VALUE, got {spec['params']!r}")
         if _nesting(spec) > MAX_SPEC_DEPTH:
@@ -73,7 +77,7 @@ def from_config(config: dict[str, Any]) -> FeatureExtractor | Classifier:
     """The inverse of ``get_config()``: an extractor or a classifier head from ``{"name", "params"}``
     (learned state aside: ``set_state`` restores it)."""
     name = config.get("name") if isinstance(config, dict) else None
-    if not isinstance(name, str) or not set(config) <= {"name", "params"}:
+    if not isinstance(name, str) or not set(config) <= CONFIG_KEYS:
         raise VisretError(f'a configuration is {{"name": ..., "params": {{...}}}}, got {config!r}')
     kinds = [kind for kind in (EXTRACTORS, CLASSIFIERS) if name.partition(":")[0] in kind.classes()]
     if len(kinds) > 1:

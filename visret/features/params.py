@@ -68,8 +68,14 @@ class Configurable:
         return self
 
     def get_config(self) -> dict[str, Any]:
-        """Everything needed to re-create this object (learned state aside); JSON-serialisable."""
-        return {"name": self.name, "params": self.get_params(deep=False)}
+        """Everything needed to re-create this object (learned state aside); JSON-serialisable.
+
+        ``plugin`` names the distribution (or plugin) that registered the class, as Keras'
+        ``registered_name`` does, so that opening it where that plugin is missing says what to install.
+        """
+        config = {"name": self.name, "params": self.get_params(deep=False)}
+        plugin = type(self).__dict__.get("_registered_by")
+        return {**config, "plugin": plugin} if plugin else config
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming a bad parameter; called by the registry on creation."""

@@ -21,7 +21,7 @@ from visret.errors import VisretError
 from visret.features._extractor import FeatureExtractor
 from visret.embedding._fitting import embed_images
 from visret.index._voting import WEIGHTINGS, encode_labels, vote
-from visret.features._lookup import get_extractor
+from visret.features._lookup import extractor_from_spec
 from visret.index._rerank import Reranker
 from visret.index._search import ExactSearch, StructureSearch
 from visret.index._store import entries
@@ -326,7 +326,7 @@ def open_reader(path: Path, extractor: FeatureExtractor | None = None, verify: b
         config, dim = store.manifest["extractor"], store.manifest["dim"]
         if extractor is None:
             try:
-                extractor = get_extractor(config["name"], **config["params"])
+                extractor = extractor_from_spec(config)
             except VisretError as exc:
                 raise VisretError(f"index at {path} was built with extractor {config['name']!r}, which cannot be created: {exc}") from None
             if store.state:

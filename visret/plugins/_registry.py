@@ -42,6 +42,8 @@ class PluginFailure:
 _load_failures: list[PluginFailure] = []
 _register_failures: list[PluginFailure] = []
 _versions: dict[str, str | None] = {}
+#: Plugin name -> the distribution that installed it (what to ``pip install`` when it is missing).
+_distributions: dict[str, str] = {}
 _loaded = False
 #: What each registering hook produced, by hook name: name -> (class, plugin name); filled on first use.
 _tables: dict[str, dict[str, tuple[type, str]]] = {}
@@ -77,6 +79,8 @@ def load_plugins() -> None:
         try:
             pm.register(ep.load(), name=ep.name)
             _versions[ep.name] = version
+            if dist_name:
+                _distributions[ep.name] = dist_name
         except Exception as exc:  # a broken plugin must not break visret
             _record_failure(_load_failures, ep.name, version, f"{type(exc).__name__}: {exc}")
 
@@ -148,6 +152,7 @@ class ExtensionPoint:
                         f"uninstall one or restrict VISRET_LOAD_PLUGINS"
                     )
                 table[cls.name] = (cls, plugin_name)
+                cls._registered_by = _distributions.get(plugin_name, plugin_name)  # saved in configs (Keras' registered_name)
                 return cls
 
             return register
@@ -160,6 +165,16 @@ class ExtensionPoint:
         if name not in table:
             raise VisretError(f"unknown {self.label} {name!r} (available: {', '.join(sorted(table)) or 'none'}); see 'visret plugins'")
         return table[name][0]
+
+    def missing(self, name: str, plugin: str | None) -> VisretError | None:
+        """For a saved configuration: a one-line error saying which plugin to install when ``name`` is
+        not registered, else None."""
+        if name.partition(":")[0] in self.classes() or name in self.classes():
+            return None
+        if plugin:
+            return VisretError(f"{self.label} {name!r} comes from the plugin {plugin!r}, which is not installed or not loaded: "
+                               f"pip install {plugin} (or add it to VISRET_LOAD_PLUGINS); see 'visret plugins'")
+        return None
 
     def create(self, name: str, params: dict[str, Any]):
         """An instance of a registered parameterised class (``NAME:VALUE`` sets its ``shorthand``
