@@ -10,7 +10,7 @@ from sklearn.base import clone
 import visret
 from visret import FeatureExtractor, InputSpec, hookimpl
 from visret.features._lookup import classifier_classes, extractor_classes
-from visret.plugins.testing import check_classifier, check_extractor
+from visret.plugins.testing import check_extractor, parametrize_with_checks
 
 #: Keras application families share one implementation; each is built with ImageNet-free weights at a
 #: small size here only for the ones below (building all 40 costs minutes and gigabytes).
@@ -34,9 +34,9 @@ def _instance(name: str):
 CHECKED = sorted(n for n in extractor_classes() if not n.startswith("keras/") or n in KERAS_CHECKED)
 
 
-@pytest.mark.parametrize("name", [n for n in CHECKED if n != "model"])
-def test_every_registered_extractor_conforms(name):
-    check_extractor(_instance(name))
+@parametrize_with_checks([_instance(n) for n in CHECKED if n != "model"] + sorted(classifier_classes().values(), key=lambda c: c.name))
+def test_every_registered_extractor_and_head_conforms(obj, check):
+    check(obj)  # one test id per extractor or head and rule, as scikit-learn's parametrize_with_checks
 
 
 def test_a_saved_model_extractor_conforms(tmp_path):
@@ -50,9 +50,11 @@ def test_a_saved_model_extractor_conforms(tmp_path):
     check_extractor(visret.get_extractor("model", path=str(tmp_path / "net.keras")))
 
 
-@pytest.mark.parametrize("name", sorted(classifier_classes()))
-def test_every_registered_head_conforms(name, tmp_path):
-    check_classifier(classifier_classes()[name], tmp_path)
+def test_every_rule_has_its_own_test_id():
+    ids = parametrize_with_checks([visret.get_extractor("hog"), classifier_classes()["knn"]]).kwargs["ids"]
+    assert ids == ["hog-params", "hog-input_spec", "hog-features_are_dim_finite_float32", "hog-deterministic_whatever_the_batch",
+                   "hog-picklable_for_workers", "hog-state_round_trips", "knn-params", "knn-fit_learns_three_classes",
+                   "knn-save_and_load_predict_the_same"]
 
 
 def test_clone_and_nested_params_work_on_a_composed_extractor():

@@ -10,6 +10,8 @@ import inspect
 import json
 from typing import Any, Iterable
 
+from visret.plugins._registry import registered_by
+
 
 class Configurable:
     """Parameter introspection shared by ``FeatureExtractor`` and ``Classifier``."""
@@ -74,7 +76,7 @@ class Configurable:
         ``registered_name`` does, so that opening it where that plugin is missing says what to install.
         """
         config = {"name": self.name, "params": self.get_params(deep=False)}
-        plugin = type(self).__dict__.get("_registered_by")
+        plugin = registered_by(type(self))
         return {**config, "plugin": plugin} if plugin else config
 
     def validate(self) -> None:

@@ -44,6 +44,8 @@ _register_failures: list[PluginFailure] = []
 _versions: dict[str, str | None] = {}
 #: Plugin name -> the distribution that installed it (what to ``pip install`` when it is missing).
 _distributions: dict[str, str] = {}
+#: Registered class -> the distribution (or plugin) that registered it.
+_owners: dict[type, str] = {}
 _loaded = False
 #: What each registering hook produced, by hook name: name -> (class, plugin name); filled on first use.
 _tables: dict[str, dict[str, tuple[type, str]]] = {}
@@ -94,6 +96,16 @@ def reset_registry() -> None:
     """Forget registered names so the next lookup asks the plugins again (after (un)registering)."""
     _tables.clear()
     _register_failures.clear()
+    _owners.clear()
+
+
+def registered_by(cls: type) -> str | None:
+    """The distribution (or plugin, for one registered in code) that registered ``cls``: what a saved
+    configuration names, as Keras' ``registered_name``, so a missing plugin says what to install."""
+    for point in _POINTS:
+        if issubclass(cls, point.base):
+            point.classes()
+    return _owners.get(cls)
 
 
 def call_each_plugin(hook_name: str, argument_for: Callable[[str], Any]) -> None:
@@ -152,7 +164,7 @@ class ExtensionPoint:
                         f"uninstall one or restrict VISRET_LOAD_PLUGINS"
                     )
                 table[cls.name] = (cls, plugin_name)
-                cls._registered_by = _distributions.get(plugin_name, plugin_name)  # saved in configs (Keras' registered_name)
+                _owners[cls] = _distributions.get(plugin_name, plugin_name)
                 return cls
 
             return register

@@ -19,6 +19,8 @@ from visret.features._extractor import FeatureExtractor, InputSpec
 from visret.features._lookup import CLASSIFIERS, EXTRACTORS, from_config
 
 MODES = ("RGB", "L", "HSV", "LAB")
+#: Extractors the kit has fitted on its sample images, by id.
+_FITTED: dict[int, FeatureExtractor] = {}
 
 
 def _instance(obj: Any, base: type) -> Any:
@@ -82,38 +84,52 @@ def sample_images(spec: InputSpec, n: int = 6, seed: int = 0) -> list[np.ndarray
     return images
 
 
-def check_extractor(extractor: type[FeatureExtractor] | FeatureExtractor) -> None:
-    """Check an extractor class (built with its defaults) or instance against visret's rules.
-
-    Fixed-length float32 rows of ``dim`` finite numbers, the same for the same images whatever
-    the batch, picklable for worker processes, learned state that round-trips, and the
-    parameter contract (``get_params``, ``set_params``, ``clone``, ``get_config``/``from_config``).
-    """
-    extractor = _instance(extractor, FeatureExtractor)
-    name = type(extractor).__name__
-    _check_params(extractor)
-    spec = extractor.input_spec
-    assert isinstance(spec, InputSpec) and spec.mode in MODES, f"{name}.input_spec must be an InputSpec with a mode in {MODES}"
-    images = sample_images(spec)
-    if extractor.requires_fit:
+def _ready(extractor: FeatureExtractor) -> tuple[list[np.ndarray], np.ndarray]:
+    """Sample images for the extractor (which is fitted on them first if it learns) and their features."""
+    images = sample_images(extractor.input_spec)
+    if extractor.requires_fit and id(extractor) not in _FITTED:
         labels = ["a", "b"] * (len(images) // 2) if extractor.supervised else None
-        assert extractor.fit(images * 4, labels * 4 if labels else None) is extractor, f"{name}.fit must return self"
-    dim = extractor.dim
+        assert extractor.fit(images * 4, labels * 4 if labels else None) is extractor, f"{type(extractor).__name__}.fit must return self"
+        _FITTED[id(extractor)] = extractor  # kept alive, so its id is not reused: each check fits it once
+    return images, extractor.extract(images)
+
+
+def check_input_spec(extractor: FeatureExtractor) -> None:
+    spec, name = extractor.input_spec, type(extractor).__name__
+    assert isinstance(spec, InputSpec) and spec.mode in MODES, f"{name}.input_spec must be an InputSpec with a mode in {MODES}"
+
+
+def check_features_are_dim_finite_float32(extractor: FeatureExtractor) -> None:
+    images, features = _ready(extractor)
+    name, dim = type(extractor).__name__, extractor.dim
     assert isinstance(dim, (int, np.integer)) and dim > 0, f"{name}.dim must be a positive integer, got {dim!r}"
-    features = extractor.extract(images)
     assert isinstance(features, np.ndarray) and features.dtype == np.float32, f"{name}.extract must return a float32 array"
     assert features.shape == (len(images), dim), f"{name}.extract gave shape {features.shape}, not {(len(images), dim)}"
     assert np.isfinite(features).all(), f"{name}.extract gave NaN or infinite values"
+    if extractor.binary:
+        assert set(np.unique(features)) <= {0.0, 1.0}, f"{name} is binary but gives values other than 0 and 1"
+
+
+def check_deterministic_whatever_the_batch(extractor: FeatureExtractor) -> None:
+    images, features = _ready(extractor)
+    name = type(extractor).__name__
     np.testing.assert_allclose(extractor.extract(images), features, rtol=1e-5, atol=1e-6, err_msg=f"{name} is not deterministic")
     one_by_one = np.concatenate([extractor.extract([image]) for image in images[:3]])
     np.testing.assert_allclose(one_by_one, features[:3], rtol=1e-4, atol=1e-5, err_msg=f"{name} depends on the batch")
-    if extractor.binary:
-        assert set(np.unique(features)) <= {0.0, 1.0}, f"{name} is binary but gives values other than 0 and 1"
-    if extractor.parallel:
-        copy = pickle.loads(pickle.dumps(extractor))
-        np.testing.assert_allclose(copy.extract(images[:2]), features[:2], rtol=1e-5, atol=1e-6,
-                                   err_msg=f"{name} does not extract the same after pickling (worker processes)")
-    state = extractor.get_state()
+
+
+def check_picklable_for_workers(extractor: FeatureExtractor) -> None:
+    if not extractor.parallel:
+        return
+    images, features = _ready(extractor)
+    copy = pickle.loads(pickle.dumps(extractor))
+    np.testing.assert_allclose(copy.extract(images[:2]), features[:2], rtol=1e-5, atol=1e-6,
+                               err_msg=f"{type(extractor).__name__} does not extract the same after pickling (worker processes)")
+
+
+def check_state_round_trips(extractor: FeatureExtractor) -> None:
+    images, features = _ready(extractor)
+    name, state = type(extractor).__name__, extractor.get_state()
     assert isinstance(state, dict) and all(isinstance(v, np.ndarray) and v.dtype != object for v in state.values()), \
         f"{name}.get_state must give named arrays (saved without pickle)"
     if extractor.requires_fit:
@@ -123,20 +139,37 @@ def check_extractor(extractor: type[FeatureExtractor] | FeatureExtractor) -> Non
                                    err_msg=f"{name}.set_state(get_state()) does not restore what was learned")
 
 
-def check_classifier(classifier: type[Classifier] | Classifier, tmp_path=None) -> None:
-    """Check a classifier head class (with its defaults) or instance: ``fit`` returns self, learned
-    state ends in ``_``, probabilities are rows summing to one over ``classes_``, and a save and a
-    load give the same predictions (in ``tmp_path``, or a temporary folder)."""
-    import tempfile
-    from pathlib import Path
+#: Every rule an extractor must follow, in the order ``check_extractor`` runs them.
+EXTRACTOR_CHECKS = (_check_params, check_input_spec, check_features_are_dim_finite_float32,
+                    check_deterministic_whatever_the_batch, check_picklable_for_workers, check_state_round_trips)
 
-    head = _instance(classifier, Classifier)
-    name = type(head).__name__
-    _check_params(head)
+
+def check_extractor(extractor: type[FeatureExtractor] | FeatureExtractor) -> None:
+    """Check an extractor class (built with its defaults) or instance against visret's rules.
+
+    Fixed-length float32 rows of ``dim`` finite numbers, the same for the same images whatever
+    the batch, picklable for worker processes, learned state that round-trips, and the
+    parameter contract (``get_params``, ``set_params``, ``clone``, ``get_config``/``from_config``).
+    """
+    extractor = _instance(extractor, FeatureExtractor)
+    for check in EXTRACTOR_CHECKS:
+        check(extractor)
+
+
+def _three_classes() -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     centres = rng.normal(0, 4, (3, 8))
     y = np.repeat(np.array(["cat", "dog", "owl"]), 20)
-    X = (centres[np.repeat(np.arange(3), 20)] + rng.normal(0, 1, (60, 8))).astype(np.float32)
+    return (centres[np.repeat(np.arange(3), 20)] + rng.normal(0, 1, (60, 8))).astype(np.float32), y
+
+
+def check_fit_learns_three_classes(head: Classifier) -> None:
+    """``fit`` returns self and adds only attributes ending in ``_``; probabilities are rows summing
+    to one over the sorted ``classes_``; three well-separated classes are learned."""
+    from sklearn.base import clone
+
+    head, name = clone(head), type(head).__name__
+    X, y = _three_classes()
     before = set(vars(head))
     assert head.fit(X, y) is head, f"{name}.fit must return self"
     learned = set(vars(head)) - before
@@ -146,8 +179,57 @@ def check_classifier(classifier: type[Classifier] | Classifier, tmp_path=None) -
     assert proba.shape == (60, 3) and np.allclose(proba.sum(axis=1), 1, atol=1e-4), f"{name}.predict_proba rows must sum to 1"
     accuracy = float(np.mean(head.predict(X) == y))
     assert accuracy > 0.8, f"{name} fits three well-separated classes with training accuracy {accuracy:.2f}"
+
+
+def check_save_and_load_predict_the_same(head: Classifier, tmp_path=None) -> None:
+    import tempfile
+    from pathlib import Path
+
+    from sklearn.base import clone
+
+    head, name = clone(head), type(head).__name__
+    X, y = _three_classes()
+    proba = head.fit(X, y).predict_proba(X)
     with tempfile.TemporaryDirectory(dir=tmp_path) as folder:
         file = Path(folder) / f"head{type(head).file_suffix}"
         head.save(file)
         again = type(head).load(file)
         np.testing.assert_allclose(again.predict_proba(X), proba, rtol=1e-4, atol=1e-5, err_msg=f"{name} predicts otherwise after save and load")
+
+
+#: Every rule a classifier head must follow, in the order ``check_classifier`` runs them.
+CLASSIFIER_CHECKS = (_check_params, check_fit_learns_three_classes, check_save_and_load_predict_the_same)
+
+
+def check_classifier(classifier: type[Classifier] | Classifier, tmp_path=None) -> None:
+    """Check a classifier head class (with its defaults) or instance: ``fit`` returns self, learned
+    state ends in ``_``, probabilities are rows summing to one over ``classes_``, and a save and a
+    load give the same predictions (in ``tmp_path``, or a temporary folder)."""
+    head = _instance(classifier, Classifier)
+    _check_params(head)
+    check_fit_learns_three_classes(head)
+    check_save_and_load_predict_the_same(head, tmp_path)
+
+
+def _check_name(check) -> str:
+    return check.__name__.lstrip("_").removeprefix("check_")
+
+
+def parametrize_with_checks(objects: list[Any]):
+    """A ``pytest.mark.parametrize`` over every (object, check) pair, one test id each, as
+    scikit-learn's ``parametrize_with_checks``: the test receives ``obj`` and ``check`` and calls
+    ``check(obj)``. Objects are extractor or head classes or instances.
+
+    ``@parametrize_with_checks([MeanColor, MyHead]) def test_conforms(obj, check): check(obj)``
+    """
+    import pytest
+
+    cases, ids = [], []
+    for obj in objects:
+        base = Classifier if issubclass(obj if isinstance(obj, type) else type(obj), Classifier) else FeatureExtractor
+        instance = _instance(obj, base)
+        checks = CLASSIFIER_CHECKS if base is Classifier else EXTRACTOR_CHECKS
+        for check in checks:
+            cases.append((instance, check))
+            ids.append(f"{type(instance).name}-{_check_name(check)}")
+    return pytest.mark.parametrize("obj, check", cases, ids=ids)
