@@ -45,8 +45,9 @@ demo: $(VENV)/.setup
 		--model $(DEMO)/models/cnn-lenet5.keras --montage $(DEMO)/predictions.png --explain
 	@echo "browse and search the index in a web browser: $(BIN)/visret serve --index $(DEMO)/index"
 
+# One pytest worker per core (pytest-xdist), each test file kept in one worker for its fixtures.
 test: $(VENV)/.setup-dev chromium
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 docs: $(VENV)/.setup-dev
 	$(BIN)/python -m mkdocs build --strict

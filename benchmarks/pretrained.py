@@ -19,7 +19,6 @@ held-out part, which nothing is fitted, tuned or stopped on.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cold import cold_query  # noqa: E402
 from datasets import materialise  # noqa: E402
 from quality import naive_script  # noqa: E402
 from results import emit  # noqa: E402
@@ -91,22 +91,6 @@ def flowers(split: int, root: Path, bases: list[str], workers: int | None) -> di
                          "settings": FINE_TUNE}
     print(name, "fine-tuned", report.test_accuracy, file=sys.stderr, flush=True)
     return row
-
-
-#: ``visret query`` in a new process that reports its own peak resident memory (MiB) last.
-QUERY = (
-    "import resource, sys\n"
-    "from visret.cli._app import main\n"
-    "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
-    "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, file=sys.stderr)\n"
-)
-
-
-def cold_query(index: Path, image: Path) -> dict:
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", QUERY, "query", str(image), "--index", str(index), "-k", "5"],
-                          check=True, capture_output=True, text=True)
-    return {"seconds": round(time.perf_counter() - start, 2), "peak_rss_mib": round(float(done.stderr.split()[-1]))}
 
 
 def cost(root: Path) -> dict:

@@ -11,6 +11,10 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+# Rich sizes tables to the terminal, 80 columns without one: wide enough here that a long temporary
+# path (pytest-xdist's are longer) never wraps inside what a test reads.
+os.environ["COLUMNS"] = "200"
+
 import visret
 from visret import plugins
 from visret.sample_data import write_digits
@@ -120,3 +124,11 @@ def project_env():
     env = dict(os.environ)
     env.pop("VISRET_LOAD_PLUGINS", None)
     return env
+
+
+@pytest.fixture(scope="session")
+def squeezenet_index(photo_crops, tmp_path_factory) -> Path:
+    """A ``keras/squeezenet`` index (96 x 96 input) of the photo crops, its network exported for the light runtime."""
+    path = tmp_path_factory.mktemp("index") / "squeezenet"
+    visret.build_index(photo_crops, "keras/squeezenet", path, params={"size": 96}, workers=1).close()
+    return path

@@ -257,9 +257,9 @@ def test_grey_and_rgba_images_are_expanded_to_three_channels(tmp_path):
     Image.fromarray(rng.integers(0, 256, (40, 40), dtype=np.uint8), "L").save(folder / "a" / "grey.png")
     Image.fromarray(rng.integers(0, 256, (40, 40, 4), dtype=np.uint8), "RGBA").save(folder / "a" / "rgba.png")
     Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8), "RGB").save(folder / "a" / "rgb.png")
-    with build_index(folder, "keras/resnet50", tmp_path / "ix", params={"weights": "none", "size": 32}) as index:
-        assert len(index) == 3 and index.manifest["dim"] == 2048
+    with build_index(folder, "keras/squeezenet", tmp_path / "ix", params={"size": 64}) as index:
+        assert len(index) == 3 and index.manifest["dim"] == 512
         grey = as_array(folder / "a" / "grey.png", index.extractor.input_spec)
-        assert grey.shape == (32, 32, 3) and (grey[..., 0] == grey[..., 2]).all()
+        assert grey.shape == (64, 64, 3) and (grey[..., 0] == grey[..., 2]).all()
         nearest = index.query(folder / "a" / "rgba.png", k=1).neighbors[0]
         assert nearest.path.endswith("rgba.png") and nearest.distance < 1e-2

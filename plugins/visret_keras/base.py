@@ -1,4 +1,5 @@
-"""What every Keras-backed extractor shares: a lazily built feature model, batched inference."""
+"""What every Keras-backed extractor shares: a lazily built feature model, batched inference, and
+the same network exported for the light runtime (``visret_keras.exported``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import ClassVar
 import numpy as np
 
 from visret import FeatureExtractor, InputSpec, VisretError
-from visret_keras import runtime
+from visret_keras import exported, runtime
 
 
 class KerasExtractor(FeatureExtractor):
@@ -16,6 +17,10 @@ class KerasExtractor(FeatureExtractor):
     The model (``model_``) is built on first use, so listing and validating extractors never
     imports TensorFlow. Images are passed as float32 in the 0-255 range through
     ``preprocess`` (identity unless the family needs its own scaling).
+
+    Its state (``get_state``) is the network exported to ONNX (``onnx_``), preprocessing
+    included: an index stores it, and an extractor given it back (``set_state``) runs it with
+    ONNX Runtime and never starts TensorFlow.
     """
 
     parallel: ClassVar[bool] = False  # TensorFlow uses every core itself; decoding overlaps in workers
@@ -43,29 +48,58 @@ class KerasExtractor(FeatureExtractor):
         return self.model_
 
     @property
+    def session(self):
+        """The ONNX Runtime session on the exported network, or ``None`` when Keras runs it (no
+        export given, ``VISRET_RUNTIME=keras``, or the runtime missing: said once, in one line)."""
+        if getattr(self, "session_", None) is None and getattr(self, "onnx_", None) is not None and exported.wanted():
+            self.session_ = exported.session(self.onnx_, self.name) or False
+        return getattr(self, "session_", None) or None
+
+    def _input_shape(self) -> tuple:
+        session = self.session
+        return exported.input_shape(session) if session is not None else tuple(self.model.input_shape[1:])
+
+    @property
     def input_spec(self) -> InputSpec:
-        _, height, width, channels = self.model.input_shape
+        height, width, channels = self._input_shape()
         return InputSpec(mode="L" if channels == 1 else "RGB", size=(height, width))
 
     @property
     def dim(self) -> int:
-        return int(self.model.output_shape[-1])
+        session = self.session
+        return exported.output_dim(session) if session is not None else int(self.model.output_shape[-1])
 
     def extract(self, images):
-        self.model  # noqa: B018 - builds the model and its compiled forward pass
         batch = np.stack(images).astype(np.float32)
         if batch.ndim == 3:
             batch = batch[..., None]
-        expected = tuple(self.model.input_shape[1:])
+        expected = self._input_shape()
         if len(expected) != batch.ndim - 1 or any(e not in (None, g) for e, g in zip(expected, batch.shape[1:])):
             raise VisretError(f"{self.name} extracts from {'x'.join(map(str, expected))} arrays (its input_spec), "
                               f"got {'x'.join(map(str, batch.shape[1:]))}: visret.embed_images decodes and resizes any image")
-        features = runtime.run(self.forward_, self.preprocess(batch))
+        session = self.session
+        if session is not None:
+            features = exported.run(session, batch)
+        else:
+            self.model  # noqa: B018 - builds the model and its compiled forward pass
+            features = runtime.run(self.forward_, self.preprocess(batch))
         if self.normalize:
             norms = np.linalg.norm(features, axis=1, keepdims=True)
             features = features / np.maximum(norms, 1e-12)
         return features
 
+    def get_state(self) -> dict[str, np.ndarray]:
+        """The network exported to ONNX (exported on first call; nothing where it cannot be)."""
+        if not hasattr(self, "onnx_"):
+            self.onnx_ = exported.export(self.model, self.preprocessing_layers(), self.name)
+            self.session_ = None
+        return {} if self.onnx_ is None else {exported.STATE_KEY: np.frombuffer(self.onnx_, np.uint8)}
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        data = state.get(exported.STATE_KEY)
+        self.onnx_ = None if data is None else np.asarray(data, np.uint8).tobytes()
+        self.session_ = None
+
     def __getstate__(self):
-        """Pickle parameters only; the model is rebuilt where it is used."""
-        return {k: v for k, v in self.__dict__.items() if k not in ("model_", "forward_")}
+        """Pickle parameters and the exported network; models and sessions are rebuilt where used."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("model_", "forward_", "session_")}

@@ -19,7 +19,7 @@ from visret import VisretError
 
 
 @contextlib.contextmanager
-def _native_stderr_silenced():
+def native_stderr_silenced():
     """Hide what TensorFlow's C++ start-up prints straight to file descriptor 2."""
     sys.stderr.flush()
     saved = os.dup(2)
@@ -36,7 +36,7 @@ def _native_stderr_silenced():
 def tensorflow():
     """Import TensorFlow once, quietly, with memory growth on every GPU it sees."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with _native_stderr_silenced():
+    with native_stderr_silenced():
         import tensorflow as tf
 
         tf.constant(0.0) + 1.0  # the first op prints CPU-feature notices too

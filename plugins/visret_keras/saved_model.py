@@ -62,6 +62,9 @@ class SavedModel(KerasExtractor):
     def preprocess(self, batch):
         return batch * self.rescale if self.rescale != 1.0 else batch
 
+    def preprocessing_layers(self) -> list:
+        return [runtime.keras().layers.Rescaling(self.rescale)] if self.rescale != 1.0 else []
+
     def build_model(self):
         model = runtime.load_model(Path(str(self.path)).expanduser())
         return cut_before_head(model, layer=self.layer, drop=self.drop)

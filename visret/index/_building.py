@@ -32,9 +32,12 @@ from visret.index.backends import backend_for
 from visret.index.distances import Distance, default_metric, get_distance
 from visret.index._rerank import parse_rerank
 
-def _fitted(staging: Staging, extractor: FeatureExtractor, records: Sequence[ImageRecord], options: EmbedOptions) -> None:
-    """Fit a learning extractor once per run: an interrupted run reuses the saved state."""
+def _prepared(staging: Staging, extractor: FeatureExtractor, records: Sequence[ImageRecord], options: EmbedOptions) -> None:
+    """Fit a learning extractor once per run (an interrupted run reuses the saved state); take any
+    other's state now, before embedding: a CNN exports its network then (``visret_keras.exported``),
+    so the collection is embedded by the runtime that will embed its queries."""
     if not extractor.requires_fit:
+        extractor.get_state()
         return
     state = staging.load_state()
     if state is not None:
@@ -161,7 +164,7 @@ def build_index(
                "metric": target.metric, "generation": writer.previous["generation"] if writer.previous else None}
         staging = Staging(target.path, run)
         with open_embedder(extractor, options) as embedder:  # the engine first: a cluster that cannot be reached fails now
-            _fitted(staging, extractor, records, options)
+            _prepared(staging, extractor, records, options)
             staging.vector_dim = target.vector_dim  # final once fitted (LDA)
             parts = embed_resumably(staging, embedder, target.distance, records, progress, options.shard_size)
         indexed = sum(len(part.rows) for part in parts)

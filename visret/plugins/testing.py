@@ -132,11 +132,11 @@ def check_state_round_trips(extractor: FeatureExtractor) -> None:
     name, state = type(extractor).__name__, extractor.get_state()
     assert isinstance(state, dict) and all(isinstance(v, np.ndarray) and v.dtype != object for v in state.values()), \
         f"{name}.get_state must give named arrays (saved without pickle)"
-    if extractor.requires_fit:
+    if state:  # what was learned, or a network exported for the light runtime, as an index stores it
         restored = type(extractor)(**extractor.get_params(deep=False))
         restored.set_state(state)
-        np.testing.assert_allclose(restored.extract(images[:2]), features[:2], rtol=1e-5, atol=1e-6,
-                                   err_msg=f"{name}.set_state(get_state()) does not restore what was learned")
+        np.testing.assert_allclose(restored.extract(images[:2]), features[:2], rtol=1e-4, atol=1e-5,
+                                   err_msg=f"{name}.set_state(get_state()) does not give the same features back")
 
 
 #: Every rule an extractor must follow, in the order ``check_extractor`` runs them.
@@ -163,15 +163,28 @@ def _three_classes() -> tuple[np.ndarray, np.ndarray]:
     return (centres[np.repeat(np.arange(3), 20)] + rng.normal(0, 1, (60, 8))).astype(np.float32), y
 
 
+#: id(head) -> (head, its clone fitted on the three classes, what fit returned, the clone's attributes before
+#: fitting): each check of a head object fits it once (a network head takes seconds).
+_FITTED_HEADS: dict[int, tuple] = {}
+
+
+def _fitted_head(head: Classifier) -> tuple[Classifier, Any, set[str]]:
+    from sklearn.base import clone
+
+    if id(head) not in _FITTED_HEADS:
+        fitted = clone(head)
+        before = set(vars(fitted))
+        _FITTED_HEADS[id(head)] = (head, fitted, fitted.fit(*_three_classes()), before)
+    return _FITTED_HEADS[id(head)][1:]
+
+
 def check_fit_learns_three_classes(head: Classifier) -> None:
     """``fit`` returns self and adds only attributes ending in ``_``; probabilities are rows summing
     to one over the sorted ``classes_``; three well-separated classes are learned."""
-    from sklearn.base import clone
-
-    head, name = clone(head), type(head).__name__
+    name = type(head).__name__
     X, y = _three_classes()
-    before = set(vars(head))
-    assert head.fit(X, y) is head, f"{name}.fit must return self"
+    head, returned, before = _fitted_head(head)
+    assert returned is head, f"{name}.fit must return self"
     learned = set(vars(head)) - before
     assert learned and all(key.endswith("_") for key in learned), f"{name}.fit must only add attributes ending in _ (added {sorted(learned)})"
     assert list(head.classes_) == ["cat", "dog", "owl"], f"{name}.classes_ must be the sorted labels"
@@ -185,11 +198,10 @@ def check_save_and_load_predict_the_same(head: Classifier, tmp_path=None) -> Non
     import tempfile
     from pathlib import Path
 
-    from sklearn.base import clone
-
-    head, name = clone(head), type(head).__name__
-    X, y = _three_classes()
-    proba = head.fit(X, y).predict_proba(X)
+    name = type(head).__name__
+    X, _ = _three_classes()
+    head = _fitted_head(head)[0]
+    proba = head.predict_proba(X)
     with tempfile.TemporaryDirectory(dir=tmp_path) as folder:
         file = Path(folder) / f"head{type(head).file_suffix}"
         head.save(file)

@@ -6,7 +6,7 @@ An index is a directory::
     entries-<generation>.sqlite     one row per entry: id, path, label, sha256, added_at, shard, row
     ids-<generation>.npy            the entry id of every stored vector, shard after shard (int64)
     vectors-<generation>.faiss      the FAISS index, for approximate factories only (Flat searches the shards)
-    extractor-<generation>.npz      a learning extractor's state (codebooks, projections)
+    extractor-<generation>.npz      the extractor's state: what it learned, a CNN's network exported to ONNX
     shards/emb-<generation>-<n>.npy the search vectors, float32 (rows, vector_dim), immutable
     .staging/                       an interrupted run's committed parts (see ``staging``)
     .lock                           the writer lock

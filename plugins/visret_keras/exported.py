@@ -1,0 +1,124 @@
+"""A feature extraction network exported to ONNX and run by ONNX Runtime: CNN features without TensorFlow.
+
+Keras stays the source of truth. The first time an index (or a saved pipeline) takes a CNN
+extractor's state, the network, its preprocessing included as layers, is exported to ONNX; the
+bytes are saved with the index like its other learned state (checksummed, written atomically,
+covered by ``--verify``) and are only ever read back from there. Queries, extraction workers
+and servers then run them with ONNX Runtime, which starts in a fraction of a second where
+TensorFlow takes ten (``benchmarks/light_runtime.py``). ``VISRET_RUNTIME=keras`` runs the Keras
+model instead (e.g. on a GPU that TensorFlow uses and ONNX Runtime's CPU build does not).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+import numpy as np
+
+log = logging.getLogger("visret")
+
+#: The key of the exported network in an extractor's state.
+STATE_KEY = "onnx"
+OPSET = 17
+
+
+def wanted() -> bool:
+    """Whether the light runtime runs exported networks (``VISRET_RUNTIME=keras`` says no)."""
+    return os.environ.get("VISRET_RUNTIME", "onnx").lower() != "keras"
+
+
+def export(model, preprocessing: list, label: str) -> bytes | None:
+    """``model`` behind ``preprocessing``, taking raw 0-255 float images, as ONNX bytes; ``None``
+    (and one logged line) where it cannot be exported, so that the caller keeps to Keras."""
+    try:
+        import tf2onnx
+    except ImportError:
+        log.warning(f"{label}: tf2onnx is not installed, so CNN queries will start TensorFlow (pip install tf2onnx onnx)")
+        return None
+    from visret_keras import runtime
+
+    tf, keras = runtime.tensorflow(), runtime.keras()
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    shape = tuple(model.input_shape[1:])
+    inputs = keras.Input(shape, name="image")
+    x = inputs
+    for layer in preprocessing:
+        x = layer(x)
+    wrapped = keras.Model(inputs, model(x))
+    spec = tf.TensorSpec([None, *shape], tf.float32, name="image")
+    forward = tf.function(lambda images: wrapped(images, training=False), input_signature=[spec]).get_concrete_function()
+    try:
+        with warnings.catch_warnings(), runtime.native_stderr_silenced():
+            warnings.simplefilter("ignore")
+            logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+            # Frozen first: constants a layer captured (Normalization's mean and variance) become part of
+            # the graph, where tf2onnx.convert.from_function would make them extra inputs.
+            frozen = convert_variables_to_constants_v2(forward)
+            proto, _ = tf2onnx.convert.from_graph_def(frozen.graph.as_graph_def(), input_names=[frozen.inputs[0].name],
+                                                      output_names=[t.name for t in frozen.outputs], opset=OPSET)
+    except Exception as exc:  # an op tf2onnx does not convert: Keras keeps the job
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        log.warning(f"{label}: cannot be exported to ONNX ({reason}), so its queries will start TensorFlow")
+        return None
+    data = proto.SerializeToString()
+    runner = session(data, label)
+    if runner is None:
+        return None
+    problem = _differs(runner, wrapped, [d or 64 for d in shape])
+    if problem:
+        log.warning(f"{label}: its ONNX export {problem}, so its queries will start TensorFlow")
+        return None
+    return data
+
+
+#: The largest row-relative difference an export may have from the Keras model on the probe batch.
+TOLERANCE = 1e-4
+
+
+def _differs(runner, model, shape: list[int]) -> str | None:
+    """What keeps the export from standing in for ``model`` (one image input, the same features on a
+    seeded probe batch), or ``None``."""
+    if len(runner.get_inputs()) != 1 or len(runner.get_outputs()) != 1:
+        return f"takes {len(runner.get_inputs())} inputs, not one image"
+    probe = np.random.default_rng(0).uniform(0, 255, (2, *shape)).astype(np.float32)
+    expected = np.asarray(model(probe, training=False), np.float32)
+    got = run(runner, probe)
+    if got.shape != expected.shape:
+        return f"gives shape {got.shape}, not {expected.shape}"
+    scale = np.maximum(np.linalg.norm(expected, axis=1), np.finfo(np.float32).tiny)
+    difference = float((np.linalg.norm(got - expected, axis=1) / scale).max())
+    return None if difference <= TOLERANCE else f"differs from the Keras model by {difference:.1e} (relative)"
+
+
+def session(data: bytes, label: str):
+    """An ONNX Runtime session on exported bytes, or ``None`` (and one logged line) where the runtime
+    is missing or the bytes do not load: the caller then runs the Keras model."""
+    try:
+        import onnxruntime
+    except ImportError:
+        log.warning(f"{label}: onnxruntime is not installed, so TensorFlow runs the network (pip install onnxruntime)")
+        return None
+    options = onnxruntime.SessionOptions()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        return onnxruntime.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # damaged or foreign bytes: ONNX Runtime raises its own types
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        log.warning(f"{label}: the exported network does not load ({reason[:120]}), so TensorFlow runs it")
+        return None
+
+
+def input_shape(session) -> tuple[int | None, ...]:
+    """``(height, width, channels)`` as exported, ``None`` where the network takes any size."""
+    return tuple(d if isinstance(d, int) else None for d in session.get_inputs()[0].shape[1:])
+
+
+def output_dim(session) -> int:
+    return int(session.get_outputs()[0].shape[-1])
+
+
+def run(session, batch: np.ndarray) -> np.ndarray:
+    return session.run(None, {session.get_inputs()[0].name: batch})[0].astype(np.float32, copy=False)
