@@ -96,9 +96,11 @@ class KerasExtractor(FeatureExtractor):
         return {} if self.onnx_ is None else {exported.STATE_KEY: np.frombuffer(self.onnx_, np.uint8)}
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
-        data = state.get(exported.STATE_KEY)
-        self.onnx_ = None if data is None else np.asarray(data, np.uint8).tobytes()
         self.session_ = None
+        if exported.STATE_KEY in state:
+            self.onnx_ = np.asarray(state[exported.STATE_KEY], np.uint8).tobytes()
+        else:  # saved without an export (an older index): exported when its state is next taken
+            self.__dict__.pop("onnx_", None)
 
     def __getstate__(self):
         """Pickle parameters and the exported network; models and sessions are rebuilt where used."""
