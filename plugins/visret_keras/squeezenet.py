@@ -34,6 +34,7 @@ def squeezenet(input_shape=(227, 227, 3), weights: str = "imagenet", seed: int =
     ``fireN_squeeze1x1``, ``fireN_expand1x1``, ``fireN_expand3x3``, ``fireN`` (the concatenation)
     and ``conv10``. ``weights``: ``imagenet`` (from ``ndf``) or ``none`` (seeded Glorot).
     """
+    trained = imagenet_weights() if weights == "imagenet" else {}  # a missing or damaged file: said before TensorFlow starts
     keras = runtime.keras()
     layers = keras.layers
     if weights == "none":
@@ -59,7 +60,7 @@ def squeezenet(input_shape=(227, 227, 3), weights: str = "imagenet", seed: int =
     model = keras.Model(inputs, x, name="squeezenet")
     if weights == "imagenet":
         present = {layer.name for layer in model.layers}
-        for layer_name, arrays in imagenet_weights().items():
+        for layer_name, arrays in trained.items():
             if layer_name.replace("/", "_") in present:
                 model.get_layer(layer_name.replace("/", "_")).set_weights(arrays)
     return model
@@ -138,8 +139,8 @@ class SqueezeNet(KerasExtractor):
         return mode_layers("caffe")
 
     def build_model(self):
-        keras = runtime.keras()
         net = squeezenet((self.size, self.size, 3), self.weights, self.seed, last=self.layer)
+        keras = runtime.keras()
         pool = keras.layers.GlobalAveragePooling2D if self.pooling == "avg" else keras.layers.GlobalMaxPooling2D
         return keras.Model(net.input, pool(name="visret_pool")(net.output), name="squeezenet_features")
 
