@@ -77,9 +77,9 @@ def test_each_family_gives_fixed_length_features(family, dim):
 
 def test_random_weights_come_from_the_seed_so_an_index_can_be_queried_later():
     images = random_images(2, 32)
-    first = get_extractor("keras/resnet50", weights="none", size=32, seed=3).extract(images)
-    again = get_extractor("keras/resnet50", weights="none", size=32, seed=3).extract(images)
-    other = get_extractor("keras/resnet50", weights="none", size=32, seed=4).extract(images)
+    first = get_extractor("keras/vgg16", weights="none", size=32, seed=3).extract(images)
+    again = get_extractor("keras/vgg16", weights="none", size=32, seed=3).extract(images)
+    other = get_extractor("keras/vgg16", weights="none", size=32, seed=4).extract(images)
     np.testing.assert_array_equal(first, again)
     assert not np.allclose(first, other)
 
@@ -142,15 +142,15 @@ def test_bad_parameters(params, message):
 
 
 def test_a_local_weights_file_gives_the_embeddings_of_the_model_it_came_from(tmp_path):
-    base = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(32, 32, 3))
-    path = tmp_path / "resnet50_no_top.weights.h5"
+    base = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
+    path = tmp_path / "vgg16_no_top.weights.h5"
     base.save_weights(path)
     images = random_images(3, 32)
-    x = keras.applications.resnet.preprocess_input(np.stack(images).astype(np.float32))
+    x = keras.applications.vgg16.preprocess_input(np.stack(images).astype(np.float32))
     expected = np.asarray(base(x)).mean(axis=(1, 2))
-    extractor = get_extractor("keras/resnet50", weights=str(path), size=32)
+    extractor = get_extractor("keras/vgg16", weights=str(path), size=32)
     np.testing.assert_allclose(extractor.extract(images), expected, rtol=1e-4, atol=1e-5)
-    fresh = get_extractor("keras/resnet50", weights="none", size=32).extract(images)
+    fresh = get_extractor("keras/vgg16", weights="none", size=32).extract(images)
     assert not np.allclose(fresh, expected)
 
 
