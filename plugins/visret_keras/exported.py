@@ -17,6 +17,8 @@ import warnings
 
 import numpy as np
 
+from visret_keras import runtime
+
 log = logging.getLogger("visret")
 
 #: The key of the exported network in an extractor's state.
@@ -37,8 +39,6 @@ def export(model, preprocessing: list, label: str) -> bytes | None:
     except ImportError:
         log.warning(f"{label}: tf2onnx is not installed, so CNN queries will start TensorFlow (pip install tf2onnx onnx)")
         return None
-    from visret_keras import runtime
-
     tf, keras = runtime.tensorflow(), runtime.keras()
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
     shape = tuple(model.input_shape[1:])
@@ -59,8 +59,7 @@ def export(model, preprocessing: list, label: str) -> bytes | None:
             proto, _ = tf2onnx.convert.from_graph_def(frozen.graph.as_graph_def(), input_names=[frozen.inputs[0].name],
                                                       output_names=[t.name for t in frozen.outputs], opset=OPSET)
     except Exception as exc:  # an op tf2onnx does not convert: Keras keeps the job
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        log.warning(f"{label}: cannot be exported to ONNX ({reason}), so its queries will start TensorFlow")
+        log.warning(f"{label}: cannot be exported to ONNX ({runtime.first_line(exc)}), so its queries will start TensorFlow")
         return None
     data = proto.SerializeToString()
     runner = session(data, label)
@@ -106,8 +105,7 @@ def session(data: bytes, label: str):
     try:
         return onnxruntime.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # damaged or foreign bytes: ONNX Runtime raises its own types
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        log.warning(f"{label}: the exported network does not load ({reason[:120]}), so TensorFlow runs it")
+        log.warning(f"{label}: the exported network does not load ({runtime.first_line(exc)[:120]}), so TensorFlow runs it")
         return None
 
 

@@ -32,6 +32,13 @@ def native_stderr_silenced():
         os.close(saved)
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's message as one line (its type's name when it has none): what TensorFlow,
+    Keras and the converters raise is often pages long."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 @functools.cache
 def tensorflow():
     """Import TensorFlow once, quietly, with memory growth on every GPU it sees."""
@@ -62,8 +69,7 @@ def load_model(path: Path):
     try:
         return keras().saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types for unsafe or damaged files
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise VisretError(f"cannot load {path} in safe mode: {reason}") from None
+        raise VisretError(f"cannot load {path} in safe mode: {first_line(exc)}") from None
 
 
 def compiled_forward(model):
@@ -84,7 +90,7 @@ def keras_cache_dir() -> Path:
 
 def download_error(label: str, exc: Exception) -> VisretError:
     """Turn Keras' download failure into one line saying which file to put where."""
-    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    message = first_line(exc)
     match = re.search(r"(https?://\S+?)(?::|\s|$)", message)
     name = match.group(1).rsplit("/", 1)[-1] if match else "the weights file"
     return VisretError(
