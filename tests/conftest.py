@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,9 @@ from typer.testing import CliRunner
 # Rich sizes tables to the terminal, 80 columns without one: wide enough here that a long temporary
 # path (pytest-xdist's are longer) never wraps inside what a test reads.
 os.environ["COLUMNS"] = "200"
+# Graphs derived from CNN extractors are cached per machine (visret_keras.derived): the suite keeps its
+# own cache, shared by its workers and subprocesses, apart from the user's.
+os.environ.setdefault("VISRET_CACHE", os.path.join(tempfile.gettempdir(), f"visret-test-cache-{os.getuid()}"))
 
 import visret
 from visret import plugins

@@ -1,5 +1,6 @@
-"""The light runtime: a CNN index stores its network exported to ONNX, and its queries run it with
-ONNX Runtime, giving the Keras model's features without starting TensorFlow."""
+"""The light runtime: a CNN's network is exported to ONNX on this machine and cached, its queries run
+it with ONNX Runtime, giving the Keras model's features without starting TensorFlow; what an index
+brings is data, never a graph to run."""
 
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ def test_the_exported_network_gives_the_keras_features_without_building_the_kera
     images = sorted(photo_crops.rglob("*.png"))[::4]
     expected = visret.embed_images(images, keras_run)
     state = keras_run.get_state()
-    assert set(state) == {"onnx"} and state["onnx"].dtype == np.uint8
+    assert set(state) == {"graph", "probe"} and state["graph"].dtype == np.uint8 and state["graph"].shape == (32,)
+    assert state["probe"].dtype == np.float32 and state["probe"].shape == (2, expected.shape[1])
     light = get_extractor(name, **params)
     light.set_state(state)
     features = visret.embed_images(images, light)
@@ -96,7 +98,7 @@ def test_without_onnxruntime_a_query_says_so_in_one_line_and_keras_answers(squee
     assert query_ids(runs["missing"].stdout) == query_ids(runs["light"].stdout)
 
 
-def test_a_tampered_export_is_named_by_verify_and_refused_by_a_query(squeezenet_index, photo_crops, tmp_path, cli):
+def test_a_tampered_state_is_named_by_verify_and_refused_by_a_query(squeezenet_index, photo_crops, tmp_path, cli):
     index = tmp_path / "index"
     shutil.copytree(squeezenet_index, index)
     manifest = json.loads((index / "manifest.json").read_text())
@@ -111,20 +113,37 @@ def test_a_tampered_export_is_named_by_verify_and_refused_by_a_query(squeezenet_
     assert f"{exported.name} does not match its checksum" in query.output
 
 
-def test_an_export_that_does_not_stand_in_for_the_model_is_refused_in_words():
+def test_an_export_that_does_not_stand_in_for_the_model_is_refused_in_words(monkeypatch, caplog):
+    """The parity check of ``export`` itself: a converter that gives another network's graph is caught."""
+    import tf2onnx
     from visret_keras import exported
 
     first, second = (get_extractor("cnn/lenet5", seed=seed) for seed in (1, 2))
-    runner = exported.session(first.get_state()["onnx"].tobytes(), first.name)
-    assert exported._differs(runner, first.model, [32, 32, 1]) is None
-    assert exported._differs(runner, second.model, [32, 32, 1]).startswith("differs from the Keras model by ")
+    convert = tf2onnx.convert.from_graph_def
+    other = {}
+
+    def converts_the_other_network(*args, **kwargs):
+        if not other:  # the first call converts the other network, as a faulty converter would
+            other["proto"] = convert(*args, **kwargs)
+            return other["proto"]
+        return other["proto"]
+
+    assert exported.export(first.model, [], first.name) is not None
+    monkeypatch.setattr(tf2onnx.convert, "from_graph_def", converts_the_other_network)
+    exported.export(second.model, [], second.name)  # the converter now remembers lenet5 seed 2
+    with caplog.at_level("WARNING", logger="visret"):
+        assert exported.export(first.model, [], first.name) is None
+    assert [r.getMessage() for r in caplog.records] == [
+        m for m in [r.getMessage() for r in caplog.records] if m.startswith("cnn/lenet5: its ONNX export differs from the Keras model by ")]
+    assert len(caplog.records) == 1
 
 
 def test_without_tf2onnx_an_index_says_so_in_one_line_and_keras_runs_it(photo_crops, tmp_path, monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "tf2onnx", None)  # as if it were not installed
+    monkeypatch.setenv("VISRET_CACHE", str(tmp_path / "cache"))  # and nothing derived on this machine before
     with caplog.at_level("WARNING", logger="visret"):
         with visret.build_index(photo_crops / "coffee", "keras/squeezenet", tmp_path / "ix", params={"size": 64}, workers=1) as index:
-            assert index.extractor.session is None and index.extractor_state == {}
+            assert index.extractor.session is None and set(index.extractor_state) == {"graph", "probe"}
             first = index.query(sorted((photo_crops / "coffee").iterdir())[0], k=1).neighbors[0]
     assert [r.getMessage() for r in caplog.records] == [
         "keras/squeezenet: tf2onnx is not installed, so CNN queries will start TensorFlow (pip install tf2onnx onnx)"]

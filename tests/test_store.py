@@ -236,7 +236,7 @@ def test_each_file_is_checked_on_first_read_and_verify_checksums_all_on_opening(
     every_file = sorted(Path(n).name for n in layout.referenced(manifest))
     hashed, summed = [], []
     monkeypatch.setattr(reader, "sha256_file", lambda p: hashed.append(Path(p).name) or visret.index._store.files.sha256_file(p))
-    monkeypatch.setattr(reader, "word_sum", lambda p: summed.append(Path(p).name) or visret.index._store.files.word_sum(p))
+    monkeypatch.setattr(reader, "xxh3_file", lambda p: summed.append(Path(p).name) or visret.index._store.files.xxh3_file(p))
     query = sorted((digits / "test" / "3").iterdir())[0]
     with open_index(index_path) as index:
         assert hashed == [Path(manifest["files"]["ids"]["name"]).name] and summed == []  # opening: the id list only
@@ -250,12 +250,14 @@ def test_each_file_is_checked_on_first_read_and_verify_checksums_all_on_opening(
     assert sorted(hashed) == every_file and summed == []
 
 
-def test_an_index_written_before_word_sums_is_checked_with_sha256_on_first_read(index_path, digits):
-    def without_word_sums(manifest):
+def test_an_index_written_with_word_sums_is_checked_with_sha256_on_first_read(index_path, digits):
+    """Older indexes record the hand-written word sum, which misses some two-bit changes: SHA-256 checks them."""
+    def with_word_sums(manifest):
         for entry in [*manifest["files"].values(), *manifest["shards"]]:
-            del entry["words"]
+            entry["words"] = "0" * 32  # what it holds is never trusted
+            del entry["xxh3"]
 
-    resign(index_path, without_word_sums)
+    resign(index_path, with_word_sums)
     query = sorted((digits / "test" / "3").iterdir())[0]
     with open_index(index_path) as index:
         assert index.query(query, k=1).neighbors[0].path == str(query)
@@ -267,25 +269,44 @@ def test_an_index_written_before_word_sums_is_checked_with_sha256_on_first_read(
         index.query(query, k=1)
 
 
-def test_the_word_sum_changes_with_any_flipped_byte_and_with_the_order_of_words(tmp_path):
-    from visret.index._store.files import word_sum
+def test_the_checksum_changes_with_flipped_bytes_swapped_words_and_paired_sign_bits(tmp_path):
+    from visret.index._store.files import xxh3_file
 
     file = tmp_path / "f"
     original = np.random.default_rng(0).bytes(8 * 1000 + 3)  # a tail that is not a whole word
     file.write_bytes(original)
-    reference = word_sum(file)
+    reference = xxh3_file(file)
     rng = np.random.default_rng(1)
     for position in rng.choice(len(original), size=300, replace=False):
         data = bytearray(original)
         data[position] ^= int(rng.integers(1, 256))
         file.write_bytes(bytes(data))
-        assert word_sum(file) != reference
+        assert xxh3_file(file) != reference
     swapped = bytearray(original)
     swapped[0:8], swapped[8:16] = original[8:16], original[0:8]
     file.write_bytes(bytes(swapped))
-    assert word_sum(file) != reference
+    assert xxh3_file(file) != reference
+    # the sign bits of the 64-bit words at offsets 17 and 19: the word sum's sum(w) and sum((i+1)w) both
+    # stayed equal modulo 2**64 (2 * 2**63 and (18 + 20) * 2**63 vanish), so it answered from a changed shard
+    paired = bytearray(original)
+    for word in (17, 19):
+        paired[word * 8 + 7] ^= 0x80
+    file.write_bytes(bytes(paired))
+    assert xxh3_file(file) != reference
     file.write_bytes(b"")
-    assert word_sum(file) == "0" * 32
+    assert xxh3_file(file) == xxh3_file(tmp_path / "f")
+
+
+def test_a_two_bit_change_that_the_word_sum_missed_is_refused_by_a_plain_query(index_path, digits):
+    shard = index_path / manifest_of(index_path)["shards"][0]["name"]
+    data = bytearray(shard.read_bytes())
+    header = len(data) - (len(data) - 128) // 8 * 8  # past the .npy header, at a word boundary
+    for word in (17, 19):
+        data[header + word * 8 + 7] ^= 0x80
+    shard.write_bytes(bytes(data))
+    query = sorted((digits / "test" / "3").iterdir())[0]
+    with open_index(index_path) as index, pytest.raises(VisretError, match="does not match its checksum"):
+        index.query(query, k=1)
 
 
 def test_a_flipped_byte_anywhere_in_the_index_is_refused_by_a_plain_query(index_path, digits):

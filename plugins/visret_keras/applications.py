@@ -107,6 +107,9 @@ class KerasApplication(KerasExtractor):
     def input_spec(self) -> InputSpec:
         return InputSpec(mode="RGB", size=(self.input_size, self.input_size))
 
+    def weights_file(self) -> Path | None:
+        return None if self.weights in ("imagenet", "none", None) else Path(self.weights).expanduser()
+
     def _module(self):
         import importlib
 

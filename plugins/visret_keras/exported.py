@@ -1,12 +1,12 @@
 """A feature extraction network exported to ONNX and run by ONNX Runtime: CNN features without TensorFlow.
 
-Keras stays the source of truth. The first time an index (or a saved pipeline) takes a CNN
-extractor's state, the network, its preprocessing included as layers, is exported to ONNX; the
-bytes are saved with the index like its other learned state (checksummed, written atomically,
-covered by ``--verify``) and are only ever read back from there. Queries, extraction workers
-and servers then run them with ONNX Runtime, which starts in a fraction of a second where
-TensorFlow takes ten (``benchmarks/light_runtime.py``). ``VISRET_RUNTIME=keras`` runs the Keras
-model instead (e.g. on a GPU that TensorFlow uses and ONNX Runtime's CPU build does not).
+Keras stays the source of truth. A CNN extractor's network, its preprocessing included as layers,
+is exported to ONNX on this machine, checked against the Keras model on a probe batch and kept in
+the user's cache (``visret_keras.derived``); indexes and pipelines record which network they used,
+never the graph. Queries, extraction workers and servers run it with ONNX Runtime, which starts in
+a fraction of a second where TensorFlow takes ten (``benchmarks/light_runtime.py``).
+``VISRET_RUNTIME=keras`` runs the Keras model instead (e.g. on a GPU that TensorFlow uses and ONNX
+Runtime's CPU build does not).
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ from visret_keras import runtime
 
 log = logging.getLogger("visret")
 
-#: The key of the exported network in an extractor's state.
-STATE_KEY = "onnx"
 OPSET = 17
 
 
@@ -65,7 +63,7 @@ def export(model, preprocessing: list, label: str) -> bytes | None:
     runner = session(data, label)
     if runner is None:
         return None
-    problem = _differs(runner, wrapped, [d or 64 for d in shape])
+    problem = _differs(runner, wrapped, shape)
     if problem:
         log.warning(f"{label}: its ONNX export {problem}, so its queries will start TensorFlow")
         return None
@@ -76,36 +74,58 @@ def export(model, preprocessing: list, label: str) -> bytes | None:
 TOLERANCE = 1e-4
 
 
-def _differs(runner, model, shape: list[int]) -> str | None:
+def probe_batch(shape) -> np.ndarray:
+    """Two seeded 0-255 images of ``shape`` (``None`` sides as 64): what an export is checked on,
+    and what an index records the features of (``KerasExtractor.get_state``)."""
+    return np.random.default_rng(0).uniform(0, 255, (2, *[d or 64 for d in shape])).astype(np.float32)
+
+
+def difference(got: np.ndarray, expected: np.ndarray) -> float:
+    """The largest row-relative difference between two feature batches (inf if shapes differ)."""
+    if got.shape != expected.shape:
+        return float("inf")
+    scale = np.maximum(np.linalg.norm(expected, axis=1), np.finfo(np.float32).tiny)
+    return float((np.linalg.norm(got - expected, axis=1) / scale).max())
+
+
+def _differs(runner, model, shape) -> str | None:
     """What keeps the export from standing in for ``model`` (one image input, the same features on a
     seeded probe batch), or ``None``."""
     if len(runner.get_inputs()) != 1 or len(runner.get_outputs()) != 1:
         return f"takes {len(runner.get_inputs())} inputs, not one image"
-    probe = np.random.default_rng(0).uniform(0, 255, (2, *shape)).astype(np.float32)
+    probe = probe_batch(shape)
     expected = np.asarray(model(probe, training=False), np.float32)
     got = run(runner, probe)
     if got.shape != expected.shape:
         return f"gives shape {got.shape}, not {expected.shape}"
-    scale = np.maximum(np.linalg.norm(expected, axis=1), np.finfo(np.float32).tiny)
-    difference = float((np.linalg.norm(got - expected, axis=1) / scale).max())
-    return None if difference <= TOLERANCE else f"differs from the Keras model by {difference:.1e} (relative)"
+    apart = difference(got, expected)
+    return None if apart <= TOLERANCE else f"differs from the Keras model by {apart:.1e} (relative)"
 
 
-def session(data: bytes, label: str):
-    """An ONNX Runtime session on exported bytes, or ``None`` (and one logged line) where the runtime
-    is missing or the bytes do not load: the caller then runs the Keras model."""
+def runtime_installed(label: str) -> bool:
+    """Whether ONNX Runtime can be imported; where not, one logged line says that TensorFlow runs ``label``."""
     try:
-        import onnxruntime
+        import onnxruntime  # noqa: F401
     except ImportError:
         log.warning(f"{label}: onnxruntime is not installed, so TensorFlow runs the network (pip install onnxruntime)")
-        return None
+        return False
+    return True
+
+
+def session(data: bytes, label: str, quiet: bool = False):
+    """An ONNX Runtime session on bytes exported on this machine (never on bytes a file brought), or
+    ``None`` (and, unless ``quiet``, one logged line) where the bytes do not load: the caller then runs
+    the Keras model. Call ``runtime_installed`` first."""
+    import onnxruntime
+
     options = onnxruntime.SessionOptions()
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     try:
         return onnxruntime.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # damaged or foreign bytes: ONNX Runtime raises its own types
-        log.warning(f"{label}: the exported network does not load ({runtime.first_line(exc)[:120]}), so TensorFlow runs it")
+        if not quiet:
+            log.warning(f"{label}: the exported network does not load ({runtime.first_line(exc)[:120]}), so TensorFlow runs it")
         return None
 
 

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, ClassVar
 
 from visret_keras import runtime
 from visret_keras.architectures import cut_before_head
 from visret_keras.base import KerasExtractor
-
-
-def sha256_file(path: Path) -> str:
-    """The SHA-256 of a model file, read a megabyte at a time."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+from visret_keras.derived import sha256_file
 
 
 class SavedModel(KerasExtractor):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+import xxhash
 
 from visret.errors import VisretError
 
@@ -102,31 +103,17 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-_MASK = (1 << 64) - 1
-_WEIGHTS = np.arange(1, (1 << 20) + 1, dtype=np.uint64)
-
-
-def word_sum(path: Path) -> str:
-    """A Fletcher-style checksum of a file's little-endian 64-bit words (the tail zero-padded):
-    ``sum(w)`` and ``sum((i + 1) * w)`` modulo 2**64, as 32 hex digits. Any flipped byte changes it,
-    and it runs at about 4 GB/s here against SHA-256's 1.1 (``benchmarks/open_checks.py``), so a
-    query can check what it reads on first reading it."""
-    size = os.path.getsize(path)
-    if size == 0:
-        return "0" * 32
-    data = np.memmap(path, dtype=np.uint8, mode="r")
-    words = data[: size - size % 8].view("<u8")
-    tail = bytes(data[size - size % 8 :])
-    if tail:
-        words = np.concatenate([words, np.frombuffer(tail.ljust(8, b"\0"), "<u8")])
-    plain, weighted = 0, 0
-    for start in range(0, len(words), len(_WEIGHTS)):
-        chunk = words[start : start + len(_WEIGHTS)]
-        total = int(chunk.sum(dtype=np.uint64))
-        plain += total
-        weighted += int(np.dot(chunk, _WEIGHTS[: len(chunk)])) + start * total
-    del data
-    return f"{plain & _MASK:016x}{weighted & _MASK:016x}"
+def xxh3_file(path: Path, chunk: int = 4 << 20) -> str:
+    """XXH3-128 of a file (the ``xxhash`` package), as 32 hex digits: a maintained checksum that
+    changes with any flipped bits and runs near memory speed, so a query can check what it reads
+    on first reading it (``benchmarks/open_checks.py`` measures it against SHA-256)."""
+    digest = xxhash.xxh3_128()
+    buffer = bytearray(chunk)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as fh:
+        while read := fh.readinto(buffer):
+            digest.update(view[:read])
+    return digest.hexdigest()
 
 
 def save_npy(path: Path, array: np.ndarray) -> None:

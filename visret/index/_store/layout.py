@@ -76,8 +76,9 @@ _TOP = {
 _OPTIONAL = {"rerank": (str, type(None)), "imported": dict, "backend": str, "last_id": int}
 _FILE = {"name": _STR, "bytes": _INT, "sha256": _STR}
 _SHARD = {**_FILE, "rows": _INT}
-#: words: the file's ``files.word_sum``, checked when a reader first reads it (older indexes record none)
-_FILE_OPTIONAL = {"words": _STR}
+#: xxh3: the file's ``files.xxh3_file``, checked when a reader first reads it; words: the hand-written
+#: word sum of older indexes, no longer trusted (missed two-bit changes): those are checked with SHA-256
+_FILE_OPTIONAL = {"xxh3": _STR, "words": _STR}
 
 
 def _fields(where: str, data: Any, fields: dict[str, tuple], optional: dict[str, tuple] | None = None) -> None:

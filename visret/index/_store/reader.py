@@ -6,7 +6,7 @@ shards and id list must have the recorded shape and type with their data exactly
 file (their headers are read and the data memory-mapped), the id list must match its SHA-256
 (8 bytes an entry: a flipped id would silently answer with another entry) and hold unique
 positive ids, and the entries table must be a SQLite file. Then each file is checked against its
-recorded word sum (``files.word_sum``; SHA-256 for indexes that record none) the first time a
+recorded word sum (``files.xxh3_file``; SHA-256 for indexes that record none) the first time a
 reader reads it: the shards before the first exact search, the entries table before the first
 lookup, the FAISS file before it is loaded, so that a flipped byte in what a query reads is
 refused rather than answered from. Files over ``FIRST_READ_LIMIT`` that are read only in part (a
@@ -28,7 +28,7 @@ import numpy as np
 from visret.errors import VisretError
 from visret._named_files import NPY_ERRORS, read_npz
 from visret.index._store import entries
-from visret.index._store.files import plain_file, sha256_file, word_sum
+from visret.index._store.files import plain_file, sha256_file, xxh3_file
 from visret.index._store.layout import read_manifest
 
 #: Files read only in part (the entries table, a FAISS file) are checked on first read up to this
@@ -84,10 +84,10 @@ def check_content(path: Path, entry: dict[str, Any], sha256: bool = False) -> No
     """A file's content against its recorded word sum (or SHA-256: when asked, or where the index
     records no word sum); a mismatch is a corrupt index."""
     file = path / entry["name"]
-    if sha256 or "words" not in entry:
+    if sha256 or "xxh3" not in entry:
         if sha256_file(file) != entry["sha256"]:
             raise corrupt(path, f"{entry['name']} does not match its checksum")
-    elif word_sum(file) != entry["words"]:
+    elif xxh3_file(file) != entry["xxh3"]:
         raise corrupt(path, f"{entry['name']} does not match its checksum")
 
 

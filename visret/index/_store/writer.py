@@ -29,7 +29,7 @@ from visret.index._store.files import (
     own_directory,
     save_npy,
     sha256_file,
-    word_sum,
+    xxh3_file,
     writer_lock,
 )
 from visret.index._store.layout import (
@@ -70,7 +70,7 @@ def check_target(path: Path) -> None:
 
 def _file_entry(path: Path, name: str) -> dict[str, Any]:
     file = path / name
-    return {"name": name, "bytes": file.stat().st_size, "sha256": sha256_file(file), "words": word_sum(file)}
+    return {"name": name, "bytes": file.stat().st_size, "sha256": sha256_file(file), "xxh3": xxh3_file(file)}
 
 
 @dataclass
