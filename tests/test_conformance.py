@@ -59,7 +59,7 @@ def test_a_saved_model_extractor_conforms(tmp_path):
 
 def test_every_rule_has_its_own_test_id():
     ids = parametrize_with_checks([visret.get_extractor("hog"), classifier_classes()["knn"]]).kwargs["ids"]
-    assert ids == ["hog-params", "hog-input_spec", "hog-features_are_dim_finite_float32", "hog-deterministic_whatever_the_batch",
+    assert ids == ["hog-params", "hog-input_spec", "hog-features_have_dim_finite_values", "hog-deterministic_whatever_the_batch",
                    "hog-picklable_for_workers", "hog-state_round_trips", "knn-params", "knn-fit_learns_three_classes",
                    "knn-save_and_load_predict_the_same"]
 
@@ -110,6 +110,13 @@ class _Float64(_Drifting):
         return np.zeros((len(images), 2))
 
 
+class _NonFinite(_Drifting):
+    name = "test/non-finite"
+
+    def extract(self, images):
+        return np.full((len(images), 2), np.nan, np.float32)
+
+
 class _RewritesParams(_Drifting):
     name = "test/rewrites"
 
@@ -122,13 +129,25 @@ class _RewritesParams(_Drifting):
 
 @pytest.mark.parametrize("cls, message", [
     (_Drifting, "not deterministic"),
-    (_WrongShape, r"gave shape \(6, 3\), not \(6, 2\)"),
-    (_Float64, "float32"),
+    (_WrongShape, r"gave an array of shape \(6, 3\) for 6 images; expected \(6, 2\)"),
+    (_NonFinite, "NaN or infinite"),
     (_RewritesParams, "changes 'size'"),
 ])
 def test_the_kit_catches_broken_extractors(cls, message):
     with pytest.raises(AssertionError, match=message):
         check_extractor(cls)
+
+
+def test_the_kit_and_the_index_apply_one_rule_to_float64_features(tmp_path):
+    """float64 rows convert to float32 where they enter an index: the kit accepts them too."""
+    check_extractor(_Float64)
+    image = tmp_path / "a" / "0.png"
+    image.parent.mkdir()
+    from PIL import Image
+
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(image)
+    with visret.build_index(tmp_path, _Float64(), tmp_path / "ix", workers=1) as index:
+        assert index.vectors([1]).dtype == np.float32 and len(index) == 1
 
 
 class _NoDim(FeatureExtractor):

@@ -21,7 +21,7 @@ from visret import FeatureExtractor, InputSpec
 from visret.images import as_array
 from visret.features.normalization import normalize, parse_norm
 from visret.features.params import check_image_size, check_positive_int
-from visret.features import extractor_from_spec
+from visret.features import checked_features, extractor_from_spec
 
 class Combine(FeatureExtractor):
     """Concatenate the features of several extractors, each block normalised then weighted.
@@ -128,7 +128,7 @@ class Combine(FeatureExtractor):
             return equal
         scores = []
         for part in self.extractors:
-            features = normalize(part.extract([as_array(image, part.input_spec) for image in images]), self.normalize)
+            features = normalize(checked_features(part, part.extract([as_array(image, part.input_spec) for image in images]), len(images)), self.normalize)
             report = evaluate_features(features[~queries], labels[~queries], features[queries], labels[queries], k=1, at=(1,))
             scores.append(report.map)
         scores = np.asarray(scores) ** 4
@@ -153,6 +153,6 @@ class Combine(FeatureExtractor):
         blocks = []
         for part, weight in zip(self.extractors, self.block_weights()):
             converted = [as_array(image, part.input_spec) for image in images]
-            features = np.asarray(part.extract(converted), dtype=np.float32)
+            features = checked_features(part, part.extract(converted), len(converted))
             blocks.append(normalize(features, self.normalize) * weight)
         return np.concatenate(blocks, axis=1).astype(np.float32)

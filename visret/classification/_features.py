@@ -22,6 +22,7 @@ from visret.images._folders import ImageRecord
 from visret.errors import VisretError
 from visret.embedding._extraction import Embedder
 from visret.features._extractor import FeatureExtractor, InputSpec
+from visret.features._output import checked_query_features
 from visret.embedding._fitting import fit_extractor
 from visret._named_files import NPY_ERRORS, read_npz, regular_file
 from visret.classification._pipeline import Pipeline, Progress, StageProgress, stage
@@ -55,7 +56,7 @@ class FeaturePipeline(Pipeline):
         return f"{self.extractor.name}+{self.head.name}"
 
     def predict_arrays(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        return self.head.predict_proba(np.asarray(self.extractor.extract(list(images)), np.float32))
+        return self.head.predict_proba(checked_query_features(self.extractor, self.extractor.extract(list(images)), len(images)))
 
     def classify(self, records: Sequence[ImageRecord], tta: int = 0, progress: Progress | None = None, workers: int | None = None, **limits):
         if tta:

@@ -30,6 +30,7 @@ import numpy as np
 from visret.images._folders import ImageRecord
 from visret.errors import VisretError
 from visret.features._extractor import FeatureExtractor, InputSpec
+from visret.features._output import checked_features, finite_rows
 from visret.images._decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageReadError, display_path, read_image
 
 log = logging.getLogger("visret")
@@ -53,21 +54,29 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _featurise(extractor: FeatureExtractor, images: list[np.ndarray]) -> tuple[np.ndarray, list[int], list[str]]:
-    """Extract a batch; if the batch fails, retry image by image to isolate the culprit."""
+def _featurise(extractor: FeatureExtractor, images: list[np.ndarray]) -> tuple[np.ndarray, list[int], dict[int, str]]:
+    """Extract a batch, checked (``checked_features``): ``(features, kept, failures)``. If the batch fails,
+    retry image by image to isolate the culprit; images whose features are NaN or infinite are left out."""
+    failures: dict[int, str] = {}
     try:
-        return np.asarray(extractor.extract(images), dtype=np.float32), list(range(len(images))), []
+        features = checked_features(extractor, extractor.extract(images), len(images))
+        kept = list(range(len(images)))
     except VisretError:
-        raise  # the extractor cannot work at all (e.g. weights missing): not one image's fault
+        raise  # the extractor cannot work at all (weights missing, output of the wrong shape): not one image's fault
     except Exception:
-        rows, ok, errors = [], [], []
+        rows, kept = [], []
         for i, image in enumerate(images):
             try:
-                rows.append(np.asarray(extractor.extract([image]), dtype=np.float32)[0])
-                ok.append(i)
+                output = extractor.extract([image])
             except Exception as exc:
-                errors.append(f"extractor failed: {type(exc).__name__}: {exc}")
-        return np.array(rows, dtype=np.float32).reshape(len(rows), extractor.dim), ok, errors
+                failures[i] = f"extractor failed: {type(exc).__name__}: {exc}"
+                continue
+            rows.append(checked_features(extractor, output, 1)[0])
+            kept.append(i)
+        features = np.array(rows, dtype=np.float32).reshape(len(rows), extractor.dim)
+    finite = finite_rows(features)
+    failures.update((i, "extractor gave NaN or infinite features") for i, good in zip(kept, finite) if not good)
+    return features[finite], [i for i, good in zip(kept, finite) if good], failures
 
 
 def read_batch(spec: InputSpec, paths: Sequence[Path], max_pixels: int, max_bytes: int = DEFAULT_MAX_BYTES):
@@ -90,10 +99,9 @@ def featurise_batch(extractor: FeatureExtractor, decoded):
     images, positions, hashes, skipped = decoded
     if not images:
         return [], [], np.zeros((0, extractor.dim), np.float32), skipped
-    features, ok, errors = _featurise(extractor, images)
-    failed = sorted(set(range(len(images))) - set(ok))
-    skipped.extend((positions[i], error) for i, error in zip(failed, errors))
-    return [positions[i] for i in ok], [hashes[i] for i in ok], features, skipped
+    features, kept, failures = _featurise(extractor, images)
+    skipped.extend((positions[i], failures[i]) for i in sorted(failures))
+    return [positions[i] for i in kept], [hashes[i] for i in kept], features, skipped
 
 
 def extract_batch(extractor: FeatureExtractor, paths: Sequence[Path], max_pixels: int, max_bytes: int = DEFAULT_MAX_BYTES):

@@ -22,6 +22,7 @@ from visret.embedding._extraction import Embedder
 from visret.features._extractor import DEFAULT_EXTRACTOR, FeatureExtractor
 from visret.images._decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageReadError, as_array, display_path, read_image
 from visret.features._lookup import extractor_from_spec, resolve_extractor
+from visret.features._output import checked_query_features
 
 
 def fitting_records(extractor: FeatureExtractor, records: Sequence[ImageRecord], seed: int = 0) -> list[ImageRecord]:
@@ -148,7 +149,7 @@ def embed_images(
         except ImageReadError as exc:
             shown = display_path(image) if isinstance(image, (str, Path)) else type(image).__name__
             raise VisretError(f"cannot read {what} {shown}: {exc}") from None
-    return extractor.extract(arrays)
+    return checked_query_features(extractor, extractor.extract(arrays), len(arrays), what)
 
 
 def embed_folder(

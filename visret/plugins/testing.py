@@ -16,7 +16,9 @@ import numpy as np
 
 from visret.features._classifier import Classifier
 from visret.features._extractor import FeatureExtractor, InputSpec
+from visret.errors import VisretError
 from visret.features._lookup import CLASSIFIERS, EXTRACTORS, from_config
+from visret.features._output import checked_features, finite_rows
 
 MODES = ("RGB", "L", "HSV", "LAB")
 #: Extractors the kit has fitted on its sample images, by id.
@@ -99,13 +101,16 @@ def check_input_spec(extractor: FeatureExtractor) -> None:
     assert isinstance(spec, InputSpec) and spec.mode in MODES, f"{name}.input_spec must be an InputSpec with a mode in {MODES}"
 
 
-def check_features_are_dim_finite_float32(extractor: FeatureExtractor) -> None:
+def check_features_have_dim_finite_values(extractor: FeatureExtractor) -> None:
+    """The rule visret applies where features enter a store (``visret.features.checked_features``)."""
     images, features = _ready(extractor)
     name, dim = type(extractor).__name__, extractor.dim
     assert isinstance(dim, (int, np.integer)) and dim > 0, f"{name}.dim must be a positive integer, got {dim!r}"
-    assert isinstance(features, np.ndarray) and features.dtype == np.float32, f"{name}.extract must return a float32 array"
-    assert features.shape == (len(images), dim), f"{name}.extract gave shape {features.shape}, not {(len(images), dim)}"
-    assert np.isfinite(features).all(), f"{name}.extract gave NaN or infinite values"
+    try:
+        features = checked_features(extractor, features, len(images))
+    except VisretError as exc:
+        raise AssertionError(str(exc)) from None
+    assert finite_rows(features).all(), f"{name}.extract gave NaN or infinite values"
     if extractor.binary:
         assert set(np.unique(features)) <= {0.0, 1.0}, f"{name} is binary but gives values other than 0 and 1"
 
@@ -140,14 +145,14 @@ def check_state_round_trips(extractor: FeatureExtractor) -> None:
 
 
 #: Every rule an extractor must follow, in the order ``check_extractor`` runs them.
-EXTRACTOR_CHECKS = (_check_params, check_input_spec, check_features_are_dim_finite_float32,
+EXTRACTOR_CHECKS = (_check_params, check_input_spec, check_features_have_dim_finite_values,
                     check_deterministic_whatever_the_batch, check_picklable_for_workers, check_state_round_trips)
 
 
 def check_extractor(extractor: type[FeatureExtractor] | FeatureExtractor) -> None:
     """Check an extractor class (built with its defaults) or instance against visret's rules.
 
-    Fixed-length float32 rows of ``dim`` finite numbers, the same for the same images whatever
+    Rows of ``dim`` finite numbers that convert to float32 (the rule an index applies), the same for the same images whatever
     the batch, picklable for worker processes, learned state that round-trips, and the
     parameter contract (``get_params``, ``set_params``, ``clone``, ``get_config``/``from_config``).
     """

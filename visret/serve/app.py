@@ -30,6 +30,7 @@ from PIL import Image
 from visret.version import __version__
 from visret.errors import VisretError
 from visret.features._extractor import InputSpec
+from visret.features._output import checked_query_features
 from visret.images._decode import DEFAULT_MAX_PIXELS, ImageReadError, decode, read_file
 from visret.serve.budget import PixelBudget, pixels_of, return_large_blocks_to_the_system
 from visret.serve.guards import Guards, host_names
@@ -125,7 +126,11 @@ def create_app(
                 array = decode(data, index.extractor.input_spec, max_pixels)
             except ImageReadError as exc:
                 raise HTTPException(400, f"not a readable image: {exc}") from None
-            vector = index.distance.prepare(index.extractor.extract([array]))
+            try:
+                features = checked_query_features(index.extractor, index.extractor.extract([array]), 1, "the upload")
+            except VisretError as exc:
+                raise HTTPException(422, str(exc)) from None
+            vector = index.distance.prepare(features)
             return searched(index, lambda: index.query_vectors(vector, k, names=[name])[0], nprobe, ef_search)
 
     def decoded_thumbnail(data: bytes) -> bytes:
