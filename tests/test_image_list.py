@@ -130,3 +130,19 @@ def test_missing_labels_are_unlabelled_whole_numbers_are_text_and_other_values_a
         pq.write_table(pa.table({"path": [str(f) for f in files], "label": bad}), listed)
         with pytest.raises(VisretError, match=rf"row 1: label {re.escape(shown)} is not text or a whole number"):
             read_image_list(listed)
+
+
+def test_unlabelled_rows_of_a_list_are_never_scored_as_a_class(digits, tmp_path):
+    """Empty, nan, NA, None labels make unlabelled entries: leave-one-out queries only labelled ones and
+    reports no class named ""; the unlabelled ones stay in the collection, relevant to no query."""
+    files = _train_files(digits, 40)
+    missing = ["", "nan", "NA", "None", "N/A"]
+    rows = [(str(f), missing[i // 2 % 5] if i % 2 else f.parent.name) for i, f in enumerate(files)]
+    listed = _write_csv(tmp_path / "list.csv", rows)
+    with visret.build_index(listed, "hog", tmp_path / "ix", params={"size": 32, "pixels_per_cell": 4}, workers=1) as index:
+        report = visret.evaluate_knn(index=index, k=3)
+        stored = [e.label for e in index]
+    labelled = [label for label in stored if label is not None]
+    assert "" not in report.classes and sorted(report.classes) == sorted(set(labelled))
+    # a query whose neighbours are all unlabelled abstains: scored by no class
+    assert 0 < sum(row["support"] for row in report.per_class.values()) <= len(labelled) < len(stored)

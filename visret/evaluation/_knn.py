@@ -361,14 +361,15 @@ def _evaluate(index: Index, test, k, weights, at, depth, rerank, batch_size, wor
     if not len(index.classes):
         raise VisretError(f"index at {index.path} has no labels; build it from an ImageFolder layout")
     reranker = Reranker(index.manifest.get("rerank") if rerank is None else rerank)
-    if test is None and len(index.labelled_ids()[0]) < 2:
+    ids, labels = index.labelled_ids()
+    labelled = labels != ""  # unlabelled entries stay in the collection, never relevant, and never query
+    if test is None and labelled.sum() < 2:
         raise VisretError(f"leave-one-out needs at least two labelled entries; the index at {index.path} has fewer")
     if test is None and index.extractor.supervised:
         return _cross_fitted_loo(index, k, weights, at, depth, reranker, batch_size, workers, return_embeddings, progress)
-    ids, labels = index.labelled_ids()
     if test is None:
-        queries, true, skipped, rate = index.vectors(ids), labels, 0, None
-        exclude = ids
+        queries, true, skipped, rate = index.vectors(ids[labelled]), labels[labelled], 0, None
+        exclude = ids[labelled]
     else:
         records = [r for r in scan_folder(test) if r.label is not None]
         if not records:
