@@ -175,6 +175,11 @@ def test_an_index_keeping_its_lists_in_another_file_is_refused_and_that_file_unt
     with pytest.raises(VisretError, match="keeps its inverted lists in another file"):
         import_faiss_index(tmp_path / "ondisk.index", index, metadata=out / "metadata")
     assert outside.read_bytes() == before and (index / "manifest.json").read_bytes() == manifest
+    # refused before FAISS opens that file (read-write): with the file gone, the refusal is the same
+    outside.rename(tmp_path / "moved")
+    with pytest.raises(VisretError, match="keeps its inverted lists in another file"):
+        import_faiss_index(tmp_path / "ondisk.index", index, metadata=out / "metadata")
+    assert not outside.exists()
 
 
 def test_metadata_in_another_order_than_the_rows_is_refused(index, tmp_path):

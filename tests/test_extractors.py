@@ -88,6 +88,8 @@ def test_pixels_are_the_resized_image_scaled_to_unit_range():
         ("lbp", {"method": "var"}, "method must be one of"),
         ("lbp", {"radius": -1}, "radius must be positive"),
         ("lbp", {"points": [8, 16], "radius": 1}, "points and radius must have the same length"),
+        ("lbp", {"points": 100000}, "points must be at most 8 at radius 1.0"),
+        ("lbp", {"points": [8, 25], "radius": [1, 3]}, "points must be at most 24 at radius 3"),
         ("glcm", {"properties": ["contrast", "beauty"]}, "properties must be one of"),
         ("glcm", {"levels": 512}, "levels must be at most 256"),
         ("gabor", {"frequencies": [0.8]}, "frequencies must be in"),

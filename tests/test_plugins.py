@@ -111,6 +111,11 @@ def test_registered_plugin_works_end_to_end_and_goes_away(register_plugin, digit
         visret.open_index(tmp_path / "ix")
     with pytest.raises(VisretError, match="pip install brightness"):
         visret.from_config({"name": "test/brightness", "params": {}, "plugin": "brightness"})
+    # a file names the plugin: what is not a package name never reaches the pip command shown
+    forged = "visret-evil --index-url http://example.invalid/simple"
+    with pytest.raises(VisretError, match="comes from a plugin that is not installed") as refused:
+        visret.from_config({"name": "test/brightness", "params": {}, "plugin": forged})
+    assert "pip install" not in str(refused.value) and "index-url" not in str(refused.value)
 
 
 def test_a_plugin_that_raises_is_reported_and_the_rest_still_work(register_plugin):

@@ -637,3 +637,21 @@ def test_a_writer_killed_at_any_point_reruns_to_the_uninterrupted_result(tmp_pat
         with visret.index._store.writer.Writer(ix):  # the next writer finds no leftovers
             assert not (ix / ".staging").exists()
     assert killed >= len(points) - 2
+
+
+def test_search_knobs_are_bounded_by_the_data(digits, tmp_path):
+    """A beam or a probe count past every entry or every list changes no answer, only memory and time
+    (``--ef-search 1e9`` took 4 GB): they are held to what the index holds."""
+    from visret.index._vectors import inner_index
+
+    query = sorted((digits / "test" / "3").iterdir())[0]
+    for factory, knob in (("HNSW16", "ef_search"), ("IVF4,Flat", "nprobe")):
+        path = tmp_path / factory.replace(",", "-")
+        build_index(digits / "test", "hog", path, params={"size": 32, "pixels_per_cell": 8}, workers=1, factory=factory).close()
+        with open_index(path) as index:
+            expected = [n.id for n in index.query(query, k=5).neighbors]
+            index.set_search_params(**{knob: 10**9})
+            inner = inner_index(index._searcher.structure.index)
+            held = inner.hnsw.efSearch if knob == "ef_search" else inner.nprobe
+            assert held == (len(index) if knob == "ef_search" else 4)
+            assert [n.id for n in index.query(query, k=5).neighbors] == expected or knob == "nprobe"

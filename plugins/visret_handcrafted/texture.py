@@ -98,6 +98,12 @@ def _rotation_invariant_codes(points: int) -> tuple[np.ndarray, int]:
     return lookup, len(distinct)
 
 
+def max_points(radius: float) -> int:
+    """The most samples worth taking on a circle of ``radius`` pixels: 8 per pixel of radius (Ojala's
+    (8, 1), (16, 2), (24, 3)); more only repeat interpolated pixels, at a cost linear in the count."""
+    return max(8, int(np.ceil(8 * radius)))
+
+
 def lbp_bins(points: int, method: str) -> int:
     if method == "uniform":
         return points + 2
@@ -139,8 +145,11 @@ class LBP(FeatureExtractor):
             check_positive_int("points", points, minimum=4)
             if self.method == "ror" and points > 16:
                 raise ValueError("method ror supports at most 16 points")
-            if radius <= 0:
+            if not isinstance(radius, (int, float)) or not radius > 0:
                 raise ValueError(f"radius must be positive, got {radius!r}")
+            if points > max_points(radius):
+                raise ValueError(f"points must be at most {max_points(radius)} at radius {radius} (8 per pixel of radius: "
+                                 f"a circle holds no more distinct samples), got {points}")
             if self.size - 2 * int(np.ceil(radius)) < self.grid:
                 raise ValueError(f"size {self.size} leaves too few pixels inside a border of radius {radius}")
 

@@ -156,12 +156,14 @@ def inner_index(index: faiss.Index) -> faiss.Index:
 
 
 def set_search_params(index: faiss.Index, nprobe: int | None = None, ef_search: int | None = None) -> None:
-    """Query-time knobs: inverted lists probed (IVF) and the HNSW search beam."""
+    """Query-time knobs: inverted lists probed (IVF) and the HNSW search beam, each bounded by the data
+    (at most every list, a beam of at most every entry): past that they change no answer, only the
+    memory and time a search takes."""
     inner = inner_index(index)
     if nprobe is not None and hasattr(inner, "nprobe"):
-        inner.nprobe = int(nprobe)
+        inner.nprobe = max(1, min(int(nprobe), inner.nlist))
     if ef_search is not None and hasattr(inner, "hnsw"):
-        inner.hnsw.efSearch = int(ef_search)
+        inner.hnsw.efSearch = max(1, min(int(ef_search), max(inner.ntotal, 1)))
 
 
 def supports_removal(index: faiss.Index) -> bool:
@@ -177,12 +179,28 @@ def read(path: Path, mmap: bool = False) -> faiss.Index:
 
     The file is first mapped without copying (``IO_FLAG_MMAP_IFC``), which refuses an array whose
     size prefix runs past the end of the file: a plain read allocates whatever the prefix claims
-    first (a 400 KB file claiming 2 GB cost 1.9 GB of memory before FAISS refused it)."""
+    first (a 400 KB file claiming 2 GB cost 1.9 GB of memory before FAISS refused it). Before that,
+    a probe that skips the inverted lists (``IO_FLAG_SKIP_IVF_DATA``) tells whether they live in
+    another file: FAISS would open that file read-write while reading them."""
+    _check_lists_inside(path)
     faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)  # the probe; its mapping is dropped at once
     flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
     index = faiss.read_index(str(path), flags)
     check_self_contained(index, path)
     return index
+
+
+def _check_lists_inside(path: Path) -> None:
+    """Refuse a file whose inverted lists live in another file without opening that file: read with
+    ``IO_FLAG_SKIP_IVF_DATA``, which FAISS 1.x honours for on-disk lists but refuses for in-file ones
+    ("could not load ArrayInvertedLists"), the kind that is wanted."""
+    try:
+        probe = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_SKIP_IVF_DATA)
+    except RuntimeError as exc:
+        if "ArrayInvertedLists" in str(exc):
+            return
+        raise
+    check_self_contained(probe, path)
 
 
 def check_self_contained(index: faiss.Index, path: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Callable, Sequence
@@ -99,6 +100,10 @@ def reset_registry() -> None:
     _owners.clear()
 
 
+#: A distribution name as PEP 508 allows it: what a saved file's ``plugin`` field must be to be shown in a hint.
+DISTRIBUTION_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,98}[A-Za-z0-9])?")
+
+
 def registered_by(cls: type) -> str | None:
     """The distribution (or plugin, for one registered in code) that registered ``cls``: what a saved
     configuration names, as Keras' ``registered_name``, so a missing plugin says what to install."""
@@ -183,9 +188,12 @@ class ExtensionPoint:
         not registered, else None."""
         if name.partition(":")[0] in self.classes() or name in self.classes():
             return None
-        if plugin:
+        if plugin and DISTRIBUTION_NAME.fullmatch(plugin):
             return VisretError(f"{self.label} {name!r} comes from the plugin {plugin!r}, which is not installed or not loaded: "
                                f"pip install {plugin} (or add it to VISRET_LOAD_PLUGINS); see 'visret plugins'")
+        if plugin:  # a file names it: never put what is not a package name into a command line to copy
+            return VisretError(f"{self.label} {name!r} comes from a plugin that is not installed; the name recorded for it "
+                               "is not a package name; see 'visret plugins'")
         return None
 
     def create(self, name: str, params: dict[str, Any]):
