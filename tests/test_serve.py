@@ -319,3 +319,33 @@ def test_decoding_holds_pixels_of_a_shared_budget_so_huge_uploads_decode_one_at_
     big = io.BytesIO()
     Image.new("L", (3000, 2000)).save(big, format="PNG")
     assert pixels_of(big.getvalue()) == 6_000_000 and pixels_of(b"not an image") == 1
+
+
+@pytest.mark.parametrize("in_flight", ["an upload still arriving", "a long search"])
+def test_serve_stops_on_sigterm_within_5_s_with_a_request_in_flight(in_flight, digits_index, project_env):
+    """A request the server cannot finish (a client that stops sending, work that does not end) never
+    keeps it from stopping: SIGTERM ends it within 5 s."""
+    import signal
+    import socket
+    import time
+
+    server = subprocess.Popen([VISRET, "serve", "--index", str(digits_index), "--port", "0"], stderr=subprocess.PIPE, text=True, env=project_env)
+    try:
+        address = server.stderr.readline().split(" at ")[1].split()[0]
+        host, port = address.split("//")[1].rstrip("/").split(":")
+        client = socket.create_connection((host, int(port)))
+        if in_flight == "an upload still arriving":
+            client.sendall(b"POST /api/query HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                           b"Content-Length: 1000000\r\n\r\n--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n\r\n")
+        else:  # every entry's neighbours, again and again, on many connections
+            for _ in range(8):
+                socket.create_connection((host, int(port))).sendall(b"GET /api/similar/1?k=150 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 2000)
+        time.sleep(0.5)
+        start = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+        assert time.monotonic() - start <= 5.0
+        client.close()
+    finally:
+        server.kill()
+        server.wait()

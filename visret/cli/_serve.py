@@ -50,10 +50,29 @@ def register(app: typer.Typer) -> None:
         err.print(f"serving {shown(path)} ({len(web.state.live.current())} images) at {address}{processes}  "
                   f"(API docs: {address}docs; Ctrl-C to stop)", soft_wrap=True)
         try:
-            uvicorn.Server(uvicorn.Config(web, log_level="warning", access_log=False)).run(sockets=[listening])
+            stopping_server(uvicorn, web).run(sockets=[listening])
         finally:
             for helper in helpers:
                 helper.terminate()
+
+
+#: Seconds a stopping server gives requests in flight; it has ended within ``STOP_WITHIN_S`` of SIGTERM.
+GRACE_S, STOP_WITHIN_S = 2, 4
+
+
+def stopping_server(uvicorn, app):
+    """A uvicorn server that stops within ``STOP_WITHIN_S`` of SIGTERM or Ctrl-C whatever is in flight: a
+    client that stops sending, or work in a thread that cannot be cancelled, never holds it up."""
+    import threading
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            super().handle_exit(sig, frame)
+            deadline = threading.Timer(STOP_WITHIN_S, os._exit, (0,))
+            deadline.daemon = True
+            deadline.start()
+
+    return Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=GRACE_S))
 
 
 def listen(host: str, port: int, shared: bool = False) -> socket.socket:
@@ -92,4 +111,4 @@ def serve_worker(path: str, limits: tuple[int, int], host: str, names: tuple[str
     if parent is not None:
         threading.Thread(target=lambda: (parent.join(), os._exit(0)), daemon=True).start()
     app = create_app(path, *limits, host=host, allow_hosts=names)
-    uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False)).run(sockets=[listen(host, port, shared=True)])
+    stopping_server(uvicorn, app).run(sockets=[listen(host, port, shared=True)])
