@@ -173,5 +173,5 @@ def test_registration_refuses_a_class_without_dim_naming_the_plugin(register_plu
     assert report["incomplete"]["status"] == "failed"
     assert "extractor 'test/no-dim' (_NoDim) does not implement dim" in report["incomplete"]["error"]
     assert "plugin incomplete failed" in caplog.text
-    with pytest.raises(visret.VisretError, match="unknown extractor 'test/no-dim'"):
-        visret.get_extractor("test/no-dim")
+    with pytest.raises(visret.VisretError, match=r"extractor 'test/no-dim' \(_NoDim\) does not implement dim; see 'visret plugins'"):
+        visret.get_extractor("test/no-dim")  # why, not "unknown extractor"

@@ -127,10 +127,16 @@ def test_a_plugin_that_raises_is_reported_and_the_rest_still_work(register_plugi
     assert get_extractor("hog").dim == 1764
 
 
-def test_two_plugins_registering_one_name_is_an_error_naming_both(register_plugin):
+def test_two_plugins_registering_one_name_refuse_that_name_only_and_say_so(register_plugin, cli):
     register_plugin(ImpostorPlugin(), "impostor")
-    with pytest.raises(VisretError, match="'hog' is registered by two plugins: (handcrafted and impostor|impostor and handcrafted)"):
+    with pytest.raises(VisretError, match="'hog' is registered by two plugins, (handcrafted and impostor|impostor and handcrafted), "
+                                          "so neither is used"):
         get_extractor("hog")
+    assert get_extractor("lbp").dim > 0  # every other name of both plugins still works
+    rows = by_name()
+    assert all("'hog' is registered by two plugins" in rows[name]["error"] for name in ("handcrafted", "impostor"))
+    listed = cli("plugins")
+    assert listed.exit_code == 0 and "registered by two plugins" in " ".join(listed.output.split())
 
 
 def test_plugins_and_extractors_list_as_json(cli):
@@ -284,20 +290,13 @@ def test_a_plugin_head_is_created_by_name_and_learns(register_plugin):
     assert by_name()["majority"]["classifiers"] == ["test/majority"]
 
 
-def test_a_plugin_command_joins_the_cli(register_plugin):
-    import typer
-    from typer.testing import CliRunner
-
-    register_plugin(CommandPlugin(), "greeter")
-    app = typer.Typer()
-
-    @app.callback()
-    def main():
-        """Another command keeps typer from collapsing the group."""
-
-    visret.plugins.call_each_plugin("register_commands", lambda plugin_name: app)
-    result = CliRunner().invoke(app, ["greet-from-test"])
-    assert result.exit_code == 0 and result.stdout == "hello from a plugin\n", result.output
+def test_a_plugin_command_joins_visrets_own_cli(project_env):
+    """Through ``visret``'s own entry point, in a process of its own, beside the built-in commands."""
+    code = ("import sys\nsys.path.insert(0, {tests!r})\nfrom test_plugins import CommandPlugin\nfrom visret import plugins\n"
+            "plugins.pm.register(CommandPlugin(), name='greeter')\nfrom visret.cli._app import main\n"
+            "sys.argv = ['visret', 'greet-from-test']\nmain()").format(tests=str(Path(__file__).parent))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=project_env, timeout=120)
+    assert done.returncode == 0 and done.stdout == "hello from a plugin\n", done.stderr
 
 
 def test_every_hook_is_documented_and_implemented_by_a_test_plugin():

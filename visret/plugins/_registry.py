@@ -50,6 +50,8 @@ _owners: dict[type, str] = {}
 _loaded = False
 #: What each registering hook produced, by hook name: name -> (class, plugin name); filled on first use.
 _tables: dict[str, dict[str, tuple[type, str]]] = {}
+#: Names each registering hook refused (a broken class, a name two plugins register), by hook: name -> why.
+_refusals: dict[str, dict[str, str]] = {}
 #: Every extension point declared so far (declaring one imports its module: ``visret.cli`` imports them all).
 _POINTS: list[ExtensionPoint] = []
 
@@ -96,6 +98,7 @@ def _record_failure(failures: list[PluginFailure], name: str, version: str | Non
 def reset_registry() -> None:
     """Forget registered names so the next lookup asks the plugins again (after (un)registering)."""
     _tables.clear()
+    _refusals.clear()
     _register_failures.clear()
     _owners.clear()
 
@@ -151,25 +154,37 @@ class ExtensionPoint:
         if self.hook not in _tables:
             load_plugins()
             table: dict[str, tuple[type, str]] = {}
-            call_each_plugin(self.hook, self._register_into(table))
-            _tables[self.hook] = table
+            refused: dict[str, str] = {}
+            call_each_plugin(self.hook, self._register_into(table, refused))
+            for name in refused:
+                table.pop(name, None)
+            _tables[self.hook], _refusals[self.hook] = table, refused
         return _tables[self.hook]
 
-    def _register_into(self, table: dict[str, tuple[type, str]]):
+    def _register_into(self, table: dict[str, tuple[type, str]], refused: dict[str, str]):
+        """A ``register`` callback per plugin. A class that breaks the contract, or a name two plugins
+        register, is refused alone (the reason kept for whoever asks for it by name and shown by
+        ``visret plugins``); the plugin's other classes, and every other plugin, still work."""
         def for_plugin(plugin_name: str):
+            def refuse(name: str, reason: str) -> None:
+                refused[name] = reason
+                _record_failure(_register_failures, plugin_name, _versions.get(plugin_name), f"{self.hook}: {reason}")
+
             def register(cls: type) -> type:
                 if not (isinstance(cls, type) and issubclass(cls, self.base)) or not getattr(cls, "name", ""):
                     raise TypeError(f"{cls!r} is not a named {self.base.__name__} subclass")
                 missing = [member for member in self.required if getattr(cls, member) is getattr(self.base, member)]
                 if missing:
-                    raise TypeError(f"{self.label} {cls.name!r} ({cls.__qualname__}) does not implement {', '.join(missing)}")
-                if cls.name in table and table[cls.name][0] is not cls:
-                    raise VisretError(
-                        f"{self.label} {cls.name!r} is registered by two plugins: {table[cls.name][1]} and {plugin_name}; "
-                        f"uninstall one or restrict VISRET_LOAD_PLUGINS"
-                    )
-                table[cls.name] = (cls, plugin_name)
-                _owners[cls] = _distributions.get(plugin_name, plugin_name)
+                    refuse(cls.name, f"{self.label} {cls.name!r} ({cls.__qualname__}) does not implement {', '.join(missing)}")
+                elif cls.name in table and table[cls.name][0] is not cls:
+                    first = table[cls.name][1]
+                    reason = (f"{self.label} {cls.name!r} is registered by two plugins, {first} and {plugin_name}, so "
+                              "neither is used; uninstall one or restrict VISRET_LOAD_PLUGINS")
+                    refuse(cls.name, reason)
+                    _record_failure(_register_failures, first, _versions.get(first), f"{self.hook}: {reason}")
+                else:
+                    table[cls.name] = (cls, plugin_name)
+                    _owners[cls] = _distributions.get(plugin_name, plugin_name)
                 return cls
 
             return register
@@ -177,8 +192,10 @@ class ExtensionPoint:
         return for_plugin
 
     def named(self, name: str) -> type:
-        """The class registered under ``name``, or a one-line error listing the others."""
+        """The class registered under ``name``, or a one-line error: why it was refused, or the others."""
         table = self.classes()
+        if name in _refusals.get(self.hook, {}):
+            raise VisretError(f"{_refusals[self.hook][name]}; see 'visret plugins'")
         if name not in table:
             raise VisretError(f"unknown {self.label} {name!r} (available: {', '.join(sorted(table)) or 'none'}); see 'visret plugins'")
         return table[name][0]
@@ -186,7 +203,7 @@ class ExtensionPoint:
     def missing(self, name: str, plugin: str | None) -> VisretError | None:
         """For a saved configuration: a one-line error saying which plugin to install when ``name`` is
         not registered, else None."""
-        if name.partition(":")[0] in self.classes() or name in self.classes():
+        if name.partition(":")[0] in self.classes() or name in self.classes() or name in _refusals.get(self.hook, {}):
             return None
         if plugin and DISTRIBUTION_NAME.fullmatch(plugin):
             return VisretError(f"{self.label} {name!r} comes from the plugin {plugin!r}, which is not installed or not loaded: "
