@@ -217,7 +217,7 @@ def test_a_damaged_shard_is_found_on_its_first_read_and_by_verify_on_opening(sma
 def test_a_mismatched_or_newer_index_is_one_clear_error(small_index, edit, message):
     corrupt(small_index, edit)
     with pytest.raises(VisretError, match=message):
-        open_index(small_index)
+        open_index(small_index).query(np.zeros((32, 32), np.uint8))  # an extractor it cannot create: on first use
 
 
 def test_an_unreadable_manifest_or_a_missing_index_is_one_clear_error(small_index, tmp_path):

@@ -106,9 +106,10 @@ def test_registered_plugin_works_end_to_end_and_goes_away(register_plugin, digit
     visret.plugins._registry.pm.unregister(name="brightness")
     visret.plugins._registry.reset_registry()
     assert "test/brightness" not in extractor_classes()
-    with pytest.raises(VisretError, match="cannot be created: extractor 'test/brightness' comes from the plugin 'brightness', "
-                                          "which is not installed or not loaded: pip install brightness"):
-        visret.open_index(tmp_path / "ix")
+    with visret.open_index(tmp_path / "ix") as index, pytest.raises(
+            VisretError, match="cannot be created: extractor 'test/brightness' comes from the plugin 'brightness', "
+                               "which is not installed or not loaded: pip install brightness"):
+        index.extractor  # noqa: B018 - what embedding a query needs
     with pytest.raises(VisretError, match="pip install brightness"):
         visret.from_config({"name": "test/brightness", "params": {}, "plugin": "brightness"})
     # a file names the plugin: what is not a package name never reaches the pip command shown
@@ -116,6 +117,44 @@ def test_registered_plugin_works_end_to_end_and_goes_away(register_plugin, digit
     with pytest.raises(VisretError, match="comes from a plugin that is not installed") as refused:
         visret.from_config({"name": "test/brightness", "params": {}, "plugin": forged})
     assert "pip install" not in str(refused.value) and "index-url" not in str(refused.value)
+
+
+def test_a_plugins_version_is_recorded_and_another_one_is_said_when_opening(digits, tmp_path, caplog):
+    from visret.index._store.layout import MANIFEST, checksum
+
+    config = get_extractor("example/mean-color").get_config()
+    assert config["plugin"] == "visret-plugin-example" and config["plugin_version"] == "0.1.0"
+    assert "plugin_version" not in get_extractor("hog").get_config()  # visret's own: its version is recorded apart
+    visret.build_index(digits / "train" / "1", "example/mean-color", tmp_path / "ix", workers=1).close()
+    manifest = json.loads((tmp_path / "ix" / MANIFEST).read_text())
+    assert manifest["extractor"]["plugin_version"] == "0.1.0"
+    with caplog.at_level("WARNING", logger="visret"):
+        visret.open_index(tmp_path / "ix").close()
+    assert not caplog.records
+    manifest["extractor"]["plugin_version"] = "0.0.9"
+    manifest["checksum"] = checksum(manifest)
+    (tmp_path / "ix" / MANIFEST).write_text(json.dumps(manifest))
+    with caplog.at_level("WARNING", logger="visret"):
+        visret.open_index(tmp_path / "ix").close()
+    assert [r.getMessage() for r in caplog.records] == [
+        "'example/mean-color' was saved with visret-plugin-example 0.0.9, and visret-plugin-example 0.1.0 is installed: "
+        "its answers may differ; rebuild it if they look wrong"]
+
+
+def test_an_index_whose_plugin_is_gone_still_serves_what_its_stored_vectors_answer(register_plugin, digits, tmp_path, cli):
+    register_plugin(BrightnessPlugin(), "brightness")
+    visret.build_index(digits / "train", "test/brightness", tmp_path / "ix", workers=1).close()
+    visret.plugins._registry.pm.unregister(name="brightness")
+    visret.plugins._registry.reset_registry()
+    info = cli("info", "--index", str(tmp_path / "ix"))
+    assert info.exit_code == 0 and "test/brightness" in info.output
+    loo = cli("evaluate", "--index", str(tmp_path / "ix"), "-k", "3", "--json")
+    assert loo.exit_code == 0 and json.loads(loo.stdout)["protocol"] == "loo"
+    exported = cli("export", str(tmp_path / "emb"), "--format", "autofaiss", "--index", str(tmp_path / "ix"))
+    assert exported.exit_code == 0 and any((tmp_path / "emb").rglob("*.npy"))
+    query = cli("query", str(sorted((digits / "test" / "3").iterdir())[0]), "--index", str(tmp_path / "ix"))
+    assert query.exit_code == 1 and len(query.output.strip().splitlines()) == 1
+    assert "comes from the plugin 'brightness', which is not installed or not loaded" in query.output
 
 
 def test_a_plugin_that_raises_is_reported_and_the_rest_still_work(register_plugin):

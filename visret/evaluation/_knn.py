@@ -365,7 +365,10 @@ def _evaluate(index: Index, test, k, weights, at, depth, rerank, batch_size, wor
     labelled = labels != ""  # unlabelled entries stay in the collection, never relevant, and never query
     if test is None and labelled.sum() < 2:
         raise VisretError(f"leave-one-out needs at least two labelled entries; the index at {index.path} has fewer")
-    if test is None and index.extractor.supervised:
+    if test is None and not index.has_extractor:
+        log.warning(f"{index.manifest['extractor']['name']} cannot be created here, so leave-one-out ranks the stored vectors "
+                    "as they are (fair unless that extractor learned from the labels)")
+    elif test is None and index.extractor.supervised:
         return _cross_fitted_loo(index, k, weights, at, depth, reranker, batch_size, workers, return_embeddings, progress)
     if test is None:
         queries, true, skipped, rate = index.vectors(ids[labelled]), labels[labelled], 0, None

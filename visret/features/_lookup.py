@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from visret.errors import VisretError
 from visret.features._classifier import Classifier
 from visret.features._extractor import FeatureExtractor
-from visret.plugins._registry import ExtensionPoint
+from visret.plugins._registry import DISTRIBUTION_NAME, ExtensionPoint, installed_version
 
+log = logging.getLogger("visret")
 EXTRACTORS = ExtensionPoint("extractor", "register_extractors", FeatureExtractor, ("input_spec", "dim", "extract"), table="extractors")
 CLASSIFIERS = ExtensionPoint("classifier", "register_classifiers", Classifier, ("fit", "predict_proba"), table="classifiers")
 
@@ -41,7 +43,7 @@ def get_classifier(name: str, **params: Any) -> Classifier:
 
 
 #: The keys of a saved configuration: ``plugin`` (who registered the class) is optional.
-CONFIG_KEYS = {"name", "params", "plugin"}
+CONFIG_KEYS = {"name", "params", "plugin", "plugin_version"}
 #: How deep an extractor spec may nest (``combine`` of ``post`` of ... ): far past any real use.
 MAX_SPEC_DEPTH = 32
 
@@ -57,6 +59,22 @@ def _nesting(value: Any) -> int:
     return deepest
 
 
+def warn_if_plugin_changed(config: dict[str, Any]) -> None:
+    """One logged line when a configuration was saved under another version of its plugin than the
+    installed one: its features or predictions may differ from those it was saved with."""
+    saved, plugin = config.get("plugin_version"), config.get("plugin")
+    if not isinstance(saved, str) or not isinstance(plugin, str) or not DISTRIBUTION_NAME.fullmatch(plugin):
+        return
+    installed = installed_version(plugin)
+    if installed is not None and installed != saved and (config["name"], saved, installed) not in _WARNED:
+        _WARNED.add((config["name"], saved, installed))
+        log.warning(f"{config['name']!r} was saved with {plugin} {saved[:40]}, and {plugin} {installed} is installed: "
+                    "its answers may differ; rebuild it if they look wrong")
+
+
+_WARNED: set[tuple[str, str, str]] = set()
+
+
 def extractor_from_spec(spec: str | dict[str, Any]) -> FeatureExtractor:
     """An extractor from a name (``"hog"``, ``"model:net.keras"``) or ``{"name": ..., "params": {...}}``,
     the form nested extractors take in the parameters of ``combine`` and ``post``."""
@@ -65,6 +83,7 @@ def extractor_from_spec(spec: str | dict[str, Any]) -> FeatureExtractor:
     if isinstance(spec, dict) and isinstance(spec.get("name"), str) and set(spec) <= CONFIG_KEYS:
         if (error := EXTRACTORS.missing(spec["name"], spec.get("plugin"))) is not None:
             raise error
+        warn_if_plugin_changed(spec)
         if not isinstance(spec.get("params") or {}, dict):
             raise VisretError(f"the params of extractor {spec['name']!r} must be an object of NAME: VALUE, got {spec['params']!r}")
         if _nesting(spec) > MAX_SPEC_DEPTH:
@@ -83,6 +102,7 @@ def from_config(config: dict[str, Any]) -> FeatureExtractor | Classifier:
     if len(kinds) > 1:
         raise VisretError(f"{name!r} is both an extractor and a classifier; use get_extractor or get_classifier")
     if kinds == [CLASSIFIERS]:
+        warn_if_plugin_changed(config)
         return get_classifier(name, **(config.get("params") or {}))
     return extractor_from_spec(config)
 

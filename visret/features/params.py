@@ -10,7 +10,7 @@ import inspect
 import json
 from typing import Any, Iterable
 
-from visret.plugins._registry import registered_by
+from visret.plugins._registry import registered_by, registered_version
 
 
 class Configurable:
@@ -73,11 +73,16 @@ class Configurable:
         """Everything needed to re-create this object (learned state aside); JSON-serialisable.
 
         ``plugin`` names the distribution (or plugin) that registered the class, as Keras'
-        ``registered_name`` does, so that opening it where that plugin is missing says what to install.
+        ``registered_name`` does, so that opening it where that plugin is missing says what to install;
+        ``plugin_version`` its version, so that opening it under another version says so.
         """
         config = {"name": self.name, "params": self.get_params(deep=False)}
-        plugin = registered_by(type(self))
-        return {**config, "plugin": plugin} if plugin else config
+        plugin, version = registered_by(type(self)), registered_version(type(self))
+        if plugin:
+            config["plugin"] = plugin
+        if version:
+            config["plugin_version"] = version
+        return config
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming a bad parameter; called by the registry on creation."""

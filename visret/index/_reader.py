@@ -79,11 +79,11 @@ ITER_PAGE = 10_000
 class IndexReader:
     """An opened index without the methods that change it (``visret.Index`` has them)."""
 
-    def __init__(self, store: Store, extractor: FeatureExtractor):
+    def __init__(self, store: Store, extractor: FeatureExtractor | VisretError):
         self._store = store
         self.path = store.path
         self.manifest = store.manifest
-        self.extractor = extractor
+        self._extractor = extractor
         self.distance: Distance = get_distance(self.manifest["metric"])
         self.classes = np.array(self.manifest["classes"], dtype=str)
         self.tombstones = int(self.manifest["tombstones"])
@@ -108,6 +108,19 @@ class IndexReader:
             raise corrupt(self.path, f"{file.name} does not match the manifest")
         dead = np.array([row[0] for row in self.rows("tombstones")], np.int64)
         return StructureSearch(structure, self.distance, dead)
+
+    @property
+    def extractor(self) -> FeatureExtractor:
+        """The extractor that embeds queries; where it cannot be created here (its plugin is not
+        installed), asking for it is that one-line error, while everything that reads only stored
+        vectors (info, leave-one-out, duplicates, export) still works."""
+        if isinstance(self._extractor, VisretError):
+            raise self._extractor
+        return self._extractor
+
+    @property
+    def has_extractor(self) -> bool:
+        return not isinstance(self._extractor, VisretError)
 
     @property
     def metric(self) -> str:
@@ -328,7 +341,8 @@ def open_reader(path: Path, extractor: FeatureExtractor | None = None, verify: b
             try:
                 extractor = extractor_from_spec(config)
             except VisretError as exc:
-                raise VisretError(f"index at {path} was built with extractor {config['name']!r}, which cannot be created: {exc}") from None
+                missing = VisretError(f"index at {path} was built with extractor {config['name']!r}, which cannot be created: {exc}")
+                return cls(store, missing)
             if store.state:
                 extractor.set_state(store.state)
         if extractor.dim != dim:

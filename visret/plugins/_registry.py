@@ -45,8 +45,9 @@ _register_failures: list[PluginFailure] = []
 _versions: dict[str, str | None] = {}
 #: Plugin name -> the distribution that installed it (what to ``pip install`` when it is missing).
 _distributions: dict[str, str] = {}
-#: Registered class -> the distribution (or plugin) that registered it.
+#: Registered class -> the distribution (or plugin) that registered it, and that distribution's version.
 _owners: dict[type, str] = {}
+_owner_versions: dict[type, str | None] = {}
 _loaded = False
 #: What each registering hook produced, by hook name: name -> (class, plugin name); filled on first use.
 _tables: dict[str, dict[str, tuple[type, str]]] = {}
@@ -101,6 +102,7 @@ def reset_registry() -> None:
     _refusals.clear()
     _register_failures.clear()
     _owners.clear()
+    _owner_versions.clear()
 
 
 #: A distribution name as PEP 508 allows it: what a saved file's ``plugin`` field must be to be shown in a hint.
@@ -114,6 +116,22 @@ def registered_by(cls: type) -> str | None:
         if issubclass(cls, point.base):
             point.classes()
     return _owners.get(cls)
+
+
+def registered_version(cls: type) -> str | None:
+    """The version of the third-party distribution that registered ``cls`` (``None`` for visret's own
+    plugins and plugins registered in code): a saved configuration records it, as scikit-learn records
+    its version with an estimator, so that a changed plugin is said, not silent."""
+    registered_by(cls)
+    return _owner_versions.get(cls)
+
+
+def installed_version(plugin: str) -> str | None:
+    """The installed version of the distribution a saved configuration names, if installed."""
+    try:
+        return metadata.version(plugin)
+    except (metadata.PackageNotFoundError, ValueError):
+        return None
 
 
 def call_each_plugin(hook_name: str, argument_for: Callable[[str], Any]) -> None:
@@ -185,6 +203,8 @@ class ExtensionPoint:
                 else:
                     table[cls.name] = (cls, plugin_name)
                     _owners[cls] = _distributions.get(plugin_name, plugin_name)
+                    if _distributions.get(plugin_name) != "visret":  # visret's own: the visret version says it
+                        _owner_versions[cls] = _versions.get(plugin_name)
                 return cls
 
             return register

@@ -107,7 +107,7 @@ def check_manifest(manifest: Any) -> dict[str, Any]:
     _fields("manifest", manifest, _TOP, _OPTIONAL)
     if manifest["checksum"] != checksum(manifest):
         raise ValueError("manifest does not match its checksum")
-    _fields("extractor", manifest["extractor"], {"name": _STR, "params": (dict,)}, {"plugin": _STR})
+    _fields("extractor", manifest["extractor"], {"name": _STR, "params": (dict,)}, {"plugin": _STR, "plugin_version": _STR})
     for role, entry in manifest["files"].items():
         if role not in ROLES:
             raise ValueError(f"unknown file role {role!r}")
