@@ -4,6 +4,7 @@ plugin and used end to end by ``build_index``, ``visret index`` and ``add``."""
 from __future__ import annotations
 
 import glob
+import json
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,21 @@ def test_the_builtin_loaders_stay_when_plugins_are_restricted(project_env, digit
                           "--index", str(tmp_path / "ix"), "--workers", "1"],
                          env={**project_env, "VISRET_LOAD_PLUGINS": "handcrafted"}, capture_output=True, text=True)
     assert run.returncode == 0 and "indexed 50 images" in run.stdout, run.stderr
+
+
+def test_every_command_that_reads_images_takes_what_a_loader_reads(loaders, digits, tmp_path, cli):
+    """Not only index and add: evaluate, compare, train, tune and duplicates read a loader's source too,
+    and info shows the source as it was given."""
+    train, test = (f"glob:{digits / part / '[1-4]' / '*.png'}" for part in ("train", "test"))
+    hog = ["-e", "hog", "-p", "size=32", "-p", "pixels_per_cell=4"]
+    assert cli("index", train, "--index", str(tmp_path / "ix"), *hog).exit_code == 0
+    assert json.loads(cli("info", "--index", str(tmp_path / "ix"), "--json").stdout)["build"]["source"] == train
+    runs = {
+        "evaluate": cli("evaluate", test, "--index", str(tmp_path / "ix"), "-k", "3", "--json"),
+        "compare": cli("compare", train, "--extractors", "hog,color-hist", "--json"),
+        "train": cli("train", train, "-e", "hog", "--head", "knn", "--test-dir", test, "--out", str(tmp_path / "m.pipeline")),
+        "tune": cli("tune", train, "--budget-minutes", "0.1", "--out", str(tmp_path / "r.json")),
+        "duplicates": cli("duplicates", test, "--json"),
+    }
+    assert {name: run.exit_code for name, run in runs.items()} == dict.fromkeys(runs, 0), {n: r.output[-300:] for n, r in runs.items()}
+    assert json.loads(runs["evaluate"].stdout)["accuracy"] > 0.8

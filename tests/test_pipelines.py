@@ -378,3 +378,18 @@ def test_a_head_is_trained_on_equal_combine_blocks_while_an_index_keeps_auto_wei
     assert given.for_trained_head() is given  # weights the user chose are kept
     with visret.build_index(digits / "train", "combine", tmp_path / "ix", params=spec, workers=1) as index:
         assert index.manifest["extractor"]["params"]["weights"] == "auto"
+
+
+def test_a_pipeline_whose_head_and_extractor_disagree_is_one_line_when_loaded(hog_pipeline, digits, tmp_path, cli):
+    import shutil
+
+    _, _, out = hog_pipeline
+    copy = tmp_path / "mixed.pipeline"
+    shutil.copytree(out, copy)
+    manifest = json.loads((copy / "pipeline.json").read_text())
+    manifest["extractor"]["params"]["size"] = 64  # HOG of another size: 4x the features the head was fitted on
+    (copy / "pipeline.json").write_text(json.dumps(manifest))
+    with pytest.raises(VisretError, match=r"its head does not take the \d+-d features of hog"):
+        visret.load_pipeline(copy)
+    result = cli("classify", str(sorted((digits / "test" / "3").iterdir())[0]), "--model", str(copy))
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output

@@ -34,6 +34,19 @@ FORMAT, VERSION = "visret-pipeline", 1
 MANIFEST = "pipeline.json"
 
 
+def _check_head_takes_features(path: Path, extractor: FeatureExtractor, head: Classifier) -> None:
+    """A saved head must take what the saved extractor gives (a row of its ``dim``) and score its
+    classes: a pipeline put together from parts that disagree is one line when it is loaded."""
+    try:
+        scores = np.asarray(head.predict_proba(np.zeros((1, extractor.dim), np.float32)))
+    except Exception as exc:  # the head's own library says why, in its own words
+        raise VisretError(f"{path}: its head does not take the {extractor.dim}-d features of {extractor.name} "
+                          f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    classes = getattr(head, "classes_", None)
+    if scores.ndim != 2 or (classes is not None and scores.shape[1] != len(classes)):
+        raise VisretError(f"{path}: its head gives scores of shape {scores.shape}, not one per class")
+
+
 class FeaturePipeline(Pipeline):
     """An extractor and a classifier head on its features."""
 
@@ -129,6 +142,7 @@ class FeaturePipeline(Pipeline):
             head = head_cls.load(_inside(path, manifest["head_file"]))
         except NPY_ERRORS as exc:
             raise VisretError(f"cannot load the head of {path}: {exc}") from None
+        _check_head_takes_features(path, extractor, head)
         split_file = path / "split.json"
         split = json.loads(regular_file(split_file, "pipeline split", inside=path).read_text()) if split_file.exists() else None
         return cls(extractor, head, split)

@@ -15,7 +15,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from visret.images._folders import ImageRecord, scan_folder
+from visret.images._folders import ImageRecord
+from visret.images.loaders import find_images
 from visret.errors import VisretError
 from visret.evaluation._protocols import stratified_test_mask
 
@@ -47,9 +48,10 @@ class Split:
         return path
 
 
-def labelled_records(folder: str | Path) -> list[ImageRecord]:
-    """The images of an ImageFolder that have a class (images directly in the folder have none)."""
-    return [r for r in scan_folder(folder) if r.label is not None]
+def labelled_records(source: str | Path) -> list[ImageRecord]:
+    """The images of a folder, an image list or any source a loader reads that have a class (images
+    directly in a folder, and list rows without a label, have none)."""
+    return [r for r in find_images(source) if r.label is not None]
 
 
 def train_and_test_folders(data, test_data):

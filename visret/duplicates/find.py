@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from visret.images._folders import scan_folder
+from visret.images.loaders import find_images
 from visret.duplicates import colour
 from visret.duplicates import threshold as thresholds
 from visret.duplicates.pairs import UnionFind, close_pairs, distance_name, nearest_distances, random_pair_distances, searchable
@@ -67,7 +67,7 @@ def _from_folder(folder: Path, extractor: FeatureExtractor, workers, max_pixels,
     from visret.embedding._extraction import extract_records, nothing_embedded
     from visret.embedding._fitting import fit_extractor
 
-    records = scan_folder(folder)
+    records = find_images(folder)
     if not records:
         raise VisretError(f"no image files found in {folder}")
     if extractor.requires_fit:
@@ -152,9 +152,7 @@ def find_duplicates(
             if opened is not source:
                 opened.close()
     else:
-        folder = Path(source)
-        if not folder.is_dir():
-            raise VisretError(f"{source} is not a folder or an index")
+        folder = source  # a folder, an image list, or a source a loader reads
         chosen = asked
         paths, hashes, features, skipped = _from_folder(folder, chosen, workers, max_pixels, max_bytes, progress)
     if not paths:

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from visret.images._folders import ImageRecord, scan_folder
+from visret.images.loaders import find_images
 from visret.errors import VisretError
 from visret.evaluation._knn import (
     CROSS_FIT_FOLDS, Counter, KnnReport, Progress, _Scores, check_settings, peak_rss_mib, query_latency_ms, score_features,
@@ -93,7 +94,7 @@ def _records(data: Path, protocol: str) -> tuple[list[ImageRecord], np.ndarray |
         if not train or not test:
             raise VisretError(f"holdout needs labelled images in {data}/train and {data}/test")
         return train + test, np.array([False] * len(train) + [True] * len(test))
-    records = [r for r in scan_folder(data) if r.label is not None]
+    records = [r for r in find_images(data) if r.label is not None]
     if len(records) < 2:
         raise VisretError(f"{data} needs labelled images in class sub-folders to compare extractors")
     return records, None

@@ -19,7 +19,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from visret.images._folders import ImageRecord, scan_folder
+from visret.images._folders import ImageRecord
+from visret.images.loaders import find_images
 from visret.index.distances import get_distance
 from visret.errors import VisretError
 from visret.embedding._extraction import extract_records, nothing_embedded
@@ -374,7 +375,7 @@ def _evaluate(index: Index, test, k, weights, at, depth, rerank, batch_size, wor
         queries, true, skipped, rate = index.vectors(ids[labelled]), labels[labelled], 0, None
         exclude = ids[labelled]
     else:
-        records = [r for r in scan_folder(test) if r.label is not None]
+        records = [r for r in find_images(test) if r.label is not None]
         if not records:
             raise VisretError(f"no labelled images in {test}: put each class in its own sub-folder")
         start = time.perf_counter()

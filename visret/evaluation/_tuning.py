@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from visret.images._folders import scan_folder
+from visret.images.loaders import find_images
 from visret.errors import VisretError
 from visret.evaluation._knn import KnnReport, evaluate_features
 from visret.features._extractor import DEFAULT_EXTRACTOR, DEFAULT_EXTRACTOR_LABEL
@@ -153,9 +153,9 @@ class Tuner:
         for name, share in (("test size", test_size), ("validation size", validation_size)):
             if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share < 1:
                 raise VisretError(f"{name} must be between 0 and 1 (a share of each class), got {share}")
-        records = [r for r in scan_folder(data) if r.label is not None]
+        records = [r for r in find_images(data) if r.label is not None]
         if test_dir is not None:
-            test = [r for r in scan_folder(test_dir) if r.label is not None]
+            test = [r for r in find_images(test_dir) if r.label is not None]
             if not test:
                 raise VisretError(f"no labelled images in {test_dir}")
             self.records, self.is_test = records + test, np.array([False] * len(records) + [True] * len(test))

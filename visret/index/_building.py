@@ -160,7 +160,8 @@ def build_index(
     _checked_factory(factory, extractor, target.distance, len(records))
     start = time.perf_counter()
     with Writer(target.path, replace=True) as writer:
-        run = {"kind": "build", "source": str(Path(source).absolute()), "extractor": extractor.get_config(),
+        shown = str(Path(source).absolute()) if Path(source).exists() else str(source)  # a loader's NAME:SOURCE as given
+        run = {"kind": "build", "source": shown, "extractor": extractor.get_config(),
                "metric": target.metric, "generation": writer.previous["generation"] if writer.previous else None}
         staging = Staging(target.path, run)
         with open_embedder(extractor, options) as embedder:  # the engine first: a cluster that cannot be reached fails now
