@@ -131,3 +131,20 @@ def test_an_index_of_a_network_derived_here_before_is_built_without_tensorflow(p
     code = (f"import visret\nvisret.build_index({str(photo_crops / 'coffee')!r}, 'keras/squeezenet', {str(tmp_path / 'ix')!r}, "
             "params={'size': 96}, workers=1).close()")
     assert modules_after(code, project_env) == {"tensorflow": False, "keras": False}
+
+
+def test_a_graph_carried_by_a_pipeline_is_never_run(photo_crops, tmp_path):
+    out = tmp_path / "net.pipeline"
+    visret.train_pipeline(photo_crops, "keras/squeezenet", "logistic", params={"size": 96}, out=out, workers=1)
+    images = sorted(photo_crops.rglob("*.png"))[::5]
+    honest = visret.load_pipeline(out).predict_arrays([visret.images.as_array(p, visret.InputSpec("RGB", (96, 96))) for p in images])
+    state = dict(np.load(out / "extractor.npz"))
+    assert set(state) == {"graph", "probe"}
+    for graph in (graph_looping(), graph_allocating(), graph_reading("secret.bin")):
+        np.savez(out / "extractor.npz", **state, onnx=np.frombuffer(graph, np.uint8))  # a pipeline has no checksums to forge
+        pipeline = visret.load_pipeline(out)
+        got = pipeline.predict_arrays([visret.images.as_array(p, visret.InputSpec("RGB", (96, 96))) for p in images])
+        assert np.allclose(got, honest, atol=1e-5)
+    np.savez(out / "extractor.npz", graph=state["graph"], probe=state["probe"] * 2)
+    with pytest.raises(visret.VisretError, match="gives other features than the network this was built with"):
+        visret.load_pipeline(out).predict_arrays([visret.images.as_array(images[0], visret.InputSpec("RGB", (96, 96)))])
