@@ -108,3 +108,24 @@ def test_user_errors_exit_1_with_one_line_and_no_traceback(args, message, cli_in
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_progress_where_no_bar_is_seen_is_plain_lines_with_time_spent_and_left(monkeypatch, capsys):
+    """stderr that is not a terminal (a log, a pipe): one line per step of a short count, one every
+    10 s of a long one, each after the stage's first 2 s, with the time spent and what is left."""
+    from visret.cli import console
+
+    clock = iter(range(0, 10_000, 1))  # one second per call
+    monkeypatch.setattr(console.time, "monotonic", lambda: float(next(clock)))
+    with console.ProgressBar("training") as bar:
+        assert bar.lines  # pytest's stderr is not a terminal
+        for epoch in range(1, 6):
+            bar.stages("training cnn/lenet5", epoch, 5)
+        for done in range(0, 1001, 10):
+            bar.stages("embedding test images", done, 1000)
+    lines = capsys.readouterr().err.splitlines()
+    epochs = [line for line in lines if line.startswith("training cnn/lenet5: ")]
+    assert epochs[0].startswith("training cnn/lenet5: 2/5 (40 %), ") and epochs[0].endswith(" left")
+    assert len(epochs) == 4 and epochs[-1].startswith("training cnn/lenet5: 5/5 (100 %), ") and "left" not in epochs[-1]
+    images = [line for line in lines if line.startswith("embedding test images: ")]
+    assert 8 <= len(images) <= 12 and images[-1].startswith("embedding test images: 1000/1000 (100 %)")

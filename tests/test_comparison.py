@@ -88,3 +88,38 @@ def test_bad_comparisons_are_one_clear_error(digits, kwargs, message):
     arguments = {"extractors": ["pixels"], **kwargs}
     with pytest.raises(VisretError, match=message):
         compare(digits / "train", **arguments)
+
+
+def test_compare_pipelines_keeps_each_result_as_it_finishes_and_a_rerun_trains_only_what_is_missing(digits, tmp_path, cli):
+    import json
+
+    pipelines = "hog(size=32,pixels_per_cell=8)+knn,color-hist+knn"
+    args = ["compare", digits / "train", "--pipelines", pipelines, "--save-dir", tmp_path / "models", "--html", tmp_path / "r.html", "--json"]
+    first = cli(*args)
+    assert first.exit_code == 0, first.output
+    reports = sorted(p.name for p in (tmp_path / "models").glob("*.report.json"))
+    assert len(reports) == 2 and (tmp_path / "r.html").is_file()
+    # as if killed after the first pipeline: the second's result is gone
+    second_report = tmp_path / "models" / reports[1]
+    lost = json.loads(second_report.read_text())["report"]["pipeline"]
+    second_report.unlink()
+    again = cli(*args)
+    assert again.exit_code == 0, again.output
+    board = {row["pipeline"]: row["accuracy"] for row in json.loads(again.stdout)["leaderboard"]}
+    assert board == {row["pipeline"]: row["accuracy"] for row in json.loads(first.stdout)["leaderboard"]}
+    assert json.loads(again.stdout)["reused"] == [name for name in pipelines.split(",") if name != lost]
+    assert "taken from" in again.stderr and second_report.is_file()
+    changed = cli(*args[:-1], "--seed", "1", "--json")  # other settings: nothing is taken
+    assert changed.exit_code == 0 and json.loads(changed.stdout)["reused"] == []
+
+
+def test_a_comparison_header_states_only_the_protocol_it_used(digits, tmp_path):
+    from visret.classification._comparison import compare_pipelines
+    from visret.evaluation._comparison import compare
+
+    result = compare_pipelines(digits / "train", "hog(size=32,pixels_per_cell=8)+knn", test_data=digits / "test", workers=1)
+    assert result.settings["test"] == str(digits / "test") and "test_split" not in result.settings and "test_data" not in result.settings
+    holdout = compare(digits, ["hog"], protocol="holdout", workers=1)
+    assert "test_size" not in holdout.settings and "folds" not in holdout.settings
+    kfold = compare(digits / "train", ["hog"], protocol="kfold", folds=3, workers=1)
+    assert kfold.settings["folds"] == 3 and "test_size" not in kfold.settings

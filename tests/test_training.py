@@ -165,3 +165,64 @@ def test_training_never_overwrites_a_file_that_is_not_a_model_nor_one_beside_it(
     with pytest.raises(visret.VisretError, match="would overwrite .*run.log.csv"):
         visret.train_pipeline(digits / "train", model="cnn/lenet5", epochs=1, out=tmp_path / "run.keras")
     assert log.read_text() == "a log of my own\n" and not (tmp_path / "run.keras").exists()
+
+
+# ---- a run watched, bounded and resumed (the assignment on a CPU) --------------------------
+def _log_rows(path) -> list[dict[str, str]]:
+    import csv
+
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_a_two_phase_run_keeps_one_log_and_marks_where_fine_tuning_starts(digits, tmp_path):
+    _, report = visret.train_pipeline(digits / "train", model="cnn/lenet5", fine_tune=0, epochs=2, fine_tune_epochs=3,
+                                      patience=50, out=tmp_path / "m.keras")
+    rows = _log_rows(tmp_path / "m.log.csv")
+    assert [(r["epoch"], r["phase"]) for r in rows] == [("1", "train"), ("2", "train"), ("3", "fine-tune"), ("4", "fine-tune"), ("5", "fine-tune")]
+    assert report.fine_tune_from == 2 and report.epochs == 5 and len(report.history["val_loss"]) == 5
+    assert json.loads((tmp_path / "m.run.json").read_text())["finished"] and not (tmp_path / "m.last.keras").exists()
+
+
+def test_a_killed_run_is_taken_up_where_it_stopped_and_its_checkpoint_knows_its_classes(digits, tmp_path, project_env):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    visret_cli = str(Path(sys.executable).with_name("visret"))
+    command = [visret_cli, "train", str(digits / "train"), "--model", "cnn/lenet5", "--epochs", "60", "--patience", "100",
+               "--out", str(tmp_path / "m.keras")]
+    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=project_env)
+    log = tmp_path / "m.log.csv"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and run.poll() is None and (not log.exists() or len(_log_rows(log)) < 2):
+        time.sleep(0.05)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    done = len(json.loads((tmp_path / "m.run.json").read_text())["history"]["loss"])
+    assert 2 <= done < 60 and len(_log_rows(log)) == done and (tmp_path / "m.last.keras").is_file()
+    # the best epoch so far is a classifier with its class names, scored on a labelled folder
+    scored = subprocess.run([visret_cli, "classify", str(digits / "test"), "--model", str(tmp_path / "m.best.keras"), "--json"],
+                            capture_output=True, text=True, env=project_env, timeout=300)
+    assert scored.returncode == 0, scored.stderr
+    rows = json.loads(scored.stdout)  # digits' folders are named 0 to 9: scored against them, by class name
+    assert all("true_label" in row for row in rows) and sum(row["label"] == row["true_label"] for row in rows) > len(rows) / 5
+    again = subprocess.run(command, capture_output=True, text=True, env=project_env, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert f"info: resuming the unfinished run at {tmp_path / 'm.keras'} after epoch {done}" in again.stderr
+    rows = _log_rows(log)
+    assert [int(r["epoch"]) for r in rows] == list(range(1, len(rows) + 1)) and len(rows) > done
+    finished = subprocess.run([*command, "--resume"], capture_output=True, text=True, env=project_env, timeout=300)
+    assert finished.returncode == 1 and "nothing to resume" in finished.stderr and "it finished" in finished.stderr
+
+
+def test_a_time_budget_stops_at_an_epoch_end_with_the_model_saved_tested_and_said(digits, tmp_path, cli):
+    result = cli("train", digits / "train", "--model", "cnn/lenet5", "--epochs", "500", "--patience", "1000",
+                 "--budget-minutes", "0.05", "--out", tmp_path / "m.keras", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["stopped"].startswith("time budget of 0.05 min reached after ") and report["test_accuracy"] is not None
+    assert 1 <= report["epochs"] < 500 and (tmp_path / "m.keras").is_file() and (tmp_path / "m.last.keras").is_file()
+    assert "stopped early: time budget" in result.stderr

@@ -10,6 +10,7 @@ made of and refuses a file holding anything else.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -39,7 +40,14 @@ class SklearnHead(Classifier):
             from sklearn.preprocessing import StandardScaler
 
             estimator = make_pipeline(StandardScaler(), estimator)
-        self.estimator_ = estimator.fit(np.asarray(X, np.float32), y)
+        from sklearn.exceptions import ConvergenceWarning
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)  # an iteration cap reached: said by converged_, not on stderr
+            self.estimator_ = estimator.fit(np.asarray(X, np.float32), y)
+        self.converged_ = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+        for other in (w for w in caught if not issubclass(w.category, ConvergenceWarning)):
+            warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)
         self.classes_ = np.asarray(self.estimator_.classes_)
         return self
 

@@ -17,6 +17,8 @@ import numpy as np
 from visret import InputSpec, VisretError
 from visret.classification import Pipeline
 from visret_keras import runtime
+from visret_keras.augment import parse_augment
+from visret_keras.training_run import TrainingRun
 
 #: Images per forward pass.
 PREDICT_BATCH = 256
@@ -91,7 +93,9 @@ class CNNPipeline(Pipeline):
     @classmethod
     def companion_files(cls, path: Path) -> list[Path]:
         path = Path(path)
-        return [path.with_suffix(suffix) for suffix in (".split.json", ".best.keras", ".best.split.json", ".log.csv", ".curves.png")]
+        if TrainingRun.is_record(path):  # an unfinished run's files: its own to take up or replace
+            return []
+        return [path.with_suffix(suffix) for suffix in (".split.json", ".best.keras", ".best.split.json", ".curves.png")] + TrainingRun.files(path)
 
     @classmethod
     def load(cls, path: str | Path) -> CNNPipeline:
@@ -135,6 +139,13 @@ class CNNPipeline(Pipeline):
             raise VisretError(f"training a network takes no option {', '.join(unknown)}")
         description = describe_network(settings["model"], settings.get("transfer", False), settings.get("fine_tune"))
         on_epoch = (lambda done, planned: progress(f"training {description}", done, planned)) if progress else None
+        # the best epoch's model is classified, scored and explained while the run goes on: it knows its classes
+        try:
+            augment = parse_augment(settings.get("augment"))
+        except ValueError as exc:
+            raise VisretError(str(exc)) from None
+        split_file(Path(out).with_suffix(".best.keras")).write_text(json.dumps(
+            {"classes": [str(c) for c in split.classes], "pipeline": description, "augment": augment}, indent=1))
         net, facts = fit_network(split, out=out, on_epoch=on_epoch, **settings)
         augment = facts.pop("augment")
         return cls(net, split.classes, description, augment=augment), facts

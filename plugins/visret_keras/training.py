@@ -21,6 +21,7 @@ from visret.reports.plots import save_curves
 from visret_keras import runtime
 from visret_keras.augment import augmentation_model, mixup, parse_augment
 from visret_keras.base import KerasExtractor
+from visret_keras.training_run import PHASES, TrainingRun
 
 
 # ---- data ----------------------------------------------------------------------------------
@@ -115,16 +116,22 @@ def fit_network(
     log_dir: str | Path | None = None,
     seed: int = 0,
     verbose: int = 0,
+    budget_minutes: float | None = None,
+    resume: bool = False,
     on_epoch: Callable[[int, int], None] | None = None,
 ):
     """Train a CNN classifier on ``split``; returns ``(model, facts)`` (see the module docstring).
 
-    ``on_epoch(done, planned)`` is called after every epoch.
+    ``epochs`` is the first phase's count (the whole training, or the new head's); fine-tuning runs
+    ``fine_tune_epochs`` more (by default as many). ``budget_minutes`` stops at the end of the last epoch
+    that fits (the best weights kept, the run resumable); ``resume`` takes up an unfinished run of the same
+    arguments (``visret_keras.training_run``). ``on_epoch(done, planned)`` is called after every epoch.
     """
     out = Path(out)
     if out.suffix != ".keras":
         raise VisretError(f"the model file must end in .keras, got {out}")
-    for name, value in (("learning rate", learning_rate), ("fine-tune rate", fine_tune_rate), ("mixup alpha", mixup_alpha)):
+    for name, value in (("learning rate", learning_rate), ("fine-tune rate", fine_tune_rate), ("mixup alpha", mixup_alpha),
+                        ("time budget", budget_minutes)):
         if value is not None and not value > 0:
             raise VisretError(f"{name} must be positive, got {value}")
     if not 0 <= dropout < 1:
@@ -134,7 +141,13 @@ def fit_network(
         augment_spec = parse_augment(augment)
     except ValueError as exc:
         raise VisretError(str(exc)) from None
-    keras.utils.set_random_seed(seed)
+    arguments = {"split": split.to_dict(), "model": model, "params": params or {}, "transfer": transfer, "fine_tune": fine_tune,
+                 "augment": augment_spec, "mixup_alpha": mixup_alpha, "balance": balance, "epochs": epochs,
+                 "fine_tune_epochs": fine_tune_epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+                 "fine_tune_rate": fine_tune_rate, "dropout": dropout, "patience": patience, "seed": seed}
+    run = TrainingRun(out, arguments)
+    resumed = run.begin(resume)
+    keras.utils.set_random_seed(seed + (resumed or {}).get("resumed", 0))
     fen, spec, preprocess = feature_network(model, params or {})
     arrays = {name: load_images(part, spec, split.classes) for name, part in (("train", split.train), ("val", split.val))}
     (x_train, y_train, _), (x_val, y_val, _) = arrays["train"], arrays["val"]
@@ -142,40 +155,83 @@ def fit_network(
         raise VisretError("too few readable images for a train and a validation part")
 
     frozen = transfer or fine_tune is not None
-    net = classifier(fen, spec, preprocess, len(split.classes), augment_spec, dropout, frozen, seed)
-    planned = epochs + ((fine_tune_epochs or epochs) if fine_tune is not None else 0)
-    callbacks = [
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, patience // 2)),
-        keras.callbacks.ModelCheckpoint(str(out.with_suffix(".best.keras")), monitor="val_loss", save_best_only=True),
-        keras.callbacks.CSVLogger(str(out.with_suffix(".log.csv"))),
-    ]
+    if resumed:
+        net = runtime.load_model(run.last)
+        fen = [layer for layer in net.layers if isinstance(layer, keras.Model)][-1]  # after any augmentation model
+    else:
+        net = classifier(fen, spec, preprocess, len(split.classes), augment_spec, dropout, frozen, seed)
+    phases = [(PHASES[0], learning_rate, epochs)] + ([(PHASES[1], fine_tune_rate, fine_tune_epochs or epochs)] if fine_tune is not None else [])
+    planned = sum(n for _, _, n in phases)
+    stopping = resumable_early_stopping(monitor="val_loss", patience=patience, restore_best_weights=True)
+    history = run.state["history"]
+    begun = time.perf_counter()
+    budget = None if budget_minutes is None else budget_minutes * 60
+    stopped: list[str] = []
+
+    def epoch_end(phase: str, epoch: int, logs: dict[str, float]) -> None:
+        run.epoch_done(net, phase, epoch + 1, logs, {
+            "early_stopping": stopping.progress(), "seconds": run.state.get("seconds", 0.0) + time.perf_counter() - begun,
+        })
+        if on_epoch is not None:
+            on_epoch(len(history.get("loss", [])), planned)
+        spent = time.perf_counter() - begun
+        per_epoch = spent / max(1, len(history.get("loss", [])) - done_before)
+        if budget is not None and spent + per_epoch > budget and not net.stop_training:
+            net.stop_training = True
+            stopped.append(f"time budget of {budget_minutes:g} min reached after {len(history.get('loss', []))} epochs")
+
+    callbacks = [stopping, keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, patience // 2))]
     if log_dir is not None:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(log_dir)))
-    history: dict[str, list[float]] = {}
-    if on_epoch is not None:
-        callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: on_epoch(len(history.get("loss", [])) + epoch + 1, planned)))
     train_data = _dataset(x_train, y_train, len(split.classes), batch_size, True, mixup_alpha, seed)
     val_data = _dataset(x_val, y_val, len(split.classes), batch_size, False, None, seed)
     weights = class_weights(y_train, len(split.classes)) if balance else None
-
-    def fit(rate: float, n_epochs: int) -> None:
+    done_before = len(history.get("loss", []))
+    start_phase = PHASES.index(run.state["phase"]) if resumed else 0
+    for index, (phase, rate, n_epochs) in enumerate(phases):
+        if index < start_phase or stopped:
+            continue
+        already = run.state["phases"].get(phase, 0) if resumed and index == start_phase else 0
+        if phase == PHASES[1] and not (resumed and index == start_phase and already):
+            unfreeze_top(fen, fine_tune)
+        if already >= n_epochs:
+            continue
+        stopping.resume_from((run.state.get("early_stopping") or {}) if resumed and index == start_phase else {})
         net.compile(optimizer=keras.optimizers.Adam(rate), loss="categorical_crossentropy", metrics=["accuracy"])
-        run = net.fit(train_data, validation_data=val_data, epochs=n_epochs, callbacks=callbacks, class_weight=weights, shuffle=False, verbose=verbose)  # the dataset shuffles itself
-        for key, values in run.history.items():
-            history.setdefault(key, []).extend(float(v) for v in values)
-
-    start = time.perf_counter()
-    fit(learning_rate, epochs)
-    if fine_tune is not None:
-        unfreeze_top(fen, fine_tune)
-        fit(fine_tune_rate, fine_tune_epochs or epochs)
-    seconds = time.perf_counter() - start
+        recorder = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs, phase=phase: epoch_end(phase, epoch, logs))
+        net.fit(train_data, validation_data=val_data, initial_epoch=already, epochs=n_epochs, callbacks=[*callbacks, recorder],
+                class_weight=weights, shuffle=False, verbose=verbose)  # the dataset shuffles itself
+    run.finish(stopped[0] if stopped else None)
+    seconds = run.state["seconds"]
+    boundary = run.state["phases"].get(PHASES[0]) if fine_tune is not None and PHASES[1] in run.state["phases"] else None
     files = {
-        "curves": str(save_curves(history, out.with_suffix(".curves.png"))),
-        "log": str(out.with_suffix(".log.csv")), "checkpoint": str(out.with_suffix(".best.keras")), "split": str(out.with_suffix(".split.json")),
+        "curves": str(save_curves(history, out.with_suffix(".curves.png"), boundary=boundary)),
+        "log": str(run.log), "checkpoint": str(out.with_suffix(".best.keras")), "split": str(out.with_suffix(".split.json")),
     }
     return net, {
         "train_seconds": round(seconds, 2), "epochs": len(history.get("loss", [])), "history": history, "files": files,
-        "sizes": {name: len(arrays[name][0]) for name in arrays}, "augment": augment_spec,
+        "sizes": {name: len(arrays[name][0]) for name in arrays}, "augment": augment_spec, "fine_tune_from": boundary,
+        "stopped": stopped[0] if stopped else None, "resumed": bool(resumed),
     }
+
+
+def resumable_early_stopping(**kwargs):
+    """Keras' early stopping whose count of epochs without improvement survives a resumed run."""
+    keras = runtime.keras()
+
+    class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+        _resumed: dict[str, Any] = {}
+
+        def resume_from(self, progress: dict[str, Any]) -> None:
+            self._resumed = progress
+
+        def on_train_begin(self, logs=None):
+            super().on_train_begin(logs)
+            if self._resumed.get("best") is not None:
+                self.best, self.wait = float(self._resumed["best"]), int(self._resumed.get("wait", 0))
+
+        def progress(self) -> dict[str, Any]:
+            best = None if self.best is None or not np.isfinite(self.best) else float(self.best)
+            return {"best": best, "wait": int(self.wait)}
+
+    return ResumableEarlyStopping(**kwargs)

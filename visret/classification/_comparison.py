@@ -16,7 +16,10 @@ trained from scratch), ``NETWORK+transfer`` (a pretrained network frozen, a new 
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -26,6 +29,7 @@ from visret.evaluation._leaderboard import Leaderboard
 from visret.features.params import parse_params
 from visret.classification._pipeline import Pipeline
 from visret.classification._report import ClassificationReport
+from visret.classification._split import train_and_test_folders
 from visret.classification._training import DEFAULT_HEAD, pipeline_kinds, train_pipeline
 
 #: Leaderboard columns where lower is better.
@@ -121,6 +125,10 @@ class PipelineComparison:
     settings: dict[str, Any]
     reports: dict[str, ClassificationReport] = field(default_factory=dict)
     pipelines: dict[str, Pipeline] = field(default_factory=dict, repr=False)
+    #: Pipelines whose saved report a run with the same settings had left (not trained again).
+    reused: list[str] = field(default_factory=list)
+    #: Why the comparison stopped before every pipeline was trained (its time budget), else None.
+    stopped: str | None = None
 
     def rows(self) -> list[dict[str, Any]]:
         return [{"pipeline": name, **report.headline()} for name, report in self.reports.items()]
@@ -134,7 +142,7 @@ class PipelineComparison:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "settings": self.settings, "leaderboard": self.rows(),
+            "settings": self.settings, "leaderboard": self.rows(), "reused": self.reused, "stopped": self.stopped,
             "reports": {name: report.to_dict() for name, report in self.reports.items()},
         }
 
@@ -159,12 +167,20 @@ def compare_pipelines(
     tta: int = 0,
     workers: int | None = None,
     save_dir: str | Path | None = None,
+    budget_minutes: float | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    on_result: Callable[[PipelineComparison], None] | None = None,
     **network_options: Any,
 ) -> PipelineComparison:
     """Train and test every pipeline on the same split; ``network_options`` (``epochs``,
-    ``augment``, ``mixup_alpha``...) apply to the CNNs. Each trained pipeline is saved under
-    ``save_dir`` when given."""
+    ``augment``, ``mixup_alpha``...) apply to the CNNs.
+
+    With ``save_dir`` each pipeline is saved there with its report as soon as it is tested
+    (``NAME.report.json``), so an interrupted comparison keeps what finished, and running it again
+    with the same settings takes those reports instead of training again. ``budget_minutes`` is shared:
+    a CNN stops at the end of the last epoch that fits, and pipelines not started by then are left out
+    (``stopped`` says so). ``on_result(comparison)`` is called after each pipeline.
+    """
     specs = parse_pipelines(pipelines) if isinstance(pipelines, str) else [
         spec if isinstance(spec, PipelineSpec) else parse_pipeline(spec) for spec in pipelines
     ]
@@ -173,18 +189,34 @@ def compare_pipelines(
         raise VisretError("a pipeline is named twice")
     for spec in specs:  # every name checked before anything trains
         check_spec(spec)
+    if budget_minutes is not None and not budget_minutes > 0:
+        raise VisretError(f"the time budget must be positive, got {budget_minutes}")
+    train_part, test_part = train_and_test_folders(data, test_data)  # the protocol used, as the header says it
+    held_out = {"test": str(test_part)} if test_part is not None else {"test_split": test_split}
     result = PipelineComparison(settings={
-        "data": str(data), "test_data": str(test_data) if test_data else None, "val_split": val_split,
-        "test_split": test_split, "seed": seed, "tta": tta, **{k: v for k, v in network_options.items() if v is not None},
+        "data": str(train_part), **held_out, "val_split": val_split, "seed": seed, **({"tta": tta} if tta else {}),
+        **{k: v for k, v in network_options.items() if v is not None and k != "resume"},
     })
+    deadline = None if budget_minutes is None else time.monotonic() + budget_minutes * 60
     for number, spec in enumerate(specs, start=1):
-        label = f"[{number}/{len(specs)}] {spec.text}"
-        step = (lambda stage, done, total, label=label: progress(f"{label}: {stage}", done, total)) if progress else None
-        options = {k: v for k, v in network_options.items() if v is not None and k not in spec.arguments} if spec.trains_network else {}
         out = None
         if save_dir is not None:
             slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", spec.text).strip("-")
             out = Path(save_dir) / (slug + (".keras" if spec.trains_network else ".pipeline"))
+            done = _finished_report(out, result.settings)
+            if done is not None:
+                result.reports[spec.text] = done
+                result.reused.append(spec.text)
+                continue
+        left = None if deadline is None else (deadline - time.monotonic()) / 60
+        if left is not None and left <= 0:
+            result.stopped = f"time budget of {budget_minutes:g} min reached: {', '.join(names[number - 1:])} not trained"
+            break
+        label = f"[{number}/{len(specs)}] {spec.text}"
+        step = (lambda stage, done, total, label=label: progress(f"{label}: {stage}", done, total)) if progress else None
+        options = {k: v for k, v in network_options.items() if v is not None and k not in spec.arguments} if spec.trains_network else {}
+        if spec.trains_network and left is not None:
+            options["budget_minutes"] = left
         pipeline, report = train_pipeline(
             data, **spec.arguments, test_data=test_data, val_split=val_split, test_split=test_split, seed=seed,
             tta=tta, workers=workers, out=out, progress=step, **options,
@@ -192,4 +224,32 @@ def compare_pipelines(
         report.pipeline = spec.text
         result.reports[spec.text] = report
         result.pipelines[spec.text] = pipeline
+        if out is not None:
+            _write_report(out, result.settings, report)
+        if on_result is not None:
+            on_result(result)
+    if not result.reports:
+        raise VisretError(result.stopped or "no pipeline was trained")
     return result
+
+
+def _report_file(out: Path) -> Path:
+    return out.with_name(out.name + ".report.json")
+
+
+def _write_report(out: Path, settings: dict[str, Any], report: ClassificationReport) -> None:
+    target = _report_file(out)
+    temporary = target.with_name(f".tmp-{os.getpid()}-{target.name}")
+    temporary.write_text(json.dumps({"settings": settings, "report": report.to_record()}, default=str))
+    os.replace(temporary, target)
+
+
+def _finished_report(out: Path, settings: dict[str, Any]) -> ClassificationReport | None:
+    """The report of a pipeline a comparison with the same settings already trained, saved and tested."""
+    try:
+        saved = json.loads(_report_file(out).read_text())
+        if saved.get("settings") != json.loads(json.dumps(settings, default=str)) or not out.exists():
+            return None
+        return ClassificationReport.from_record(saved["report"])
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None

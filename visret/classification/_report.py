@@ -8,7 +8,7 @@ terminal, in JSON and in a notebook.
 from __future__ import annotations
 
 import html
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Sequence
 
 import numpy as np
@@ -59,6 +59,10 @@ class ClassificationReport:
     test_accuracy_tta: float | None = None
     epochs: int | None = None
     history: dict[str, list[float]] = field(default_factory=dict)
+    #: A CNN run: the last epoch before fine-tuning; why it stopped before its epochs (a time budget); resumed or not.
+    fine_tune_from: int | None = None
+    stopped: str | None = None
+    resumed: bool = False
     files: dict[str, str] = field(default_factory=dict)
     predictions: list[Prediction] = field(default_factory=list, repr=False)
 
@@ -67,6 +71,18 @@ class ClassificationReport:
         data.pop("predictions")
         data["misclassified"] = len(self.mistakes())
         return data
+
+    def to_record(self) -> dict[str, Any]:
+        """``to_dict`` with every test prediction: what ``from_record`` reads back (a finished pipeline
+        of an interrupted comparison, a report built later from saved work)."""
+        return {**self.to_dict(), "predictions": [asdict(p) for p in self.predictions]}
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> ClassificationReport:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known and k != "predictions"}
+        values["predictions"] = [Prediction(**p) for p in data.get("predictions", [])]
+        return cls(**values)
 
     def mistakes(self) -> list[Prediction]:
         """The test images predicted wrongly, least confident first."""
@@ -79,7 +95,8 @@ class ClassificationReport:
         parts = [f"accuracy {self.test_accuracy:.4f}", f"balanced {self.balanced_accuracy:.4f}", f"macro-F1 {self.macro_f1:.4f}"]
         if self.test_accuracy_tta is not None:
             parts.append(f"with {self.tta} TTA {self.test_accuracy_tta:.4f}")
-        return f"{self.pipeline}: " + ", ".join(parts) + f" on {self.sizes.get('test', 0)} test images"
+        stopped = f" (stopped early: {self.stopped})" if self.stopped else ""
+        return f"{self.pipeline}: " + ", ".join(parts) + f" on {self.sizes.get('test', 0)} test images{stopped}"
 
     def headline(self) -> dict[str, Any]:
         """The numbers a leaderboard row shows."""

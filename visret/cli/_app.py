@@ -64,6 +64,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts are plain text: "[default: 32]" stays, rich would take it for a tag
 )
 
 @app.callback()
@@ -265,7 +266,7 @@ def query_command(
     index: IndexPath = None,
     k: K = 5,
     as_json: AsJson = False,
-    montage: Annotated[Optional[Path], typer.Option(help="Write a PNG of each query and its neighbours here.")] = None,
+    montage: Annotated[Optional[Path], typer.Option(help="Write a PNG of the query and its neighbours here; with several queries OUT-1.png, OUT-2.png and so on.")] = None,
     nprobe: Nprobe = None,
     ef_search: EfSearch = None,
     rerank: Rerank = None,
@@ -312,6 +313,13 @@ def _print_report(report) -> None:
     out.print(per_class)
 
 
+def report_subject(index: Path | None) -> str:
+    """What a picture of an index's evaluation is about: the index's folder name."""
+    from visret.index._index import default_index_path
+
+    return f"the index {(index or default_index_path()).name}"
+
+
 @app.command("evaluate")
 def evaluate_command(
     test_dir: Annotated[
@@ -340,7 +348,8 @@ def evaluate_command(
     if confusion is not None:
         from visret.reports.plots import save_confusion
 
-        written.append(save_confusion(report.confusion_matrix, report.classes, confusion))
+        written.append(save_confusion(report.confusion_matrix, report.classes, confusion,
+                                      title=f"confusion matrix of {report_subject(index)} ({report.protocol}, {k}-NN)"))
     if tsne is not None:
         from visret.reports.plots import save_tsne
 
@@ -376,9 +385,11 @@ def compare_command(
     val_split: pipeline_commands.ValSplit = 0.1,
     tta: pipeline_commands.Tta = 0,
     epochs: pipeline_commands.Epochs = None,
+    fine_tune_epochs: pipeline_commands.FineTuneEpochs = None,
+    budget_minutes: pipeline_commands.BudgetMinutes = None,
     augment: pipeline_commands.Augment = None,
     mixup: pipeline_commands.Mixup = None,
-    save_dir: Annotated[Optional[Path], typer.Option(help="Pipelines: save each trained pipeline in this folder.")] = None,
+    save_dir: Annotated[Optional[Path], typer.Option(help="Pipelines: save each trained pipeline and its report in this folder as it finishes; run again, the finished ones are not trained again.")] = None,
 ) -> None:
     """A leaderboard on one folder, everything under the same split: extractors by k-NN retrieval
     (--extractors), or classification pipelines trained and tested (--pipelines)."""
@@ -390,8 +401,8 @@ def compare_command(
         if extractors is not None:
             raise VisretError("compare --extractors (retrieval) or --pipelines (classification), not both")
         pipeline_commands.compare_command(
-            data_dir, pipelines, test_dir, val_split, test_size, seed, tta, workers, save_dir, html, shown_as,
-            epochs=epochs, augment=augment, mixup_alpha=mixup,
+            data_dir, pipelines, test_dir, val_split, test_size, seed, tta, workers, save_dir, html, shown_as, budget_minutes,
+            epochs=epochs, fine_tune_epochs=fine_tune_epochs, augment=augment, mixup_alpha=mixup,
         )
         return
     names = [name.strip() for name in (extractors or COMPARED_EXTRACTORS).split(",") if name.strip()]

@@ -23,7 +23,10 @@ MONTAGE_LIMIT = 48
 
 Augment = Annotated[Optional[str], typer.Option(help="CNN augmentation, e.g. flip=horizontal,rotate=0.1,translate=0.1,zoom=0.1,contrast=0.2,brightness=0.2.")]
 Mixup = Annotated[Optional[float], typer.Option(help="CNN mixup with lambda ~ Beta(ALPHA, ALPHA).")]
-Epochs = Annotated[Optional[int], typer.Option(min=1, help="CNN epochs [default: 20].")]
+Epochs = Annotated[Optional[int], typer.Option(min=1, help="CNN epochs of the first phase: all of training, or the new head's with --transfer/--fine-tune [default: 20].")]
+FineTuneEpochs = Annotated[Optional[int], typer.Option(min=1, help="CNN epochs of fine-tuning, after the head's [default: as many as --epochs].")]
+BudgetMinutes = Annotated[Optional[float], typer.Option(help="Stop training at the end of the last epoch that fits in this many minutes; the best model so far is saved, tested and reported, and --resume goes on later.")]
+Resume = Annotated[bool, typer.Option("--resume", help="CNN: insist on taking up an unfinished run (killed, or stopped by --budget-minutes); the same command run again takes it up anyway.")]
 Tta = Annotated[int, typer.Option(min=0, help="Also test with N test-time augmentations (shifts, crops; flips when trained on them).")]
 TestDir = Annotated[Optional[Path], typer.Option(help="Separate labelled test folder [default: a seeded --test-split of DATA, or DATA/test].")]
 ValSplit = Annotated[float, typer.Option(help="Validation share of each class (hyper-parameters, early stopping).")]
@@ -69,6 +72,9 @@ def register(app: typer.Typer) -> None:
         mixup: Mixup = None,
         balance: Annotated[bool, typer.Option("--balance", help="CNN: weigh classes inversely to their size.")] = False,
         epochs: Epochs = None,
+        fine_tune_epochs: FineTuneEpochs = None,
+        budget_minutes: BudgetMinutes = None,
+        resume: Resume = False,
         batch_size: Annotated[Optional[int], typer.Option(min=1, help="CNN batch size [default: 32].")] = None,
         learning_rate: Annotated[Optional[float], typer.Option(help="CNN Adam learning rate [default: 1e-3].")] = None,
         fine_tune_rate: Annotated[Optional[float], typer.Option(help="CNN fine-tuning learning rate [default: 1e-5].")] = None,
@@ -88,7 +94,7 @@ def register(app: typer.Typer) -> None:
 
         options = network_options(
             transfer=transfer, fine_tune=fine_tune, augment=augment, mixup_alpha=mixup, balance=balance, epochs=epochs,
-            batch_size=batch_size, learning_rate=learning_rate, fine_tune_rate=fine_tune_rate, patience=patience, log_dir=log_dir,
+            fine_tune_epochs=fine_tune_epochs, budget_minutes=budget_minutes, resume=resume, batch_size=batch_size, learning_rate=learning_rate, fine_tune_rate=fine_tune_rate, patience=patience, log_dir=log_dir,
         )
         if model is None and options:
             flags = ", ".join("--" + k.replace("_alpha", "").replace("_", "-") for k in options)
@@ -226,19 +232,25 @@ def draw(pipeline, predictions, target: Path, explain: bool) -> Path:
 
 
 def compare_command(data_dir: Path, pipelines: str, test_dir, val_split, test_split, seed, tta, workers, save_dir, html,
-                    report_format: str, **network: Any) -> None:
-    """``visret compare --pipelines``: train and test each pipeline, print the leaderboard."""
+                    report_format: str, budget_minutes: float | None, **network: Any) -> None:
+    """``visret compare --pipelines``: train and test each pipeline, print the leaderboard. With ``--html``
+    the page is written again after each pipeline, so a killed run leaves the leaderboard of what finished."""
     from visret.classification._comparison import compare_pipelines
 
     with ProgressBar("comparing") as bar:
         result = compare_pipelines(
             data_dir, pipelines, test_data=test_dir, val_split=val_split, test_split=test_split, seed=seed, tta=tta,
-            workers=workers, save_dir=save_dir, progress=bar.stages, **network_options(**network),
+            workers=workers, save_dir=save_dir, budget_minutes=budget_minutes, progress=bar.stages,
+            on_result=(lambda partial: write_report(partial, html)) if html is not None else None, **network_options(**network),
         )
     written = [write_report(result, html)] if html is not None else []
     title = f"{len(result.reports)} pipelines, one held-out test part ({result.reports[result.best()].sizes.get('test', 0)} images); best in green"
     print_leaderboard(result, result.leaderboard(), report_format, title, HEADERS, "model_bytes")
     pictures_written(written)
+    if result.reused:
+        err.print(shown(f"taken from {save_dir} (trained before with the same settings): {', '.join(result.reused)}"), soft_wrap=True)
+    if result.stopped:
+        err.print(shown(f"stopped early: {result.stopped}"), soft_wrap=True)
     err.print(shown(f"best: {result.best()} ({result.reports[result.best()].summary()})"), soft_wrap=True)
 
 
@@ -254,11 +266,12 @@ def write_report(result, html: Path) -> Path:
         pictures = {}
         for n, (name, report) in enumerate(result.reports.items()):
             if report.confusion_matrix:
-                pictures[f"confusion matrix: {name}"] = save_confusion(report.confusion_matrix, report.classes, Path(scratch) / f"c{n}.png", title=name)
+                pictures[f"confusion matrix of {name}"] = save_confusion(report.confusion_matrix, report.classes, Path(scratch) / f"c{n}.png",
+                                                                         title=f"confusion matrix of {name}")
             if report.history:
                 from visret.reports.plots import save_curves
 
-                pictures[f"training curves: {name}"] = save_curves(report.history, Path(scratch) / f"h{n}.png")
+                pictures[f"training curves: {name}"] = save_curves(report.history, Path(scratch) / f"h{n}.png", boundary=report.fine_tune_from)
         best = result.best()
         mistakes = result.reports[best].mistakes()[:MONTAGE_LIMIT]
         if mistakes:

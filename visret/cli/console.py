@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,12 @@ def memory_size(text: str | None) -> int | None:
 
 
 class ProgressBar:
-    """A transient rich progress bar on stderr; ``update(done, total)`` is the progress callback."""
+    """Progress on stderr; ``update(done, total)`` is the progress callback. On a terminal, a transient rich
+    bar; elsewhere (a log file, a pipe, a scheduler's output) nobody sees a bar, so plain lines: one per
+    step of a short count (epochs, pipelines), one every ``LINE_EVERY_S`` for a long one (images), each
+    with the time spent and an estimate of what is left, once a stage has run ``QUIET_FIRST_S``."""
+
+    QUIET_FIRST_S, LINE_EVERY_S, SHORT_COUNT = 2.0, 10.0, 100
 
     def __init__(self, label: str):
         self.label = label
@@ -63,6 +69,9 @@ class ProgressBar:
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
             console=err, transient=True, disable=not err.is_terminal,
         )
+        self.lines = not err.is_terminal
+        self._stage_start = self._last_line = time.monotonic()
+        self._last_shown: tuple[int, int | None] | None = None
 
     def __enter__(self):
         self.progress.__enter__()
@@ -74,13 +83,33 @@ class ProgressBar:
 
     def update(self, done: int, total: int) -> None:
         self.progress.update(self.task, completed=done, total=total)
+        if self.lines:
+            self._line(done, total)
 
     def stages(self, stage: str, done: int, total: int) -> None:
         """A ``progress(stage, done, total)`` callback: the bar's label follows the stage."""
         if stage != self.label:
             self.label = stage
+            self._stage_start = time.monotonic()
+            self._last_shown = None
             self.progress.update(self.task, description=stage)
         self.update(done, total)
+
+    def _line(self, done: int, total: int | None) -> None:
+        now = time.monotonic()
+        elapsed = now - self._stage_start
+        finished = total is not None and done >= total
+        due = finished or (total is not None and total <= self.SHORT_COUNT) or now - self._last_line >= self.LINE_EVERY_S
+        if done <= 0 or elapsed < self.QUIET_FIRST_S or not due or self._last_shown == (done, total):
+            return
+        self._last_line, self._last_shown = now, (done, total)
+        count = f"{done}/{total} ({100 * done / total:.0f} %)" if total else str(done)
+        left = "" if finished or not total else f", about {_duration(elapsed / done * (total - done))} left"
+        err.print(f"{self.label}: {count}, {_duration(elapsed)}{left}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 def read_limits(max_pixels: int | None, max_bytes: str | None) -> dict[str, int]:

@@ -100,6 +100,15 @@ def _records(data: Path, protocol: str) -> tuple[list[ImageRecord], np.ndarray |
     return records, None
 
 
+#: The settings each protocol uses, and only those: a report's header never shows one that played no part.
+PROTOCOL_SETTINGS = {
+    "split": lambda test_size, folds, seed: {"test_size": test_size, "seed": seed},
+    "kfold": lambda test_size, folds, seed: {"folds": folds, "seed": seed},
+    "loo": lambda test_size, folds, seed: {},
+    "holdout": lambda test_size, folds, seed: {},
+}
+
+
 def compare(
     data: str | Path,
     extractors: Sequence[str | dict[str, Any]],
@@ -147,7 +156,7 @@ def compare(
     created = [(spec_name(spec), extractor_from_spec(spec), spec) for spec in extractors]  # all names checked first
     comparison = Comparison(
         protocol,
-        {"images": len(records), "test_size": test_size, "folds": folds, "seed": seed, "k": k, "at": list(at),
+        {"images": len(records), **PROTOCOL_SETTINGS[protocol](test_size, folds, seed), "k": k, "at": list(at),
          "weights": weights, "metric": metric, "depth": depth, "rerank": reranker.spec if reranker else None},
     )
     work = Counter(progress, len(created) * 2 * len(records))

@@ -123,11 +123,14 @@ def save_confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], out:
     return _save(figure, out)
 
 
-def save_curves(history: dict[str, list[float]], out: str | Path) -> Path:
-    """Loss and accuracy per epoch, on the training and the validation part."""
+def save_curves(history: dict[str, list[float]], out: str | Path, boundary: int | None = None) -> Path:
+    """Loss and accuracy per epoch, on the training and the validation part; ``boundary``, the last
+    epoch before fine-tuning, is marked where a run has two phases."""
     plt = _pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
     for axis, metric in zip(axes, ("loss", "accuracy")):
+        if boundary:
+            axis.axvline(boundary + 0.5, color="grey", linestyle="--", linewidth=1, label="fine-tuning starts")
         for prefix in ("", "val_"):
             if prefix + metric in history:
                 values = history[prefix + metric]
