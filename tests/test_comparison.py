@@ -93,7 +93,8 @@ def test_bad_comparisons_are_one_clear_error(digits, kwargs, message):
 def test_compare_pipelines_keeps_each_result_as_it_finishes_and_a_rerun_trains_only_what_is_missing(digits, tmp_path, cli):
     import json
 
-    pipelines = "hog(size=32,pixels_per_cell=8)+knn,color-hist+knn"
+    names = ["hog(size=32,pixels_per_cell=8)+knn", "color-hist+knn"]
+    pipelines = ",".join(names)
     args = ["compare", digits / "train", "--pipelines", pipelines, "--save-dir", tmp_path / "models", "--html", tmp_path / "r.html", "--json"]
     first = cli(*args)
     assert first.exit_code == 0, first.output
@@ -107,7 +108,7 @@ def test_compare_pipelines_keeps_each_result_as_it_finishes_and_a_rerun_trains_o
     assert again.exit_code == 0, again.output
     board = {row["pipeline"]: row["accuracy"] for row in json.loads(again.stdout)["leaderboard"]}
     assert board == {row["pipeline"]: row["accuracy"] for row in json.loads(first.stdout)["leaderboard"]}
-    assert json.loads(again.stdout)["reused"] == [name for name in pipelines.split(",") if name != lost]
+    assert json.loads(again.stdout)["reused"] == [name for name in names if name != lost]
     assert "taken from" in again.stderr and second_report.is_file()
     changed = cli(*args[:-1], "--seed", "1", "--json")  # other settings: nothing is taken
     assert changed.exit_code == 0 and json.loads(changed.stdout)["reused"] == []
