@@ -269,7 +269,7 @@ def test_compare_pipelines_prints_one_leaderboard_in_every_format(cli, digits, t
     assert {"accuracy", "balanced_accuracy", "macro_f1", "train_s", "inference_img_s", "model_bytes"} <= set(data["leaderboard"][0])
     assert {r["sizes"]["test"] for r in data["reports"].values()} == {50}
     page = html.read_text()
-    assert page.count("<img") >= 5 and "training curves: cnn/lenet5" in page and "confusion matrix: pixels+knn" in page
+    assert page.count("<img") >= 5 and "training curves of cnn/lenet5" in page and "confusion matrix of pixels+knn" in page
     assert sorted(p.name for p in (tmp_path / "saved").iterdir() if p.suffix in (".keras", ".pipeline") and ".best." not in p.name) == [
         "cnn-lenet5.keras", "hog-size-32-pixels_per_cell-4-logistic.pipeline", "pixels-knn.pipeline"]
     saved = visret.load_pipeline(tmp_path / "saved" / "pixels-knn.pipeline")

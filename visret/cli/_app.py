@@ -37,6 +37,7 @@ from visret.cli._options import (
     Rerank,
     Workers,
 )
+from visret.cli import _report as report_command
 from visret.cli import _serve as serve_command
 
 
@@ -636,6 +637,7 @@ def _configure_logging() -> None:
 
 pipeline_commands.register(app)
 serve_command.register(app)
+report_command.register(app)
 
 _plugin_commands_added = False
 

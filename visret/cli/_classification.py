@@ -271,7 +271,7 @@ def write_report(result, html: Path) -> Path:
             if report.history:
                 from visret.reports.plots import save_curves
 
-                pictures[f"training curves: {name}"] = save_curves(report.history, Path(scratch) / f"h{n}.png", boundary=report.fine_tune_from)
+                pictures[f"training curves of {name}"] = save_curves(report.history, Path(scratch) / f"h{n}.png", boundary=report.fine_tune_from)
         best = result.best()
         mistakes = result.reports[best].mistakes()[:MONTAGE_LIMIT]
         if mistakes:
