@@ -1,12 +1,21 @@
-"""MkDocs hook: the command line reference, generated from the typer app (plugins' commands included).
+"""The command line reference, ``docs/cli.md``, generated from the typer app with visret's own plugins.
 
-A page containing ``<!-- visret-cli -->`` gets every command's usage, help and options in its place,
-so the reference cannot drift from the code.
+Run ``.venv/bin/python docs/hooks/cli_reference.py`` after changing a command; ``tests/test_docs.py``
+fails while the page in the repository differs from what the code says, so it cannot drift.
 """
 
 from __future__ import annotations
 
-MARKER = "<!-- visret-cli -->"
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+PAGE = Path(__file__).resolve().parents[1] / "cli.md"
+HEADER = ("# Command line reference\n\nEvery command of `visret` with its usage, help and options, generated from the code "
+          "(`python docs/hooks/cli_reference.py`); commands that third-party plugins add are listed by `visret --help`.\n\n")
+#: The plugins that ship with visret: the reference shows what a fresh install has.
+OWN_PLUGINS = "handcrafted,heads,keras,compose"
 
 
 def _option_row(param) -> str:
@@ -42,5 +51,14 @@ def reference() -> str:
     return "\n\n".join(_command(name, group.get_command(root, name), root) for name in group.list_commands(root))
 
 
-def on_page_markdown(markdown: str, **_) -> str:
-    return markdown.replace(MARKER, reference()) if MARKER in markdown else markdown
+def generated() -> str:
+    """The page as the code says it, made in a process that loads visret's own plugins only."""
+    code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import cli_reference; print(cli_reference.HEADER + cli_reference.reference(), end='')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, "VISRET_LOAD_PLUGINS": OWN_PLUGINS, "COLUMNS": "100"})
+    return done.stdout + "\n"
+
+
+if __name__ == "__main__":
+    PAGE.write_text(generated())
+    print(f"wrote {PAGE}")
