@@ -107,3 +107,35 @@ def test_every_skipped_block_says_why_and_few_are_skipped():
     ran = sum(1 for page in PAGES for _, reason in python_blocks(page) if not reason)
     assert all(reason.strip() for _, reason in skipped)
     assert ran >= 7 and len(skipped) <= 2, skipped
+
+
+#: The assignment tutorial's commands on the small data: its numbers of epochs would take minutes.
+ASSIGNMENT_SHORTER = {"--epochs 4 --fine-tune-epochs 4": "--epochs 1 --fine-tune-epochs 1"}
+
+
+@pytest.mark.slow
+def test_the_assignment_tutorials_commands_run_in_order(tmp_path):
+    """docs/tutorials/assignment.md, its shell blocks as written (benchmarks/assignment.py runs the same on
+    Oxford 17 Flowers), on small data laid out under the names it uses."""
+    import os
+    import subprocess
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from assignment import commands
+    finally:
+        sys.path.pop(0)
+    _lay_out(tmp_path)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    shorter = dict(ASSIGNMENT_SHORTER)
+    for command in commands():
+        for long, short in list(shorter.items()):
+            if long in command:
+                command = command.replace(long, short)
+                del shorter[long]
+        done = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"{command}\n{done.stderr[-2000:]}"
+    assert not shorter, f"the tutorial no longer says {', '.join(shorter)}: update ASSIGNMENT_SHORTER"
+    page = (tmp_path / "report.html").read_text()
+    assert "squeezenet-ft.keras + 4 TTA views" in page and "training curves of squeezenet-ft.keras" in page
+    assert "model:squeezenet-ft.keras" in page and "chosen test images" in page
