@@ -152,6 +152,8 @@ def test_an_index_whose_plugin_is_gone_still_serves_what_its_stored_vectors_answ
     assert loo.exit_code == 0 and json.loads(loo.stdout)["protocol"] == "loo"
     exported = cli("export", str(tmp_path / "emb"), "--format", "autofaiss", "--index", str(tmp_path / "ix"))
     assert exported.exit_code == 0 and any((tmp_path / "emb").rglob("*.npy"))
+    duplicates = cli("duplicates", "--index", str(tmp_path / "ix"), "--json")
+    assert duplicates.exit_code == 0 and json.loads(duplicates.stdout)["images"] == 150
     query = cli("query", str(sorted((digits / "test" / "3").iterdir())[0]), "--index", str(tmp_path / "ix"))
     assert query.exit_code == 1 and len(query.output.strip().splitlines()) == 1
     assert "comes from the plugin 'brightness', which is not installed or not loaded" in query.output

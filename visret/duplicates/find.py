@@ -9,6 +9,7 @@ each group, the file to keep.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -87,8 +88,23 @@ def _from_folder(folder: Path, extractor: FeatureExtractor, workers, max_pixels,
     return paths, found.hashes, found.features, len(found.skipped)
 
 
+@dataclass(frozen=True)
+class _StoredFeatures:
+    """An index's extractor as its manifest records it, where that extractor's plugin is not installed
+    here: duplicates are found from the stored vectors, which need no extractor."""
+
+    name: str
+    config: dict[str, Any]
+    binary: bool
+    dim: int
+
+    def get_config(self) -> dict[str, Any]:
+        return self.config
+
+
 def _from_index(index, extractor: FeatureExtractor | None):
-    built = index.extractor
+    config = index.manifest["extractor"]
+    built = index.extractor if index.has_extractor else _StoredFeatures(config["name"], config, index.metric == "hamming", index.manifest["dim"])
     if extractor is not None and extractor.get_config() != built.get_config():
         raise VisretError(
             f"the index at {index.path} was built with {built.name} {built.get_config()['params']}, not {extractor.name} "
