@@ -57,3 +57,19 @@ def test_leave_one_out_from_the_cli(cli, digits_index):
 def test_compare_user_errors(cli, digits, args, message):
     result = cli(*[a.format(data=digits / "train") for a in args])
     assert result.exit_code == 1 and message in result.stderr
+
+
+def test_a_precision_recall_curve_under_an_equal_one_still_shows(tmp_path):
+    """Two extractors with the same ranking give the same curve: the first stays visible under the second."""
+    from PIL import Image
+
+    from visret.reports.plots import save_pr_curves
+
+    curve = {"recall": [i / 10 for i in range(11)], "precision": [1 - 0.06 * i for i in range(11)]}
+
+    def blue_pixels(curves) -> int:
+        pixels = np.asarray(Image.open(save_pr_curves(curves, tmp_path / "pr.png")).convert("RGB")).astype(int)
+        return int((np.abs(pixels - [31, 119, 180]).sum(axis=2) < 60).sum())  # matplotlib's first colour
+
+    alone = blue_pixels({"hog": curve})
+    assert blue_pixels({"hog": curve, "hog again": dict(curve)}) > 0.3 * alone

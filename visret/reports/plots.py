@@ -167,12 +167,19 @@ def save_tsne(embeddings: np.ndarray, labels: Sequence[str], out: str | Path, se
     return _save(figure, out)
 
 
+LINE_STYLES, MARKERS = ("-", "--", ":", "-."), ("o", "s", "^", "D", "v", "x")
+
+
 def save_pr_curves(curves: dict[str, dict[str, list[float]]], out: str | Path) -> Path:
-    """Mean interpolated precision against recall, one line per extractor."""
+    """Mean interpolated precision against recall, one line per extractor. Each line has its own dash and
+    marker as well as its colour, and a line that another covers exactly still shows: equal curves are
+    common (two extractors with the same ranking), and a later line drawn over an earlier one hid it."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6, 5))
-    for name, curve in curves.items():
-        axis.plot(curve["recall"], curve["precision"], marker="o", markersize=3, label=name)
+    for number, (name, curve) in enumerate(curves.items()):
+        dash, marker = LINE_STYLES[number % len(LINE_STYLES)], MARKERS[number % len(MARKERS)]
+        axis.plot(curve["recall"], curve["precision"], linestyle=dash, marker=marker, markersize=4 + 2 * (len(curves) - 1 - number),
+                  fillstyle="none", linewidth=1.2 + 1.6 * (len(curves) - 1 - number), label=name)
     axis.set_xlabel("recall")
     axis.set_ylabel("interpolated precision")
     axis.set_xlim(0, 1)
