@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 #: Lowest first: a module may import its own layer and those below it, never one above.
 LAYERS = [
-    ["visret.errors", "visret.version", "visret._named_files", "visret.sample_data"],
+    ["visret.errors", "visret.version", "visret._named_files", "visret._lazy", "visret.sample_data"],
     ["visret.plugins._registry", "visret.plugins.hookspecs", "visret.plugins"],
     ["visret.features"],
     ["visret.images"],

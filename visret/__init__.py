@@ -11,44 +11,38 @@ import os as _os
 # libgomp; an explicit setting of the user's wins.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from typing import TYPE_CHECKING
+
+from visret._lazy import lazy_face
 from visret.errors import VisretError
 from visret.version import __version__
 
-#: The public names and the module each lives in: imported on first use (PEP 562), so that a command
-#: pays only for what it uses (a query never imports classification, evaluation or reports).
-_PUBLIC = {
-    "visret.classification": ("ClassificationReport", "Pipeline", "Prediction", "load_pipeline", "train_pipeline"),
-    "visret.classification._comparison": ("PipelineComparison", "compare_pipelines"),
-    "visret.duplicates": ("DuplicateReport", "find_duplicates"),
-    "visret.embedding": ("embed_folder", "embed_images"),
-    "visret.evaluation": ("KnnReport", "Recipe", "TuningResult", "evaluate_features", "evaluate_knn", "read_recipe", "tune"),
-    "visret.features": ("Classifier", "FeatureExtractor", "InputSpec", "from_config", "get_classifier", "get_extractor"),
-    "visret.images": ("ImageRecord",),
-    "visret.index": ("Changes", "Entry", "Index", "Neighbor", "QueryResult", "add_images", "build_index", "export_autofaiss",
-                     "import_faiss_index", "index_from_arrays", "open_index", "remove_images", "sync_index"),
-    "visret.plugins": ("hookimpl",),
-}
-_HOME = {name: module for module, names in _PUBLIC.items() for name in names}
-_PACKAGES = {"classification", "cli", "default_plugins", "duplicates", "embedding", "evaluation", "features", "images", "index",
-             "plugins", "reports", "serve"}
+if TYPE_CHECKING:  # the public names, each imported on first use (visret._lazy): a query never imports classification
+    from visret.classification import ClassificationReport, Pipeline, Prediction, load_pipeline, train_pipeline
+    from visret.classification._comparison import PipelineComparison, compare_pipelines
+    from visret.duplicates import DuplicateReport, find_duplicates
+    from visret.embedding import embed_folder, embed_images
+    from visret.evaluation import KnnReport, Recipe, TuningResult, evaluate_features, evaluate_knn, read_recipe, tune
+    from visret.features import Classifier, FeatureExtractor, InputSpec, from_config, get_classifier, get_extractor
+    from visret.images import ImageRecord
+    from visret.index import (
+        Changes,
+        Entry,
+        Index,
+        Neighbor,
+        QueryResult,
+        add_images,
+        build_index,
+        export_autofaiss,
+        import_faiss_index,
+        index_from_arrays,
+        open_index,
+        remove_images,
+        sync_index,
+    )
+    from visret.plugins import hookimpl
 
-
-def __getattr__(name: str):
-    import importlib
-
-    if name in _HOME:
-        value = getattr(importlib.import_module(_HOME[name]), name)
-    elif name in _PACKAGES:
-        value = importlib.import_module(f"visret.{name}")
-    else:
-        raise AttributeError(f"module 'visret' has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_HOME, *_PACKAGES])
-
+__getattr__, __dir__ = lazy_face(__name__, __file__, globals())
 
 __all__ = [
     "Changes",
