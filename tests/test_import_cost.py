@@ -24,3 +24,25 @@ def test_cli_query_on_a_handcrafted_index_does_not_import_tensorflow(digits_inde
         "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
     )
     assert modules_after(code, project_env) == {"tensorflow": False, "keras": False}
+
+
+def test_a_query_imports_neither_classification_nor_evaluation_nor_duplicates(digits_index, digits, project_env):
+    """What a command does not use it does not import: the package faces are lazy (visret._lazy) and the
+    built-in plugins import their pipeline classes only when pipelines are asked for."""
+    image = sorted((digits / "test" / "2").iterdir())[0]
+    code = (
+        "import sys, json\nfrom visret.cli._app import main\n"
+        f"sys.argv = ['visret', 'query', {str(image)!r}, '--index', {str(digits_index)!r}, '--json']\n"
+        "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[:2] in (['visret', 'classification'], "
+        "['visret', 'evaluation'], ['visret', 'duplicates']) or m in ('matplotlib', 'sklearn'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=project_env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == []
+
+
+def test_import_visret_imports_only_its_face(project_env):
+    code = "import sys, json, visret\nprint(json.dumps(sorted(m for m in sys.modules if m.startswith('visret'))))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=project_env, timeout=60)
+    assert json.loads(done.stdout) == ["visret", "visret._lazy", "visret.errors", "visret.version"]

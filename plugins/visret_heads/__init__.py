@@ -3,7 +3,6 @@
 
 from visret import hookimpl
 from visret_heads.knn import KNNClassifier
-from visret.classification import FeaturePipeline
 from visret_heads.sklearn_heads import LinearSVMHead, LogisticHead, RandomForestHead, SVMHead
 
 
@@ -15,4 +14,6 @@ def register_classifiers(register):
 
 @hookimpl
 def register_pipelines(register):
+    from visret.classification import FeaturePipeline  # imported when pipelines are asked for, not by every command
+
     register(FeaturePipeline)

@@ -8,7 +8,6 @@ from visret import hookimpl
 from visret_keras.applications import APPLICATIONS
 from visret_keras.custom import LeNet5, VGGSmall
 from visret_keras.dense_head import DenseHead
-from visret_keras.pipeline import CNNPipeline
 from visret_keras.saved_model import SavedModel
 from visret_keras.squeezenet import SqueezeNet
 
@@ -28,6 +27,8 @@ def register_extractors(register):
 
 @hookimpl
 def register_pipelines(register):
+    from visret_keras.pipeline import CNNPipeline  # imported when pipelines are asked for, not by every command
+
     register(CNNPipeline)
 
 
