@@ -69,6 +69,7 @@ def main() -> None:
         results["total_minutes"] = round((time.perf_counter() - started) / 60, 1)
         report = work / "report.html"
         results["report_bytes"] = report.stat().st_size if report.exists() else 0
+        results["report_markdown"] = (work / "report.md").read_text() if (work / "report.md").exists() else ""
     emit(results, args.out)
 
 

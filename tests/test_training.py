@@ -226,3 +226,13 @@ def test_a_time_budget_stops_at_an_epoch_end_with_the_model_saved_tested_and_sai
     assert report["stopped"].startswith("time budget of 0.05 min reached after ") and report["test_accuracy"] is not None
     assert 1 <= report["epochs"] < 500 and (tmp_path / "m.keras").is_file() and (tmp_path / "m.last.keras").is_file()
     assert "stopped early: time budget" in result.stderr
+
+
+def test_a_head_that_hits_its_iteration_cap_says_so_in_its_state_not_on_stderr(recwarn):
+    """Liblinear's "failed to converge", once per fold and candidate, filled a student's terminal."""
+    rng = np.random.default_rng(0)
+    X = (rng.normal(0, 1, (400, 400)) * np.logspace(0, 6, 400)).astype(np.float32)  # badly scaled
+    y = np.where(rng.random(400) > 0.5, "a", "b")  # and unlearnable: liblinear runs to its cap
+    head = get_classifier("linear-svm", C=1000.0).fit(X, y)
+    assert head.converged_ is False
+    assert not [w for w in recwarn if "converge" in str(w.message).lower()]
