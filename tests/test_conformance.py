@@ -15,13 +15,13 @@ from visret.plugins.testing import check_extractor, parametrize_with_checks
 #: Keras application families share one implementation; each is built with ImageNet-free weights at a
 #: small size here only for the ones below (building and exporting all 40 costs minutes and gigabytes):
 #: depthwise convolutions, a Normalization layer inside the network, and the shipped SqueezeNet.
-KERAS_CHECKED = {"keras/mobilenet_v2", "keras/efficientnet_b0", "keras/squeezenet"}
+KERAS_CHECKED = {"keras/mobilenet_v2", "keras/efficientnet_b0", "keras/squeezenet", "keras/efficientnet_lite0"}
 SMALL = {"size": 32}
 
 
 def _instance(name: str):
     cls = extractor_classes()[name]
-    if name == "keras/squeezenet":  # its ImageNet weights need no download: check what users get
+    if name in ("keras/squeezenet", "keras/efficientnet_lite0"):  # ImageNet weights with no download: what users get
         return cls(size=64)
     if name.startswith("keras/"):
         return cls(weights="none", **SMALL)

@@ -7,6 +7,7 @@ Nothing here imports TensorFlow until an extractor builds its model.
 from visret import hookimpl
 from visret_keras.applications import APPLICATIONS
 from visret_keras.custom import LeNet5, VGGSmall
+from visret_keras.efficientnet_lite import LITE_NETWORKS
 from visret_keras.dense_head import DenseHead
 from visret_keras.saved_model import SavedModel
 from visret_keras.squeezenet import SqueezeNet
@@ -21,7 +22,7 @@ def register_commands(app):
 
 @hookimpl
 def register_extractors(register):
-    for extractor in (SqueezeNet, *APPLICATIONS, LeNet5, VGGSmall, SavedModel):
+    for extractor in (SqueezeNet, *LITE_NETWORKS, *APPLICATIONS, LeNet5, VGGSmall, SavedModel):
         register(extractor)
 
 

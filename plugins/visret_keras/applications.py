@@ -72,6 +72,7 @@ class KerasApplication(KerasExtractor):
     """
 
     family: ClassVar[Family]
+    offline: ClassVar[bool] = False  # its default ImageNet weights are Keras' download
 
     def __init__(
         self,

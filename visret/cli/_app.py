@@ -603,20 +603,20 @@ def duplicates_command(
 
 @app.command("extractors")
 def extractors_command(as_json: AsJson = False) -> None:
-    """Every available extractor with its parameters and defaults."""
+    """Every available extractor with its parameters and defaults, and whether it works with no download."""
     from visret.features._lookup import extractor_classes
 
     rows = [
-        {"name": name, "description": cls.summary(), "params": cls.param_defaults()}
+        {"name": name, "description": cls.summary(), "params": cls.param_defaults(), "offline": cls.offline}
         for name, cls in extractor_classes().items()
     ]
     if as_json:
         print_json(rows)
         return
-    table = Table("extractor", "parameters (defaults)", "description")
+    table = Table("extractor", "offline", "parameters (defaults)", "description")
     for row in rows:
         params = ", ".join(f"{k}={json.dumps(v)}" for k, v in row["params"].items())
-        table.add_row(shown(row["name"]), shown(params), shown(row["description"]))
+        table.add_row(shown(row["name"]), "yes" if row["offline"] else "download", shown(params), shown(row["description"]))
     out.print(table)
 
 

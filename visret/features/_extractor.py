@@ -53,6 +53,9 @@ class FeatureExtractor(Configurable):
     binary: ClassVar[bool] = False
     #: The parameter that ``name:VALUE`` sets (``model:net.keras`` -> ``path="net.keras"``).
     shorthand: ClassVar[str | None] = None
+    #: False when the extractor, at its defaults, downloads something (Keras' ImageNet weights): what
+    #: ``visret extractors`` says to people on machines that cannot.
+    offline: ClassVar[bool] = True
 
     @property
     def input_spec(self) -> InputSpec:
