@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from visret import FeatureExtractor, InputSpec
+from visret.embedding import embed_images
 from visret.images import as_array
 from visret.features.normalization import normalize, parse_norm
 from visret.features.params import check_image_size, check_positive_int
@@ -128,7 +129,7 @@ class Combine(FeatureExtractor):
             return equal
         scores = []
         for part in self.extractors:
-            features = normalize(checked_features(part, part.extract([as_array(image, part.input_spec) for image in images]), len(images)), self.normalize)
+            features = normalize(embed_images(images, part, what="fitting image"), self.normalize)
             report = evaluate_features(features[~queries], labels[~queries], features[queries], labels[queries], k=1, at=(1,))
             scores.append(report.map)
         scores = np.asarray(scores) ** 4

@@ -19,6 +19,7 @@ import numpy as np
 from visret import FeatureExtractor, InputSpec
 from visret.features.normalization import rows_l1, rows_l2, signed_power
 from visret.features.params import check_positive_int
+from visret.embedding import embed_images
 from visret.features import checked_features, extractor_from_spec
 
 PROJECTIONS = ("pca", "pca-whiten", "lda", "learned-whiten")
@@ -144,7 +145,7 @@ class Postprocess(FeatureExtractor):
     def fit(self, images, labels=None) -> Postprocess:
         if self.base.requires_fit:
             self.base.fit(images, labels)
-        return self.fit_features(checked_features(self.base, self.base.extract(images), len(images)).astype(np.float64), labels)
+        return self.fit_features(embed_images(images, self.base, what="fitting image").astype(np.float64), labels)
 
     def fit_features(self, features: np.ndarray, labels=None) -> Postprocess:
         """Fit the steps on the base extractor's features (already extracted)."""

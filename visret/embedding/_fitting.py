@@ -132,6 +132,10 @@ def fold_embeddings(
         yield embed(current)
 
 
+#: Images given to an extractor at once by ``embed_images``.
+EMBED_BATCH = 32
+
+
 def embed_images(
     images: Sequence[str | Path | Any],
     extractor: str | dict[str, Any] | FeatureExtractor = DEFAULT_EXTRACTOR,
@@ -149,7 +153,10 @@ def embed_images(
         except ImageReadError as exc:
             shown = display_path(image) if isinstance(image, (str, Path)) else type(image).__name__
             raise VisretError(f"cannot read {what} {shown}: {exc}") from None
-    return checked_query_features(extractor, extractor.extract(arrays), len(arrays), what)
+    # in batches: a network's activations grow with the batch (1,020 images at once took 24 GB)
+    parts = [checked_query_features(extractor, extractor.extract(arrays[start:start + EMBED_BATCH]), len(arrays[start:start + EMBED_BATCH]),
+                                    what, start, len(arrays)) for start in range(0, len(arrays), EMBED_BATCH)]
+    return np.concatenate(parts) if parts else np.zeros((0, extractor.dim), np.float32)
 
 
 def embed_folder(

@@ -47,10 +47,12 @@ def finite_rows(features: np.ndarray) -> np.ndarray:
     return np.isfinite(features).all(axis=1)
 
 
-def checked_query_features(extractor: FeatureExtractor, output: Any, count: int, what: str = "query image") -> np.ndarray:
-    """``checked_features`` for images that are asked about: a non-finite row is refused in one line."""
+def checked_query_features(extractor: FeatureExtractor, output: Any, count: int, what: str = "query image",
+                           first: int = 0, total: int | None = None) -> np.ndarray:
+    """``checked_features`` for images that are asked about: a non-finite row is refused in one line
+    (``first`` and ``total`` place a batch among all the images asked about)."""
     features = checked_features(extractor, output, count)
     bad = np.flatnonzero(~finite_rows(features))
     if len(bad):
-        raise VisretError(f"{_who(extractor)} gave NaN or infinite features for {what} {int(bad[0]) + 1} of {count}")
+        raise VisretError(f"{_who(extractor)} gave NaN or infinite features for {what} {first + int(bad[0]) + 1} of {total or count}")
     return features
