@@ -91,3 +91,18 @@ def test_the_networks_are_listed_as_working_offline(cli):
     rows = {row["name"]: row for row in json.loads(cli("extractors", "--json").stdout)}
     assert all(rows[f"keras/efficientnet_lite{i}"]["offline"] for i in range(3)) and rows["keras/squeezenet"]["offline"]
     assert not rows["keras/mobilenet_v2"]["offline"] and rows["hog"]["offline"]
+
+
+def test_the_photos_recipe_ships_with_visret_and_a_file_of_that_name_comes_first(photo_crops, tmp_path, cli, monkeypatch):
+    from visret.evaluation import read_recipe
+
+    shipped = read_recipe("photos")
+    assert shipped.rerank == "dba:k=8+alpha-qe:k=15" and shipped.extractor["params"]["parts"] == ["keras/efficientnet_lite2", "keras/efficientnet_lite0"]
+    result = cli("index", photo_crops, "--recipe", "photos", "--index", tmp_path / "ix", "--workers", "1")
+    assert result.exit_code == 0, result.output
+    with visret.open_index(tmp_path / "ix") as index:
+        assert index.rerank == "dba:k=8+alpha-qe:k=15" and index.extractor.dim == 2560
+        assert visret.evaluate_knn(index=index, k=3).accuracy > 0.9
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "photos").write_text('{"extractor": {"name": "hog"}}')
+    assert read_recipe("photos").extractor == {"name": "hog"}  # the user's own file of that name

@@ -90,7 +90,7 @@ def index_command(
     from_list: FromList = None,
     extractor: Annotated[Optional[str], typer.Option("--extractor", "-e", help=f"Extractor name (see 'visret extractors') [default: {DEFAULT_EXTRACTOR_LABEL}; -e color-hist is the fast handcrafted one].")] = None,
     param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Extractor parameter KEY=VALUE (repeatable).")] = None,
-    recipe: Annotated[Optional[Path], typer.Option(help="A recipe (JSON, from 'visret tune'): extractor, metric and re-ranking.")] = None,
+    recipe: Annotated[Optional[Path], typer.Option(help="A recipe (JSON, from 'visret tune'): extractor, metric and re-ranking; or 'photos', the one that ships for photographs without labels.")] = None,
     index: IndexPath = None,
     metric: Annotated[Optional[str], typer.Option(help="Distance: l2, cosine, l1, intersection, chi2 or hamming [default: hamming for perceptual hashes, else l2].")] = None,
     rerank: Annotated[Optional[str], typer.Option(help="Default re-ranking of queries, e.g. alpha-qe:k=10 or dba:k=3+aqe:k=5.")] = None,

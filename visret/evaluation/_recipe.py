@@ -1,7 +1,8 @@
 """Recipes: an extractor spec with the metric and re-ranking to use it with, saved as JSON.
 
 ``visret tune`` writes one; ``visret index DIR --recipe recipe.json`` and
-``visret.build_index(DIR, **visret.read_recipe("recipe.json").index_options())`` use it.
+``visret.build_index(DIR, **visret.read_recipe("recipe.json").index_options())`` use it. A few ship with
+visret and are named instead (``--recipe photos``: retrieval of photographs without labels).
 Nothing in a recipe is executed: it names registered extractors and their parameters.
 """
 
@@ -55,7 +56,14 @@ class Recipe:
         return path
 
 
+#: Recipes that ship with visret, by name (``visret index DIR --recipe photos``): data in ``recipes/``.
+BUILT_IN = {"photos": "photos.json"}
+
+
 def read_recipe(path: str | Path) -> Recipe:
+    """A recipe from a JSON file, or one that ships with visret by its name (``BUILT_IN``) where no such file is."""
+    if str(path) in BUILT_IN and not Path(path).exists():
+        path = Path(__file__).with_name("recipes") / BUILT_IN[str(path)]
     try:
         data = json.loads(regular_file(path, "recipe").read_text())
     except OSError as exc:
