@@ -124,3 +124,12 @@ def test_a_comparison_header_states_only_the_protocol_it_used(digits, tmp_path):
     assert "test_size" not in holdout.settings and "folds" not in holdout.settings
     kfold = compare(digits / "train", ["hog"], protocol="kfold", folds=3, workers=1)
     assert kfold.settings["folds"] == 3 and "test_size" not in kfold.settings
+
+
+def test_a_cnn_cut_short_by_the_budget_is_trained_again_not_taken_from_its_report(digits, tmp_path):
+    from visret.classification._comparison import compare_pipelines
+
+    first = compare_pipelines(digits / "train", "cnn/lenet5", save_dir=tmp_path, budget_minutes=0.0001, epochs=50, patience=100)
+    assert first.reports["cnn/lenet5"].stopped.startswith("time budget") and not list(tmp_path.glob("*.report.json"))
+    again = compare_pipelines(digits / "train", "cnn/lenet5", save_dir=tmp_path, budget_minutes=0.0001, epochs=50, patience=100)
+    assert again.reused == [] and again.reports["cnn/lenet5"].resumed  # the run goes on from its last epoch

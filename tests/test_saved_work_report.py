@@ -51,3 +51,10 @@ def test_a_report_without_models_or_indexes_is_one_line(digits, tmp_path, cli):
     result = cli("report", digits / "test", "--html", tmp_path / "r.html")
     assert result.exit_code == 1 and "give at least one saved model (--model) or index (--index)" in result.output
     assert not (tmp_path / "r.html").exists()
+
+
+def test_models_and_indexes_of_one_file_name_keep_apart():
+    from visret.reports.saved_work import _unique_names
+
+    assert _unique_names(["a/run1/net.keras", "a/run2/net.keras", "b/x.pipeline"]) == ["run1/net.keras", "run2/net.keras", "b/x.pipeline"]
+    assert _unique_names(["m/hog.pipeline", "m/cnn.keras"]) == ["hog.pipeline", "cnn.keras"]

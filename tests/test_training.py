@@ -236,3 +236,19 @@ def test_a_head_that_hits_its_iteration_cap_says_so_in_its_state_not_on_stderr(r
     head = get_classifier("linear-svm", C=1000.0).fit(X, y)
     assert head.converged_ is False
     assert not [w for w in recwarn if "converge" in str(w.message).lower()]
+
+
+def test_a_run_counts_its_time_once_finishes_when_its_last_epoch_fits_and_a_refused_one_leaves_nothing(digits, tmp_path):
+    import time
+
+    with pytest.raises(visret.VisretError, match="learning rate must be positive"):
+        visret.train_pipeline(digits / "train", model="cnn/lenet5", epochs=1, learning_rate=-1, out=tmp_path / "m.keras")
+    start = time.perf_counter()
+    _, report = visret.train_pipeline(digits / "train", model="cnn/lenet5", epochs=3, patience=10, budget_minutes=0.0001,
+                                      out=tmp_path / "m.keras")  # the refused run left nothing in the way
+    wall = time.perf_counter() - start
+    assert report.epochs == 1 and report.stopped.startswith("time budget")
+    assert report.train_seconds <= wall  # counted once per epoch, not summed again at each one
+    _, last = visret.train_pipeline(digits / "train", model="cnn/lenet5", epochs=1, budget_minutes=0.0001, out=tmp_path / "one.keras")
+    assert last.stopped is None  # nothing was left to do: a finished run, not a stopped one
+    assert json.loads((tmp_path / "one.run.json").read_text())["finished"]

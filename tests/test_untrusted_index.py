@@ -17,7 +17,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import visret
-from visret import get_extractor
+from visret import VisretError, get_extractor
 from visret.index._store.files import sha256_file, xxh3_file
 from visret.index._store.layout import MANIFEST, checksum
 
@@ -148,3 +148,11 @@ def test_a_graph_carried_by_a_pipeline_is_never_run(photo_crops, tmp_path):
     np.savez(out / "extractor.npz", graph=state["graph"], probe=state["probe"] * 2)
     with pytest.raises(visret.VisretError, match="gives other features than the network this was built with"):
         visret.load_pipeline(out).predict_arrays([visret.images.as_array(images[0], visret.InputSpec("RGB", (96, 96)))])
+
+
+def test_a_relative_graph_cache_is_refused(monkeypatch):
+    from visret_keras import derived
+
+    monkeypatch.setenv("VISRET_CACHE", "cache")  # it would follow the working directory into a folder someone handed over
+    with pytest.raises(VisretError, match="VISRET_CACHE must be an absolute path"):
+        derived.cache_folder()

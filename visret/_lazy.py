@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 def _declared(init_file: str) -> dict[str, str]:
     """``name -> module`` of every ``from MODULE import NAME`` under ``if TYPE_CHECKING:`` in ``init_file``."""
-    tree = ast.parse(Path(init_file).read_text())
+    tree = ast.parse(Path(init_file).read_text(encoding="utf-8"))
     homes = {}
     for node in tree.body:
         if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
@@ -36,7 +36,9 @@ def lazy_face(package: str, init_file: str, namespace: dict[str, Any]) -> tuple[
         if name not in homes:
             try:  # a sub-package or module of the package, as plain attribute access would find once imported
                 value = importlib.import_module(f"{package}.{name}")
-            except ModuleNotFoundError:
+            except ModuleNotFoundError as exc:
+                if exc.name != f"{package}.{name}":
+                    raise  # the module exists but a dependency of it is missing: that is the error to see
                 raise AttributeError(f"module {package!r} has no attribute {name!r}") from None
         else:
             value = getattr(importlib.import_module(homes[name]), name)

@@ -150,7 +150,8 @@ class KerasExtractor(FeatureExtractor):
         derived (exported and cached on this machine) on the first call."""
         if exported.wanted():
             self._graph(derive=True)
-            self.__dict__.pop("session_", None)
+            if self.__dict__.get("session_") is False:  # Keras ran it before the graph was derived: the graph runs now
+                del self.__dict__["session_"]
         recorded = self.__dict__.get("recorded_") or {}
         if "probe" in recorded:
             self._check_recorded()

@@ -12,12 +12,15 @@ and then it is refused.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.metadata
 import json
 import os
 from pathlib import Path
 from typing import Any
 
+from visret import VisretError
 from visret_keras import exported
 
 #: Bumped whenever the export changes what a graph computes or how it is built.
@@ -28,6 +31,8 @@ def cache_folder() -> Path:
     """``$VISRET_CACHE/graphs``, else ``$XDG_CACHE_HOME/visret/graphs``, else ``~/.cache/visret/graphs``."""
     root = os.environ.get("VISRET_CACHE")
     if root:
+        if not Path(root).expanduser().is_absolute():  # relative, it would follow the working directory into any folder
+            raise VisretError(f"VISRET_CACHE must be an absolute path, got {root!r}")
         return Path(root).expanduser() / "graphs"
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "visret" / "graphs"
@@ -44,9 +49,23 @@ def sha256_file(path: Path) -> str:
 
 def key(config: dict[str, Any], weights_sha256: str | None) -> str:
     """The SHA-256 of everything a graph is derived from: the extractor's config, the SHA-256 of a
-    weights file it reads (where the config does not record one), the export's version and opset."""
-    recipe = {"config": config, "weights_sha256": weights_sha256, "export": EXPORT_VERSION, "opset": exported.OPSET}
+    weights file it reads (where the config does not record one), the export's version and opset, and the
+    versions of Keras and tf2onnx."""
+    recipe = {"config": config, "weights_sha256": weights_sha256, "export": EXPORT_VERSION, "opset": exported.OPSET,
+              "builders": _versions(("keras", "tf2onnx"))}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@functools.cache
+def _versions(distributions: tuple[str, ...]) -> dict[str, str | None]:
+    """The installed versions of what builds and converts a graph (Keras' own ImageNet weights come with Keras)."""
+    found = {}
+    for name in distributions:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = None
+    return found
 
 
 def _path(graph_key: str) -> Path:

@@ -133,20 +133,20 @@ class CNNPipeline(Pipeline):
         from visret_keras.training import fit_network
 
         settings = dict(settings)
-        accepted = set(inspect.signature(fit_network).parameters) - {"split", "out", "on_epoch"}
+        accepted = set(inspect.signature(fit_network).parameters) - {"split", "out", "on_epoch", "on_checkpoint"}
         unknown = sorted(set(settings) - accepted)
         if unknown:
             raise VisretError(f"training a network takes no option {', '.join(unknown)}")
         description = describe_network(settings["model"], settings.get("transfer", False), settings.get("fine_tune"))
         on_epoch = (lambda done, planned: progress(f"training {description}", done, planned)) if progress else None
-        # the best epoch's model is classified, scored and explained while the run goes on: it knows its classes
-        try:
-            augment = parse_augment(settings.get("augment"))
-        except ValueError as exc:
-            raise VisretError(str(exc)) from None
-        split_file(Path(out).with_suffix(".best.keras")).write_text(json.dumps(
-            {"classes": [str(c) for c in split.classes], "pipeline": description, "augment": augment}, indent=1))
-        net, facts = fit_network(split, out=out, on_epoch=on_epoch, **settings)
+        record = {"classes": [str(c) for c in split.classes], "pipeline": description}
+
+        def checkpoint_knows_its_classes(best: Path) -> None:
+            """The best epoch's model is classified, scored and explained while the run goes on."""
+            if not split_file(best).is_file():
+                split_file(best).write_text(json.dumps({**record, "augment": parse_augment(settings.get("augment"))}, indent=1))
+
+        net, facts = fit_network(split, out=out, on_epoch=on_epoch, on_checkpoint=checkpoint_knows_its_classes, **settings)
         augment = facts.pop("augment")
         return cls(net, split.classes, description, augment=augment), facts
 

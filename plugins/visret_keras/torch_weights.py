@@ -79,7 +79,9 @@ def read_state_dict(data: bytes) -> dict[str, np.ndarray]:
     try:
         if _StateDictOnly(stream).load() != MAGIC_NUMBER or _StateDictOnly(stream).load() != PROTOCOL_VERSION:
             raise ValueError("not a legacy torch.save file (magic number or protocol version)")
-        _StateDictOnly(stream).load()  # system information: byte order, sizes; little-endian is checked below
+        system = _StateDictOnly(stream).load()
+        if not isinstance(system, dict) or system.get("little_endian") is not True:
+            raise ValueError("not written on a little-endian machine (the storages' byte order)")
         state = _StateDictOnly(stream).load()
         keys = _StateDictOnly(stream).load()
     except pickle.UnpicklingError as exc:

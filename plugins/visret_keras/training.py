@@ -119,13 +119,16 @@ def fit_network(
     budget_minutes: float | None = None,
     resume: bool = False,
     on_epoch: Callable[[int, int], None] | None = None,
+    on_checkpoint: Callable[[Path], None] | None = None,
 ):
     """Train a CNN classifier on ``split``; returns ``(model, facts)`` (see the module docstring).
 
     ``epochs`` is the first phase's count (the whole training, or the new head's); fine-tuning runs
     ``fine_tune_epochs`` more (by default as many). ``budget_minutes`` stops at the end of the last epoch
     that fits (the best weights kept, the run resumable); ``resume`` takes up an unfinished run of the same
-    arguments (``visret_keras.training_run``). ``on_epoch(done, planned)`` is called after every epoch.
+    arguments (``visret_keras.training_run``). ``on_epoch(done, planned)`` is called after every epoch,
+    ``on_checkpoint(path)`` whenever the best epoch's model is written. The model returned has the weights of
+    the epoch of the lowest validation loss over the whole run.
     """
     out = Path(out)
     if out.suffix != ".keras":
@@ -145,7 +148,7 @@ def fit_network(
                  "augment": augment_spec, "mixup_alpha": mixup_alpha, "balance": balance, "epochs": epochs,
                  "fine_tune_epochs": fine_tune_epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                  "fine_tune_rate": fine_tune_rate, "dropout": dropout, "patience": patience, "seed": seed}
-    run = TrainingRun(out, arguments)
+    run = TrainingRun(out, arguments, on_checkpoint)
     resumed = run.begin(resume)
     keras.utils.set_random_seed(seed + (resumed or {}).get("resumed", 0))
     fen, spec, preprocess = feature_network(model, params or {})
@@ -164,19 +167,21 @@ def fit_network(
     planned = sum(n for _, _, n in phases)
     stopping = resumable_early_stopping(monitor="val_loss", patience=patience, restore_best_weights=True)
     history = run.state["history"]
-    begun = time.perf_counter()
+    begun, spent_before = time.perf_counter(), float(run.state.get("seconds", 0.0))
     budget = None if budget_minutes is None else budget_minutes * 60
     stopped: list[str] = []
+    epochs_of = {phase: n for phase, _, n in phases}
 
     def epoch_end(phase: str, epoch: int, logs: dict[str, float]) -> None:
-        run.epoch_done(net, phase, epoch + 1, logs, {
-            "early_stopping": stopping.progress(), "seconds": run.state.get("seconds", 0.0) + time.perf_counter() - begun,
-        })
+        run.epoch_done(net, phase, epoch + 1, logs, {"early_stopping": stopping.progress(),
+                                                     "seconds": spent_before + time.perf_counter() - begun})
         if on_epoch is not None:
             on_epoch(len(history.get("loss", [])), planned)
         spent = time.perf_counter() - begun
         per_epoch = spent / max(1, len(history.get("loss", [])) - done_before)
-        if budget is not None and spent + per_epoch > budget and not net.stop_training:
+        later = sum(n for p, n in epochs_of.items() if PHASES.index(p) > PHASES.index(phase))
+        left = epochs_of[phase] - (epoch + 1) + later  # a run with nothing left to do is never "stopped"
+        if budget is not None and left > 0 and spent + per_epoch > budget and not net.stop_training:
             net.stop_training = True
             stopped.append(f"time budget of {budget_minutes:g} min reached after {len(history.get('loss', []))} epochs")
 
@@ -187,20 +192,23 @@ def fit_network(
     val_data = _dataset(x_val, y_val, len(split.classes), batch_size, False, None, seed)
     weights = class_weights(y_train, len(split.classes)) if balance else None
     done_before = len(history.get("loss", []))
-    start_phase = PHASES.index(run.state["phase"]) if resumed else 0
-    for index, (phase, rate, n_epochs) in enumerate(phases):
-        if index < start_phase or stopped:
+    for phase, rate, n_epochs in phases:
+        if stopped or phase in run.state["done_phases"]:
             continue
-        already = run.state["phases"].get(phase, 0) if resumed and index == start_phase else 0
-        if phase == PHASES[1] and not (resumed and index == start_phase and already):
+        already = run.state["phases"].get(phase, 0) if resumed else 0  # epochs of this phase a killed run finished
+        if phase == PHASES[1] and not already:
             unfreeze_top(fen, fine_tune)
-        if already >= n_epochs:
-            continue
-        stopping.resume_from((run.state.get("early_stopping") or {}) if resumed and index == start_phase else {})
+        stopping.resume_from((run.state.get("early_stopping") or {}) if already else {})
         net.compile(optimizer=keras.optimizers.Adam(rate), loss="categorical_crossentropy", metrics=["accuracy"])
         recorder = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs, phase=phase: epoch_end(phase, epoch, logs))
-        net.fit(train_data, validation_data=val_data, initial_epoch=already, epochs=n_epochs, callbacks=[*callbacks, recorder],
-                class_weight=weights, shuffle=False, verbose=verbose)  # the dataset shuffles itself
+        if already < n_epochs:
+            net.fit(train_data, validation_data=val_data, initial_epoch=already, epochs=n_epochs, callbacks=[*callbacks, recorder],
+                    class_weight=weights, shuffle=False, verbose=verbose)  # the dataset shuffles itself
+        if not stopped:  # early stopping restored the phase's best weights: the next phase (or a resumed run) starts there
+            run.phase_done(net, phase)
+    best = out.with_suffix(".best.keras")
+    if best.is_file():  # the epoch of the lowest validation loss over the whole run, whichever phase and process
+        net.set_weights(runtime.load_model(best).get_weights())
     run.finish(stopped[0] if stopped else None)
     seconds = run.state["seconds"]
     boundary = run.state["phases"].get(PHASES[0]) if fine_tune is not None and PHASES[1] in run.state["phases"] else None

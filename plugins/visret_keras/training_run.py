@@ -17,7 +17,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from visret import VisretError
 
@@ -34,8 +34,9 @@ def arguments_key(arguments: dict[str, Any]) -> str:
 class TrainingRun:
     """The files of one run and its progress record (``state``)."""
 
-    def __init__(self, out: Path, arguments: dict[str, Any]):
+    def __init__(self, out: Path, arguments: dict[str, Any], on_best: Callable[[Path], None] | None = None):
         self.out = Path(out)
+        self.on_best = on_best  # told when NAME.best.keras is written (the pipeline gives it its classes)
         self.key = arguments_key(arguments)
         self.log = self.out.with_suffix(".log.csv")
         self.last = self.out.with_suffix(".last.keras")
@@ -77,7 +78,7 @@ class TrainingRun:
         if state is None:
             for file in (self.log, self.last, self.record):
                 file.unlink(missing_ok=True)
-            state = {"key": self.key, "phase": PHASES[0], "phase_epochs": 0, "history": {}, "phases": {},
+            state = {"key": self.key, "phase": PHASES[0], "phase_epochs": 0, "history": {}, "phases": {}, "done_phases": [],
                      "seconds": 0.0, "finished": False, "resumed": 0}
             self.state = state
             return None
@@ -108,6 +109,8 @@ class TrainingRun:
         if loss is not None and (best is None or float(loss) < best):  # the best epoch so far: NAME.best.keras
             self.state["best_val_loss"] = float(loss)
             _save_model(net, self.out.with_suffix(".best.keras"))
+            if self.on_best is not None:
+                self.on_best(self.out.with_suffix(".best.keras"))
         _save_model(net, self.last)
         self._write()
         self._write_log()
@@ -121,6 +124,12 @@ class TrainingRun:
             writer.writeheader()
             writer.writerows(rows)
         os.replace(temporary, self.log)
+
+    def phase_done(self, net, phase: str) -> None:
+        """A phase ran its course (its best weights restored): a resumed run starts the next one from here."""
+        self.state["done_phases"] = [*self.state.get("done_phases", []), phase]
+        _save_model(net, self.last)
+        self._write()
 
     def finish(self, stopped: str | None) -> None:
         """A run that ran its course is finished (nothing to resume); one stopped by its time budget

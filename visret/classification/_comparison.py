@@ -198,6 +198,7 @@ def compare_pipelines(
         **{k: v for k, v in network_options.items() if v is not None and k != "resume"},
     })
     deadline = None if budget_minutes is None else time.monotonic() + budget_minutes * 60
+    left_out = []
     for number, spec in enumerate(specs, start=1):
         out = None
         if save_dir is not None:
@@ -208,10 +209,11 @@ def compare_pipelines(
                 result.reports[spec.text] = done
                 result.reused.append(spec.text)
                 continue
+            _report_file(out).unlink(missing_ok=True)  # trained again: an older report is not this pipeline's
         left = None if deadline is None else (deadline - time.monotonic()) / 60
         if left is not None and left <= 0:
-            result.stopped = f"time budget of {budget_minutes:g} min reached: {', '.join(names[number - 1:])} not trained"
-            break
+            left_out.append(spec.text)  # saved reports of later pipelines are still taken
+            continue
         label = f"[{number}/{len(specs)}] {spec.text}"
         step = (lambda stage, done, total, label=label: progress(f"{label}: {stage}", done, total)) if progress else None
         options = {k: v for k, v in network_options.items() if v is not None and k not in spec.arguments} if spec.trains_network else {}
@@ -224,10 +226,12 @@ def compare_pipelines(
         report.pipeline = spec.text
         result.reports[spec.text] = report
         result.pipelines[spec.text] = pipeline
-        if out is not None:
+        if out is not None and report.stopped is None:  # one cut short by the budget is trained on next time
             _write_report(out, result.settings, report)
         if on_result is not None:
             on_result(result)
+    if left_out:
+        result.stopped = f"time budget of {budget_minutes:g} min reached: {', '.join(left_out)} not trained"
     if not result.reports:
         raise VisretError(result.stopped or "no pipeline was trained")
     return result

@@ -98,11 +98,11 @@ def build_report(
     folder.mkdir(parents=True, exist_ok=True)
     report = SavedWorkReport(str(test))
     tested = {}
-    for number, path in enumerate(models, start=1):
-        step = _stage(progress, f"[{number}/{len(models)}] {Path(path).name}")
+    model_names, index_names = _unique_names(models), _unique_names(indexes)
+    for number, (path, name) in enumerate(zip(models, model_names), start=1):
+        step = _stage(progress, f"[{number}/{len(models)}] {name}")
         pipeline = load_pipeline(path)
         result = test_on(pipeline, records, tta, step, workers)
-        name = Path(path).name
         tested[name] = result
         row = {"model": name, "pipeline": pipeline.describe(), "accuracy": result.test_accuracy, "balanced_accuracy": result.balanced_accuracy,
                "macro_f1": result.macro_f1, "model_bytes": _bytes(Path(path))}
@@ -117,11 +117,11 @@ def build_report(
         if log is not None:
             history, boundary = log
             report.pictures[f"training curves of {name}"] = save_curves(history, folder / f"curves-{number}.png", boundary=boundary)
-    for number, path in enumerate(indexes, start=1):
+    for path, name in zip(indexes, index_names):
         with open_index(path) as index:
-            scored = evaluate_knn(test, index, k=5, at=CUTOFFS, workers=workers, progress=_counted(progress, f"index {Path(path).name}"))
+            scored = evaluate_knn(test, index, k=5, at=CUTOFFS, workers=workers, progress=_counted(progress, f"index {name}"))
             report.retrieval.append({
-                "index": Path(path).name, "extractor": _extractor_label(index.manifest["extractor"]), "entries": str(len(index)),
+                "index": name, "extractor": _extractor_label(index.manifest["extractor"]), "entries": str(len(index)),
                 "mAP": scored.map, **{f"P@{k}": scored.precision_at[k] for k in CUTOFFS}, "knn_accuracy": scored.accuracy,
             })
     if tested:
@@ -131,6 +131,18 @@ def build_report(
             report.pictures[f"chosen test images, as {best} classifies them"] = save_predictions(
                 chosen, folder / "montage.png", title=f"{best}: predictions (green right, red wrong)")
     return report
+
+
+def _unique_names(paths: Sequence[str | Path]) -> list[str]:
+    """Each path's file name, with as many parent folders as it takes to tell equal names apart."""
+    paths = [Path(p) for p in paths]
+    depth = 1
+    while depth < max((len(p.parts) for p in paths), default=1):
+        names = ["/".join(p.parts[-depth:]) for p in paths]
+        if len(set(names)) == len(names):
+            return names
+        depth += 1
+    return [str(p) for p in paths]
 
 
 def _extractor_label(config: dict[str, Any]) -> str:

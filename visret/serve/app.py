@@ -126,8 +126,9 @@ def create_app(
                 array = decode(data, index.extractor.input_spec, max_pixels)
             except ImageReadError as exc:
                 raise HTTPException(400, f"not a readable image: {exc}") from None
+            output = index.extractor.extract([array])  # the server's own failures are not the upload's
             try:
-                features = checked_query_features(index.extractor, index.extractor.extract([array]), 1, "the upload")
+                features = checked_query_features(index.extractor, output, 1, "the upload")
             except VisretError as exc:
                 raise HTTPException(422, str(exc)) from None
             vector = index.distance.prepare(features)
