@@ -106,3 +106,11 @@ def test_the_photos_recipe_ships_with_visret_and_a_file_of_that_name_comes_first
     monkeypatch.chdir(tmp_path)
     (tmp_path / "photos").write_text('{"extractor": {"name": "hog"}}')
     assert read_recipe("photos").extractor == {"name": "hog"}  # the user's own file of that name
+
+
+def test_a_config_recording_other_weights_is_refused_on_reopening():
+    config = get_extractor("keras/efficientnet_lite1").get_config()
+    assert config["params"]["weights_sha256"] == efficientnet_lite.VARIANTS["lite1"].sha256
+    assert visret.from_config(config).get_config() == config
+    with pytest.raises(VisretError, match="the installed ImageNet weights of keras/efficientnet_lite1 differ"):
+        visret.from_config({**config, "params": {**config["params"], "weights_sha256": "0" * 64}})

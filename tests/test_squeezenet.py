@@ -139,7 +139,7 @@ def test_the_saved_config_names_the_weights_file_and_is_checked_on_reopening(tmp
     assert config["params"]["weights"] == "imagenet"
     assert config["params"]["weights_sha256"] == squeezenet_weights.source()["sha256"]
     assert visret.from_config(config).get_config() == config
-    with pytest.raises(VisretError, match="ndf package's SqueezeNet weights differ"):
+    with pytest.raises(VisretError, match="the installed ImageNet weights of keras/squeezenet differ from the ones this was built with"):
         visret.from_config({**config, "params": {**config["params"], "weights_sha256": "0" * 64}})
 
 

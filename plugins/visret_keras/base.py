@@ -40,6 +40,24 @@ class KerasExtractor(FeatureExtractor):
         """``preprocess`` as Keras layers, put inside a classifier trained on this network."""
         return []
 
+    def shipped_weights_sha256(self) -> str | None:
+        """The SHA-256 of the ImageNet weights a package ships for this network (no download), else None."""
+        return None
+
+    def check_shipped_weights(self) -> None:
+        """A config that records other shipped weights than the installed ones is refused (``validate``)."""
+        recorded = getattr(self, "weights_sha256", None)
+        if recorded is not None and getattr(self, "weights", None) == "imagenet" and recorded != self.shipped_weights_sha256():
+            raise ValueError(f"the installed ImageNet weights of {self.name} differ from the ones this was built with (SHA-256)")
+
+    def get_config(self) -> dict[str, Any]:
+        """What an index records; with shipped ImageNet weights, their SHA-256 too (checked on reopening)."""
+        config = super().get_config()
+        params = config["params"]
+        if getattr(self, "weights", None) == "imagenet" and "weights_sha256" in params and params["weights_sha256"] is None:
+            params["weights_sha256"] = self.shipped_weights_sha256()
+        return config
+
     def weights_file(self) -> Path | None:
         """A weights file the network is built from whose SHA-256 the config does not record: its
         content is part of the key the derived graph is cached under."""

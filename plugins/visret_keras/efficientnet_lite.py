@@ -17,7 +17,7 @@ import importlib.util
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
@@ -210,15 +210,10 @@ class EfficientNetLite(KerasExtractor):
         parse_norm(self.norm)
         check_choice("weights", self.weights, ("imagenet", "none"))
         check_positive_int("seed", self.seed, minimum=0)
-        if self.weights_sha256 is not None and self.weights == "imagenet" and self.weights_sha256 != VARIANTS[self.variant].sha256:
-            raise ValueError(f"it was built with other ImageNet weights than {VARIANTS[self.variant].package}'s (SHA-256)")
+        self.check_shipped_weights()
 
-    def get_config(self) -> dict[str, Any]:
-        """What an index records, with the SHA-256 of the ImageNet weights it used."""
-        config = super().get_config()
-        if self.weights == "imagenet" and config["params"]["weights_sha256"] is None:
-            config["params"]["weights_sha256"] = VARIANTS[self.variant].sha256
-        return config
+    def shipped_weights_sha256(self) -> str:
+        return VARIANTS[self.variant].sha256
 
     @property
     def input_spec(self) -> InputSpec:

@@ -9,7 +9,7 @@ means, conv1 3x3/2, max-pooling 3/2 after conv1, fire3 and fire5, eight fire mod
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
@@ -111,15 +111,10 @@ class SqueezeNet(KerasExtractor):
         parse_norm(self.norm)
         check_choice("weights", self.weights, WEIGHTS)
         check_positive_int("seed", self.seed, minimum=0)
-        if self.weights_sha256 is not None and self.weights == "imagenet" and self.weights_sha256 != source()["sha256"]:
-            raise ValueError("the installed ndf package's SqueezeNet weights differ from the ones this was built with (SHA-256)")
+        self.check_shipped_weights()
 
-    def get_config(self) -> dict[str, Any]:
-        """What an index records, with the SHA-256 of the ImageNet weights file it used."""
-        config = super().get_config()
-        if self.weights == "imagenet" and config["params"]["weights_sha256"] is None:
-            config["params"]["weights_sha256"] = source()["sha256"]
-        return config
+    def shipped_weights_sha256(self) -> str:
+        return source()["sha256"]
 
     @property
     def input_spec(self) -> InputSpec:
