@@ -53,3 +53,19 @@ def test_a_missing_dependency_is_said_as_itself_not_as_a_missing_attribute(proje
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=project_env, timeout=60)
     assert done.returncode == 1 and "ModuleNotFoundError" in done.stderr and "xxhash" in done.stderr
     assert "has no attribute" not in done.stderr
+
+
+def test_help_loads_no_faiss_and_the_plugin_list_every_kind(project_env):
+    """Commands that search no index never import FAISS: the built-in backend and the k-NN head import it when used;
+    ``visret plugins`` still lists every kind of extension, in a process of its own."""
+    listed = subprocess.run([sys.executable, "-c", "from visret.cli._app import main; main()", "plugins", "--json"],
+                            capture_output=True, text=True, env=project_env, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    rows = {row["name"]: row for row in json.loads(listed.stdout)}
+    assert rows["backends"]["backends"] == ["faiss"] and "cnn" in rows["keras"]["pipelines"] and rows["loaders"]["loaders"]
+    code = ("import sys, json\nfrom visret.cli._app import main\nsys.argv = ['visret', '--help']\n"
+            "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
+            "print(json.dumps(sorted(m for m in ('faiss', 'visret.index') if m in sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=project_env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == []

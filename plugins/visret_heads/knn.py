@@ -7,10 +7,9 @@ from typing import ClassVar
 import numpy as np
 
 from visret.features import Classifier
-from visret.index.distances import get_distance
-from visret.index import WEIGHTINGS, vote
 from visret.features.params import check_choice, check_positive_int
-from visret.index import ExactSearch
+
+# The index package (FAISS) is imported where the head works, not when plugins load: `visret --help` needs none of it.
 
 
 class KNNClassifier(Classifier):
@@ -25,11 +24,17 @@ class KNNClassifier(Classifier):
         self.metric = metric
 
     def validate(self) -> None:
+        from visret.index import WEIGHTINGS
+        from visret.index.distances import get_distance
+
         check_positive_int("k", self.k)
         check_choice("weights", self.weights, WEIGHTINGS)
         get_distance(self.metric)
 
     def fit(self, X: np.ndarray, y) -> KNNClassifier:
+        from visret.index import ExactSearch
+        from visret.index.distances import get_distance
+
         X = np.asarray(X, dtype=np.float32)
         y = np.asarray(y).astype(str)
         if len(X) != len(y) or len(X) == 0:
@@ -42,9 +47,13 @@ class KNNClassifier(Classifier):
 
     def kneighbors(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(distances, ids)`` of the k nearest training vectors."""
+        from visret.index.distances import get_distance
+
         return self.search_.search(get_distance(self.metric).prepare(X), self.k)
 
     def _vote(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from visret.index import vote
+
         distances, ids = self.kneighbors(X)
         codes = np.where(ids >= 0, self.codes_[np.maximum(ids, 0)], -1)
         return vote(codes, distances, len(self.classes_), self.weights)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import sys
@@ -486,11 +487,18 @@ def info_command(
     out.print(table)
 
 
+#: The modules that declare visret's extension points (``ExtensionPoint``), so ``visret plugins`` lists every kind.
+EXTENSION_POINT_MODULES = ("visret.features._lookup", "visret.classification._pipeline", "visret.images.loaders",
+                           "visret.reports.formats", "visret.index.backends")
+
+
 @app.command("plugins")
 def plugins_command(as_json: AsJson = False) -> None:
     """The loaded plugins and what each registered."""
     from visret.plugins._registry import plugin_report
 
+    for module in EXTENSION_POINT_MODULES:  # declared where their base classes live, which a lazy start has not imported
+        importlib.import_module(module)
     rows = plugin_report()
     if as_json:
         print_json(rows)
