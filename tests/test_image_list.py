@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import re
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -146,3 +147,22 @@ def test_unlabelled_rows_of_a_list_are_never_scored_as_a_class(digits, tmp_path)
     assert "" not in report.classes and sorted(report.classes) == sorted(set(labelled))
     # a query whose neighbours are all unlabelled abstains: scored by no class
     assert 0 < sum(row["support"] for row in report.per_class.values()) <= len(labelled) < len(stored)
+
+
+def test_sync_from_a_list_takes_its_files_as_the_scope(digits, tmp_path, cli):
+    import shutil
+
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    files = [Path(shutil.copy(f, copies / f"{f.parent.name}-{f.name}")) for f in _train_files(digits, 14)]
+    labels = {f: f.name.split("-")[0] for f in files}
+    first = _write_csv(tmp_path / "first.csv", [(str(f), labels[f]) for f in files[:10]])
+    index = tmp_path / "index"
+    visret.build_index(first, "hog", index, params=HOG, workers=1).close()
+    files[0].unlink()  # a listed file gone; files 1-2 no longer listed; files 10-13 new
+    second = _write_csv(tmp_path / "second.csv", [(str(f), labels[f]) for f in [files[0], *files[3:]]])
+    result = cli("sync", str(second), "--index", str(index), "--workers", "1")
+    assert result.exit_code == 0, result.output
+    with visret.open_index(index) as opened:
+        kept = sorted(e.path for e in opened)
+    assert kept == sorted(str(f) for f in files[1:])  # the gone one out, the unlisted ones stay, the new ones in

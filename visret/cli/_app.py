@@ -193,7 +193,7 @@ def remove_command(
 
 @app.command("sync")
 def sync_command(
-    folder: Annotated[Path, typer.Argument(help="Folder whose indexed entries should match its files.")],
+    folder: Annotated[Path, typer.Argument(help="Folder whose indexed entries should match its files, or an image list (its files are the scope).")],
     index: IndexPath = None,
     batch_size: BatchSize = 32,
     workers: Workers = None,

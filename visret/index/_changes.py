@@ -228,15 +228,21 @@ def sync_index(
 ) -> Changes:
     """Make the index's entries under ``folder`` match it: add new and changed files, remove deleted ones.
 
-    ``embedding`` keywords are the fields of ``EmbedOptions``, as for ``build_index``.
+    ``folder`` may also be an image list (or any source a loader reads): its files are the scope, so listed
+    files that are new or changed come in, listed files that can no longer be read go out, and entries the
+    list does not name stay. ``embedding`` keywords are the fields of ``EmbedOptions``, as for ``build_index``.
     """
     options = EmbedOptions.from_keywords("sync_index", embedding)
     path = _existing_index(index)
     start = time.perf_counter()
-    records = {str(r.path): r for r in scan_folder(folder)}
+    listed = not Path(folder).is_dir()
+    records = {str(r.path): r for r in (find_images(folder) if listed else scan_folder(folder))}
     with Writer(path) as writer:
         current = open_reader(path)
-        ids = _ids_under(current, [Path(folder)])
+        if listed:
+            ids = [row[0] for row in current.rows("live files by path") if row[1] in records]
+        else:
+            ids = _ids_under(current, [Path(folder)])
         known = {row[0]: (row[1], row[2]) for row in current.rows_for("hashes", ids)}
         removals, unchanged, present = [], 0, set()
         for entry_id, (file, digest) in known.items():
