@@ -1,4 +1,4 @@
-"""A cold ``visret query``: a new process, timed from outside, that reports its own peak resident memory."""
+"""A visret command in a new process, timed from outside, that reports its own peak resident memory."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-#: ``visret query`` in a new process that reports its own peak resident memory (MiB) last: the kernel's
+#: A visret command in a new process that reports its own peak resident memory (MiB) last: the kernel's
 #: VmHWM of its own address space (``ru_maxrss`` would carry over the parent's peak through fork and exec).
-QUERY = (
+COMMAND = (
     "import re, sys\n"
     "from visret.cli._app import main\n"
     "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
@@ -19,9 +19,14 @@ QUERY = (
 )
 
 
+def visret_process(args: list[str], env: dict[str, str] | None = None) -> dict:
+    """Seconds (of the whole process) and peak RSS (MiB) of ``visret ARGS`` run in a new process."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", COMMAND, *args], check=True, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
+    return {"seconds": round(time.perf_counter() - start, 2), "peak_rss_mib": round(float(done.stderr.split()[-1]))}
+
+
 def cold_query(index: Path, image: Path, k: int = 5, env: dict[str, str] | None = None) -> dict:
     """Seconds and peak RSS (MiB) of one ``visret query IMAGE --index INDEX -k K`` in a new process."""
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", QUERY, "query", str(image), "--index", str(index), "-k", str(k)],
-                          check=True, capture_output=True, text=True, env={**os.environ, **(env or {})})
-    return {"seconds": round(time.perf_counter() - start, 2), "peak_rss_mib": round(float(done.stderr.split()[-1]))}
+    return visret_process(["query", str(image), "--index", str(index), "-k", str(k)], env)

@@ -18,6 +18,34 @@ def test_process_pool_output_equals_single_process_output(folder_with_broken_fil
     assert len(single.records) == 56 and single.features.shape == (56, 10)
 
 
+def test_a_network_runs_here_while_threads_decode_ahead_with_the_same_output(folder_with_broken_files, digits, monkeypatch):
+    """A network (not ``parallel``) is never shipped to worker processes: threads decode the next batches
+    here, and what comes out (features, order, skips) is what one thread gives."""
+    import multiprocessing
+    import threading
+
+    from visret.embedding import _extraction
+
+    records = scan_folder(digits / "test") + scan_folder(folder_with_broken_files)
+    extractor = get_extractor("keras/squeezenet", size=64)
+    assert not extractor.parallel
+    single = extract_records(extractor, records, batch_size=7, workers=1, max_pixels=1_000_000)
+    readers, children = set(), []
+    read_batch = _extraction.read_batch
+
+    def watched(*args):
+        readers.add(threading.current_thread().name)
+        return read_batch(*args)
+
+    monkeypatch.setattr(_extraction, "read_batch", watched)
+    ahead = extract_records(extractor, records, batch_size=7, workers=2, max_pixels=1_000_000,
+                            progress=lambda n: children.extend(multiprocessing.active_children()))
+    assert readers and all(name.startswith("visret-decode") for name in readers) and children == []
+    assert np.array_equal(single.features, ahead.features)
+    assert single.records == ahead.records and single.hashes == ahead.hashes
+    assert single.skipped == ahead.skipped and len(single.skipped) == 5 and len(single.records) == 56
+
+
 def test_progress_is_reported_per_batch(digits):
     records = scan_folder(digits / "test")
     seen = []

@@ -74,6 +74,22 @@ def test_combine_blocks_are_normalised_and_weighted():
     np.testing.assert_allclose([np.linalg.norm(b) for b in blocks], [1, 0.5, 2], rtol=1e-5)
 
 
+def test_a_combination_with_a_network_computes_its_blocks_side_by_side_in_order():
+    """Beside a network (not ``parallel``) the blocks are computed in threads: each block is still its
+    part's own features, normalised and weighted, in the parts' order."""
+    from visret.features.normalization import normalize
+    from visret.images import as_array
+
+    parts = [{"name": "keras/squeezenet", "params": {"size": 64}}, "color-hist", {"name": "hog", "params": {"size": 64}}]
+    extractor = get_extractor("combine", parts=parts, weights=[1, 0.3, 2], size=64)
+    assert not extractor.parallel
+    images = [np.asarray(Image.fromarray(picture()).resize((64, 64))) for picture in (skdata.astronaut, skdata.chelsea, skdata.coffee)]
+    features = extractor.extract(images)
+    expected = [normalize(part.extract([as_array(i, part.input_spec) for i in images]), "l2") * weight
+                for part, weight in zip(extractor.extractors, [1, 0.3, 2])]
+    np.testing.assert_allclose(features, np.concatenate(expected, axis=1), rtol=1e-5, atol=1e-6)
+
+
 def test_post_steps_match_their_definitions(textures):
     from sklearn.decomposition import PCA
 

@@ -57,6 +57,21 @@ def test_the_exported_network_gives_the_keras_features_without_building_the_kera
     assert relative_difference(features, expected) < 1e-4
 
 
+def test_a_batch_runs_in_chunks_side_by_side_with_the_features_of_one_call(monkeypatch):
+    """``exported.run`` cuts a batch into chunks run on several cores; each image's features are those of
+    the whole batch in one call, from 0-255 integers as from floats, on one core as on several."""
+    from visret_keras import exported
+
+    extractor = get_extractor("keras/squeezenet", size=64)
+    session = extractor.session or (extractor.get_state() and extractor.session)
+    batch = np.random.default_rng(4).integers(0, 256, (2 * exported.CHUNK + 3, 64, 64, 3), dtype=np.uint8)
+    whole = session.run(None, {session.get_inputs()[0].name: batch.astype(np.float32)})[0]
+    assert relative_difference(exported.run(session, batch), whole) < 1e-5
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # a Ray actor's share of one core
+    assert exported.threads() == 1
+    assert relative_difference(exported.run(session, batch.astype(np.float32)), whole) < 1e-5
+
+
 def test_an_index_queries_with_the_runtime_and_answers_as_keras_does(squeezenet_index, photo_crops, monkeypatch):
     images = sorted(photo_crops.rglob("*.png"))[1::3]
     answers = {}

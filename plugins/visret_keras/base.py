@@ -135,7 +135,7 @@ class KerasExtractor(FeatureExtractor):
         if session is not None:
             return exported.run(session, batch)
         self.model  # noqa: B018 - builds the model and its compiled forward pass
-        return runtime.run(self.forward_, self.preprocess(batch))
+        return runtime.run(self.forward_, self.preprocess(batch.astype(np.float32, copy=False)))
 
     def _check_recorded(self) -> None:
         """Refuse to run a network whose probe features are not the ones the index recorded."""
@@ -149,7 +149,7 @@ class KerasExtractor(FeatureExtractor):
         self.checked_ = True
 
     def extract(self, images):
-        batch = np.stack(images).astype(np.float32)
+        batch = np.stack(images)  # 0-255, as decoded: converted to float a chunk at a time where it runs
         if batch.ndim == 3:
             batch = batch[..., None]
         expected = self._input_shape()

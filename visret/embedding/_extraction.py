@@ -1,8 +1,9 @@
-"""Running an extractor over many image files: batches, worker processes, logged skips.
+"""Running an extractor over many image files: batches, worker processes or threads, logged skips.
 
-Decoding and CPU-bound extraction scale across cores with a process pool, started only when
-the work pays for its start-up (the first batch runs here and is timed) and kept for the whole
-run; results come back in input order. A file that cannot be decoded or featurised is skipped
+CPU-bound extraction in Python (``parallel`` extractors: the handcrafted ones) scales across cores
+with a process pool, started only when the work pays for its start-up (the first batch runs here
+and is timed) and kept for the whole run. A network runs every core itself, in this process, while
+threads decode the batches after the current one. Results come back in input order. A file that cannot be decoded or featurised is skipped
 with one warning line and never stops the run; an extractor that fails on every image stops it.
 Workers die with the process that started them, and never import the user's main script.
 """
@@ -19,7 +20,7 @@ import sys
 import threading
 import time
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,9 @@ from visret.images._decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageRe
 log = logging.getLogger("visret")
 #: Worker processes are started when the work left would take longer than this in one process.
 POOL_PAYS_AFTER = 1.0
+#: Batches decoded ahead of a network, per decoding thread: enough that a core the network leaves idle
+#: at a batch's end always finds decoding to do.
+AHEAD = 3
 #: Consecutive images an extractor may fail on before the run stops with an error.
 MAX_CONSECUTIVE_FAILURES = 20
 
@@ -125,7 +129,7 @@ def _exit_with_parent() -> None:
         os._exit(1)
 
 
-def _init_worker(extractor: FeatureExtractor | None) -> None:
+def _init_worker(extractor: FeatureExtractor) -> None:
     global _worker_extractor
     threading.Thread(target=_exit_with_parent, daemon=True).start()
     _worker_extractor = extractor
@@ -201,11 +205,12 @@ class Embedder:
         self.extractor, self.batch_size, self.max_pixels, self.max_bytes = extractor, batch_size, max_pixels, max_bytes
         self.workers = default_workers() if workers is None else workers
         self._pool: ProcessPoolExecutor | None = None
+        self._threads: ThreadPoolExecutor | None = None
         self._hidden = None
         self._batch_seconds: float | None = None
         self._collector: BatchCollector | None = None  # made at the first run: a learning extractor knows its dim once fitted
         self._in_process_only = self.workers <= 1
-        if not self._in_process_only and _defined_in_main(extractor):
+        if not self._in_process_only and extractor.parallel and _defined_in_main(extractor):
             log.warning("extractor %s is defined in the main script: extracting in this process "
                      "(define it in a module to use worker processes)", extractor.name or type(extractor).__name__)
             self._in_process_only = True
@@ -221,6 +226,9 @@ class Embedder:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
             self._hidden.__exit__(None, None, None)
+        if self._threads is not None:
+            self._threads.shutdown(cancel_futures=True)
+            self._threads = None
 
     def _pool_pays(self, batches_left: int) -> bool:
         if self._pool is not None:
@@ -233,35 +241,48 @@ class Embedder:
         if self._pool is None:
             self._hidden = _main_script_hidden()
             self._hidden.__enter__()
-            shipped = self.extractor if self.extractor.parallel else None
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers, mp_context=_pool_context(self.extractor),
-                initializer=_init_worker, initargs=(shipped,),
+                initializer=_init_worker, initargs=(self.extractor,),
             )
         return self._pool
 
+    def _decoders(self) -> ThreadPoolExecutor:
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(self.workers, thread_name_prefix="visret-decode")
+        return self._threads
+
     def _results(self, path_batches: list[list[Path]]):
-        """Each batch's result, in order: here while one process is enough, then in the pool."""
+        """Each batch's result, in order."""
+        if self.extractor.parallel:
+            yield from self._in_processes(path_batches)
+        elif self._in_process_only:
+            for paths in path_batches:
+                yield extract_batch(self.extractor, paths, self.max_pixels, self.max_bytes)
+        else:
+            yield from self._decoded_ahead(path_batches)
+
+    def _in_processes(self, path_batches: list[list[Path]]):
+        """Here while one process is enough, then in the worker processes."""
         left = deque(path_batches)
         while left and not self._pool_pays(len(left)):
             start = time.perf_counter()
             yield extract_batch(self.extractor, left.popleft(), self.max_pixels, self.max_bytes)
             self._batch_seconds = time.perf_counter() - start
-        if not left:
-            return
-        pool = self._start_pool()
-        if self.extractor.parallel:
-            yield from pool.map(_extract_batch_in_worker, left, itertools.repeat(self.max_pixels), itertools.repeat(self.max_bytes))
-            return
-        # Extractors that use every core themselves (TensorFlow) run here while workers decode ahead.
-        spec, pending = self.extractor.input_spec, deque()
-        for paths in itertools.islice(left, self.workers + 1):
-            pending.append(pool.submit(read_batch, spec, paths, self.max_pixels, self.max_bytes))
-        upcoming = itertools.islice(left, self.workers + 1, None)
+        if left:
+            yield from self._start_pool().map(_extract_batch_in_worker, left, itertools.repeat(self.max_pixels), itertools.repeat(self.max_bytes))
+
+    def _decoded_ahead(self, path_batches: list[list[Path]]):
+        """A network that runs every core itself, here, while threads decode the next batches (Pillow,
+        hashing and ONNX Runtime free the GIL; no process to start, no second copy of anything)."""
+        spec, decoders = self.extractor.input_spec, self._decoders()
+        batches = iter(path_batches)
+        pending = deque(decoders.submit(read_batch, spec, paths, self.max_pixels, self.max_bytes)
+                        for paths in itertools.islice(batches, AHEAD * self.workers))
         while pending:
             decoded = pending.popleft().result()
-            for paths in itertools.islice(upcoming, 1):
-                pending.append(pool.submit(read_batch, spec, paths, self.max_pixels, self.max_bytes))
+            for paths in itertools.islice(batches, 1):
+                pending.append(decoders.submit(read_batch, spec, paths, self.max_pixels, self.max_bytes))
             yield featurise_batch(self.extractor, decoded)
 
     def run(self, records: Sequence[ImageRecord], progress: Callable[[int], None] | None = None) -> Extracted:
