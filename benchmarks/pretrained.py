@@ -12,8 +12,12 @@ held-out part, which nothing is fitted, tuned or stopped on.
   allowed) and with labels; SqueezeNet features with each head; SqueezeNet trained for the task
   (transfer learning, then its top fire modules fine-tuned, with augmentation); the handcrafted
   ``combine`` + ``svm`` pipeline at its defaults.
-- ``cost``: images/s of ``visret index`` with the default on flowers split1's 1,020 images; a cold
-  ``visret query`` (a new process) on that index and on a ``color-hist`` index: seconds and peak RSS.
+- ``cost``: images/s of ``visret index`` on flowers split1's 1,020 images with ``color-hist``, the default and
+  each network that needs no download (its graph derived beforehand, untimed); a cold ``visret query`` (a new
+  process) on each index: seconds and peak RSS, three runs after one that warms the page cache.
+- ``networks``: held-out mAP of each network that needs no download, alone and in the default's place
+  beside the colour histogram (``combine``, 0.3), on every shared dataset (``--datasets``).
+- ``frozen``: flowers, the EfficientNet-Lite2 pipelines with the logistic and RBF SVM heads, on ``--splits``.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import visret  # noqa: E402
 from visret.images._folders import scan_folder  # noqa: E402
 from visret.embedding._extraction import extract_records  # noqa: E402
 from visret.evaluation._tuning import BASES, Tuner  # noqa: E402
+from visret.features import DEFAULT_EXTRACTOR  # noqa: E402
 
 DATASETS = "flowers,flowers:2,flowers:3,coil100,coil20,umist,mnist,animal-mnist"
 HEADS = ("linear-svm", "logistic", "svm")
@@ -93,19 +98,50 @@ def flowers(split: int, root: Path, bases: list[str], workers: int | None) -> di
     return row
 
 
+OFFLINE_NETWORKS = ("keras/squeezenet", "keras/efficientnet_lite0", "keras/efficientnet_lite1", "keras/efficientnet_lite2")
+
+
+def beside_colour(network: str) -> dict:
+    """The default's recipe with ``network`` in SqueezeNet's place."""
+    params = dict(DEFAULT_EXTRACTOR["params"])
+    return {"name": "combine", "params": {**params, "parts": (network, "color-hist"),
+                                          "size": visret.get_extractor(network).input_spec.size[0]}}
+
+
 def cost(root: Path) -> dict:
     train, test = materialise("flowers", root)
     out = {}
     image = next(iter(scan_folder(test))).path
-    for label, extractor in (("color-hist", "color-hist"), ("default", None)):
-        index = root / f"cost-{label}"
+    for network in OFFLINE_NETWORKS:  # graphs derived once, before anything is timed
+        visret.embed_images([image], visret.get_extractor(network))
+        visret.get_extractor(network).get_state()
+    for label, extractor in (("color-hist", "color-hist"), ("default", None), *((n, n) for n in OFFLINE_NETWORKS)):
+        index = root / f"cost-{label.replace('/', '-')}"
         start = time.perf_counter()
         visret.build_index(train, *([extractor] if extractor else []), index=index).close()
         seconds = time.perf_counter() - start
-        cold_query(index, image)  # the first call warms the page cache for both
+        cold_query(index, image)  # the first call warms the page cache
         out[label] = {"index_images_per_s": round(1020 / seconds, 1), "cold_query": [cold_query(index, image) for _ in range(3)]}
         print(label, out[label], file=sys.stderr, flush=True)
     return out
+
+
+def networks(name: str, root: Path) -> dict:
+    train, test = materialise(name, root)
+    row = {}
+    for network in OFFLINE_NETWORKS:
+        row[network] = round(held_out_map(network, train, test), 4)
+        row[f"{network} + 0.3 x color-hist"] = round(held_out_map(beside_colour(network), train, test), 4)
+        print(name, network, row[network], row[f"{network} + 0.3 x color-hist"], file=sys.stderr, flush=True)
+    return row
+
+
+def frozen(split: int, root: Path) -> dict:
+    train, test = materialise("flowers" if split == 1 else f"flowers:{split}", root)
+    comparison = visret.compare_pipelines(train, "keras/efficientnet_lite2+logistic,keras/efficientnet_lite2+svm", test_data=test)
+    row = {p: r.test_accuracy for p, r in comparison.reports.items()}
+    print("flowers split", split, row, file=sys.stderr, flush=True)
+    return row
 
 
 def main() -> None:
@@ -127,6 +163,10 @@ def main() -> None:
             results["flowers"] = {s: flowers(int(s), root, args.bases.split(","), args.workers) for s in args.splits.split(",")}
         if "cost" in parts:
             results["cost"] = cost(root)
+        if "networks" in parts:
+            results["networks"] = {name: networks(name, root) for name in args.datasets.split(",")}
+        if "frozen" in parts:
+            results["frozen"] = {s: frozen(int(s), root) for s in args.splits.split(",")}
     emit(results, args.out)
 
 

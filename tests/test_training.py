@@ -64,7 +64,7 @@ def test_mixup_mixes_images_and_labels_alike():
 def test_frozen_layers_do_not_change_in_transfer_and_do_after_unfreezing():
     from visret_keras.training import _dataset, classifier, feature_network, unfreeze_top
 
-    fen, spec, preprocess = feature_network("keras/resnet50", {"weights": "none", "size": 32})  # non-zero random features
+    fen, spec, preprocess, _ = feature_network("keras/resnet50", {"weights": "none", "size": 32})  # non-zero random features
     net = classifier(fen, spec, preprocess, 3, {}, 0.0, frozen=True, seed=0)
     rng = np.random.default_rng(4)
     x, y = rng.integers(0, 256, (48, 32, 32, 3)).astype(np.float32), rng.integers(0, 3, 48)
@@ -83,6 +83,21 @@ def test_frozen_layers_do_not_change_in_transfer_and_do_after_unfreezing():
     bn = [l for l in fen.layers if isinstance(l, keras.layers.BatchNormalization)]
     moving = [w for l in bn for w in l.non_trainable_weights]
     assert moving and all(not v.trainable for v in moving)
+
+
+def test_a_transferred_network_starts_and_ends_with_the_logistic_head_of_its_frozen_pipeline(photo_crops, tmp_path):
+    """The softmax head starts as visret's logistic head on the network's own normalised features (C chosen on
+    the validation part) and is refitted on training + validation at the end: a transferred network then
+    predicts what the frozen-features pipeline with the logistic head predicts, on the same split."""
+    params = {"size": 64}
+    _, cnn = visret.train_pipeline(photo_crops, model="keras/squeezenet", params=params, transfer=True, epochs=2,
+                                   out=tmp_path / "t.keras")
+    _, frozen = visret.train_pipeline(photo_crops, {"name": "keras/squeezenet", "params": params}, "logistic")
+    assert cnn.linear_start["C"] in (1.0, 0.1, 10.0) and cnn.linear_start["C"] == frozen.params["C"]
+    assert [(p.image, p.predicted) for p in cnn.predictions] == [(p.image, p.predicted) for p in frozen.predictions]
+    assert cnn.epochs == 2 and cnn.test_accuracy == frozen.test_accuracy
+    reloaded = visret.load_pipeline(tmp_path / "t.keras")  # the normalisation layer loads in safe mode
+    assert list(reloaded.predict([p.image for p in cnn.predictions[:4]])) == [p.predicted for p in cnn.predictions[:4]]
 
 
 @pytest.mark.parametrize("module", ["mobilenet_v2", "resnet", "densenet", "efficientnet"])

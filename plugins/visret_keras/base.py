@@ -40,6 +40,10 @@ class KerasExtractor(FeatureExtractor):
         """``preprocess`` as Keras layers, put inside a classifier trained on this network."""
         return []
 
+    def feature_norm(self) -> str:
+        """The normalisation ``extract`` applies to the network's output (``visret.features.normalization``)."""
+        return "l2" if self.normalize else "none"
+
     def shipped_weights_sha256(self) -> str | None:
         """The SHA-256 of the ImageNet weights a package ships for this network (no download), else None."""
         return None

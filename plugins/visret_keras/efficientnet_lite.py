@@ -235,6 +235,9 @@ class EfficientNetLite(KerasExtractor):
         pool = keras.layers.GlobalAveragePooling2D if self.pooling == "avg" else keras.layers.GlobalMaxPooling2D
         return keras.Model(net.input, pool(name="visret_pool")(net.output), name=f"efficientnet_{self.variant}_features")
 
+    def feature_norm(self) -> str:
+        return self.norm
+
     def extract(self, images):
         features = super().extract(images)
         return features if self.norm == "none" else normalize_rows(features, self.norm)

@@ -66,6 +66,9 @@ def keras():
 
 def load_model(path: Path):
     """A saved ``.keras`` model, loaded in safe mode (no code from the file runs), uncompiled."""
+    from visret_keras.feature_norm import signed_power_layer
+
+    signed_power_layer()  # registered: classifiers trained on a network's normalised features carry it
     try:
         return keras().saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types for unsafe or damaged files

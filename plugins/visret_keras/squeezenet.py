@@ -139,6 +139,9 @@ class SqueezeNet(KerasExtractor):
         pool = keras.layers.GlobalAveragePooling2D if self.pooling == "avg" else keras.layers.GlobalMaxPooling2D
         return keras.Model(net.input, pool(name="visret_pool")(net.output), name="squeezenet_features")
 
+    def feature_norm(self) -> str:
+        return self.norm
+
     def extract(self, images):
         features = super().extract(images)
         return features if self.norm == "none" else normalize_rows(features, self.norm)

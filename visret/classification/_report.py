@@ -63,6 +63,8 @@ class ClassificationReport:
     fine_tune_from: int | None = None
     stopped: str | None = None
     resumed: bool = False
+    #: A pretrained network's head: the logistic head it started from (C chosen on validation, its accuracy there).
+    linear_start: dict[str, float] | None = None
     files: dict[str, str] = field(default_factory=dict)
     predictions: list[Prediction] = field(default_factory=list, repr=False)
 
