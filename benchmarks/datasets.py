@@ -63,8 +63,16 @@ def _flowers(split: int) -> tuple[list[Path], list[str], np.ndarray]:
 
 
 def materialise(name: str, root: Path) -> tuple[Path, Path]:
-    """Write dataset ``name``'s split under ``root``; return ``(train folder, test folder)``."""
+    """Write dataset ``name``'s split under ``root`` (once: later calls find it); return ``(train folder, test folder)``."""
     train, test = root / name.replace(":", "-") / "train", root / name.replace(":", "-") / "test"
+    if (train.parent / ".written").exists():
+        return train, test
+    _split(name, train, test)
+    (train.parent / ".written").touch()
+    return train, test
+
+
+def _split(name: str, train: Path, test: Path) -> None:
     if name in FLOWER_SPLITS:
         files, labels, is_test = _flowers(int(name.partition(":")[2] or 1))
     elif name in ("coil100", "coil20"):
@@ -85,7 +93,6 @@ def materialise(name: str, root: Path) -> tuple[Path, Path]:
         is_test = stratified_test_mask(targets)
         _write(images[~is_test], targets[~is_test], train)
         _write(images[is_test], targets[is_test], test)
-        return train, test
+        return
     _link([f for f, t in zip(files, is_test) if not t], [l for l, t in zip(labels, is_test) if not t], train)
     _link([f for f, t in zip(files, is_test) if t], [l for l, t in zip(labels, is_test) if t], test)
-    return train, test

@@ -1,20 +1,25 @@
-"""A large IVF-PQ index built from shards in bounded memory: peak RSS, time, recall@10.
+"""A large index built from shards in bounded memory: peak RSS, time, disk, recall@10, queries.
 
 Run from the repository root: ``.venv/bin/python benchmarks/large_build.py`` (1,000,000 x 512,
 ``IVF4096,PQ64``; about 15 minutes on 2 cores; ``--n 200000`` for a quick run). Synthetic
-clustered float32 vectors (the generator of ``benchmarks/ann.py``) are written as 100,000-row
-``.npy`` files first; then a fresh process builds the index with ``visret.index_from_arrays``,
+clustered float32 vectors (the generator of ``benchmarks/ann.py``), or with ``--vectors real`` vectors
+with real structure: the pixels of the 20,000 MNIST-test and Animal-MNIST images, PCA-reduced to
+``--dim`` (128), each row a seeded pick of one of them plus Gaussian noise of a tenth of each
+dimension's spread; ``--factory auto`` lets the build choose the index and its ``nprobe``. They are
+written as 100,000-row ``.npy`` files first; then a fresh process builds the index with ``visret.index_from_arrays``,
 reading the files one at a time, through the same commit path as ``visret index`` (parts
 committed to staging, adopted as shards, the FAISS index trained on a seeded sample and filled
 shard by shard). Reported against the baseline of the same run: the building process's peak
 resident memory (``VmHWM``) minus its memory after imports, as a share of the raw vectors'
-bytes; and recall@10 of the built index against exact search over the stored vectors, on 1,000
-of them, at several ``nprobe``.
+bytes; recall@10 of the built index against exact search over the stored vectors (the query's own entry
+left out), on 1,000 of them, at several ``nprobe`` and at the one the build chose; disk per part and per
+entry; a warm query (one vector, median of 200) and a cold one (a new process opening the index).
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import subprocess
 import sys
@@ -39,40 +44,98 @@ def _status(field: str) -> float:
     raise KeyError(field)
 
 
+#: "As if this extractor had embedded the files": one whose dim is the vectors' (color-hist 8x4x4 is 128-d).
+EXTRACTORS = {512: {"name": "gist"}, 128: {"name": "color-hist", "params": {"bins": [8, 4, 4]}}}
+
+COLD = """
+import sys, time, numpy as np
+start = time.perf_counter()
+import visret
+index = visret.open_index(sys.argv[1])
+index.query_vectors(np.load(sys.argv[2])[:1], k=10)
+print(time.perf_counter() - start)
+"""
+
+
 def build(folder: Path, n: int, factory: str) -> dict:
     """Runs in a fresh process: only the build is in its memory figures."""
     import visret
 
     files = sorted(folder.glob("chunk-*.npy"))
     labels = np.load(folder / "labels.npy")
+    dim = np.load(files[0], mmap_mode="r").shape[1]
     baseline = _status("VmRSS")
     start = time.perf_counter()
     index = visret.index_from_arrays(
         (np.load(f, allow_pickle=False) for f in files), [f"synthetic/{i:07d}.png" for i in range(n)],
-        [str(label) for label in labels], folder / "index", "gist", factory=factory,
+        [str(label) for label in labels], folder / "index", EXTRACTORS[dim], factory=factory,
     )
     seconds = time.perf_counter() - start
     peak = _status("VmHWM")
+    chosen = dict(index.manifest["search"])
     recalls = {}
-    for nprobe in (1, 16, 64, 256):
-        index.set_search_params(nprobe=nprobe)
-        recalls[f"recall_at_10_nprobe_{nprobe}"] = index.recall_at_10(sample=1000)
-    disk = sum(p.stat().st_size for p in (folder / "index").rglob("*") if p.is_file())
-    faiss_bytes = (folder / "index" / index.manifest["files"]["vectors"]["name"]).stat().st_size
-    raw = n * 512 * 4
+    if "nprobe" in chosen:
+        for nprobe in sorted({1, 16, 64, 256, chosen["nprobe"]}):
+            index.set_search_params(nprobe=nprobe)
+            recalls[f"recall_at_10_nprobe_{nprobe}"] = round(index.recall_at_10(sample=1000), 4)
+        index.set_search_params(nprobe=chosen["nprobe"])
+    queries = np.load(files[-1], mmap_mode="r")[:200]
+    times = []
+    for query in queries:
+        begin = time.perf_counter()
+        index.query_vectors(query[None], k=10)
+        times.append(time.perf_counter() - begin)
+    np.save(folder / "query.npy", np.asarray(queries[:1]))
+    parts = {role: (folder / "index" / entry["name"]).stat().st_size for role, entry in index.manifest["files"].items()}
+    parts["shards"] = sum(shard["bytes"] for shard in index.manifest["shards"])
+    index.close()
+    cold = []
+    for _ in range(3):
+        done = subprocess.run([sys.executable, "-c", COLD, str(folder / "index"), str(folder / "query.npy")], capture_output=True, text=True, check=True)
+        cold.append(round(float(done.stdout.split()[-1]), 2))
+    raw = n * dim * 4
     return {
-        "vectors": n, "dim": 512, "factory": index.manifest["factory"], "build_s": round(seconds, 1),
+        "vectors": n, "dim": dim, "factory": index.manifest["factory"], "search": chosen, "build_s": round(seconds, 1),
         "rss_after_import_mib": round(baseline, 1), "peak_rss_mib": round(peak, 1),
         "peak_rss_above_import_mib": round(peak - baseline, 1), "raw_vectors_mib": round(raw / 2**20, 1),
-        "peak_over_raw": round((peak - baseline) * 2**20 / raw, 3), "faiss_file_mib": round(faiss_bytes / 2**20, 1),
-        "index_dir_mib": round(disk / 2**20, 1), **recalls,
+        "peak_over_raw": round((peak - baseline) * 2**20 / raw, 3),
+        "disk_mib": {role: round(size / 2**20, 1) for role, size in parts.items()},
+        "bytes_per_entry": {role: round(size / n, 1) for role, size in parts.items()},
+        "warm_query_ms_median": round(1000 * float(np.median(times)), 2), "cold_query_s": cold, **recalls,
     }
+
+
+def real_structure(n: int, dim: int, seed: int) -> np.ndarray:
+    """``n`` rows near real images: PCA-reduced pixels of MNIST-test and Animal-MNIST, a seeded pick plus
+    Gaussian noise of a tenth of each dimension's spread."""
+    base = _real_base(dim)
+    rng = np.random.default_rng(seed)
+    picked = base[rng.integers(0, len(base), n)]
+    return (picked + 0.1 * base.std(axis=0) * rng.normal(size=picked.shape)).astype(np.float32)
+
+
+_BASE: dict[int, np.ndarray] = {}
+
+
+def _real_base(dim: int) -> np.ndarray:
+    if dim not in _BASE:
+        from sklearn.decomposition import PCA
+
+        shared = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+        mnist = np.frombuffer(gzip.open(shared / "mnist-test" / "t10k-images-idx3-ubyte.gz").read()[16:], np.uint8).reshape(-1, 784)
+        with np.load(shared / "animal-mnist" / "animal_mnist.npz", allow_pickle=False) as data:
+            animals = data["x"].reshape(len(data["x"]), -1)
+        pixels = np.concatenate([mnist, animals]).astype(np.float32) / 255
+        _BASE[dim] = PCA(dim, random_state=0).fit_transform(pixels).astype(np.float32)
+    return _BASE[dim]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--factory", default="IVF4096,PQ64")
+    parser.add_argument("--vectors", choices=("clustered", "real"), default="clustered")
+    parser.add_argument("--dim", type=int, choices=sorted(EXTRACTORS), help="[default: 512 clustered, 128 real]")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -85,7 +148,10 @@ def main() -> None:
         labels = []
         for number, begin in enumerate(range(0, args.n, CHUNK)):
             rows = min(CHUNK, args.n - begin)
-            data = clustered(rows, 512, seed=number)  # 1,000 clusters per chunk, seeded per chunk
+            if args.vectors == "real":
+                data = real_structure(rows, args.dim or 128, seed=number)
+            else:
+                data = clustered(rows, args.dim or 512, seed=number)  # 1,000 clusters per chunk, seeded per chunk
             np.save(folder / f"chunk-{number:03d}.npy", data)
             labels.append(np.full(rows, number))
         np.save(folder / "labels.npy", np.concatenate(labels))

@@ -15,8 +15,9 @@ held-out part, which nothing is fitted, tuned or stopped on.
 - ``cost``: images/s of ``visret index`` on flowers split1's 1,020 images with ``color-hist``, the default and
   each network that needs no download (its graph derived beforehand, untimed); a cold ``visret query`` (a new
   process) on each index: seconds and peak RSS, three runs after one that warms the page cache.
-- ``networks``: held-out mAP of each network that needs no download, alone and in the default's place
-  beside the colour histogram (``combine``, 0.3), on every shared dataset (``--datasets``).
+- ``networks``: held-out mAP of SqueezeNet, EfficientNet-Lite0 and Lite2, alone and in the default's recipe
+  beside the colour histogram (each block L2-normalised, the histogram at 0.3), on every shared dataset
+  (``--datasets``).
 - ``frozen``: flowers, the EfficientNet-Lite2 pipelines with the logistic and RBF SVM heads, on ``--splits``.
 """
 
@@ -40,7 +41,7 @@ import visret  # noqa: E402
 from visret.images._folders import scan_folder  # noqa: E402
 from visret.embedding._extraction import extract_records  # noqa: E402
 from visret.evaluation._tuning import BASES, Tuner  # noqa: E402
-from visret.features import DEFAULT_EXTRACTOR  # noqa: E402
+from visret.features.normalization import normalize  # noqa: E402
 
 DATASETS = "flowers,flowers:2,flowers:3,coil100,coil20,umist,mnist,animal-mnist"
 HEADS = ("linear-svm", "logistic", "svm")
@@ -99,13 +100,8 @@ def flowers(split: int, root: Path, bases: list[str], workers: int | None) -> di
 
 
 OFFLINE_NETWORKS = ("keras/squeezenet", "keras/efficientnet_lite0", "keras/efficientnet_lite1", "keras/efficientnet_lite2")
-
-
-def beside_colour(network: str) -> dict:
-    """The default's recipe with ``network`` in SqueezeNet's place."""
-    params = dict(DEFAULT_EXTRACTOR["params"])
-    return {"name": "combine", "params": {**params, "parts": (network, "color-hist"),
-                                          "size": visret.get_extractor(network).input_spec.size[0]}}
+#: The networks ``--parts networks`` measures on every dataset (Lite1 sits between Lite0 and Lite2 in cost).
+NETWORK_SWEEP = ("keras/squeezenet", "keras/efficientnet_lite0", "keras/efficientnet_lite2")
 
 
 def cost(root: Path) -> dict:
@@ -127,11 +123,25 @@ def cost(root: Path) -> dict:
 
 
 def networks(name: str, root: Path) -> dict:
+    """Each network alone, and beside the colour histogram as the default combines them (each block L2-normalised,
+    the histogram at 0.3), computed from the parts' features extracted once."""
     train, test = materialise(name, root)
-    row = {}
-    for network in OFFLINE_NETWORKS:
-        row[network] = round(held_out_map(network, train, test), 4)
-        row[f"{network} + 0.3 x color-hist"] = round(held_out_map(beside_colour(network), train, test), 4)
+    records = {part: scan_folder(folder) for part, folder in (("train", train), ("test", test))}
+
+    def features(spec) -> dict:
+        extractor = visret.features._lookup.extractor_from_spec(spec)
+        return {part: extract_records(extractor, records[part]) for part in records}
+
+    def held_out(blocks: list[tuple[dict, float]]) -> float:
+        a, b = ([normalize(found[part].features, "l2") * weight for found, weight in blocks] for part in ("train", "test"))
+        labels = [[r.label for r in blocks[0][0][part].records] for part in ("train", "test")]
+        return round(visret.evaluate_features(np.hstack(a), labels[0], np.hstack(b), labels[1]).map, 4)
+
+    colour = features("color-hist")
+    row = {"color-hist": held_out([(colour, 1.0)])}
+    for network in NETWORK_SWEEP:
+        found = features(network)
+        row[network], row[f"{network} + 0.3 x color-hist"] = held_out([(found, 1.0)]), held_out([(found, 1.0), (colour, 0.3)])
         print(name, network, row[network], row[f"{network} + 0.3 x color-hist"], file=sys.stderr, flush=True)
     return row
 

@@ -64,3 +64,27 @@ def test_mismatched_arrays_are_one_line_and_write_nothing(embedded, tmp_path, ch
         visret.index_from_arrays(X, paths, labels, tmp_path / "ix", visret.get_extractor("hog", **HOG))
     assert not (tmp_path / "ix" / "manifest.json").exists()
 
+
+
+@pytest.mark.parametrize("factory, knob", [("IVF64,Flat", "nprobe"), ("HNSW8", "ef_search")])
+def test_an_approximate_index_is_built_with_the_fewest_probes_that_reach_the_recall_target(factory, knob, tmp_path, cli):
+    """Unset, nprobe / ef_search are chosen at build: the smallest doubling value whose recall@10 against exact
+    search (a seeded sample of stored vectors, each query's own entry left out) reaches 0.95, kept in the
+    manifest with the recall it gave; ``visret info`` shows it, ``--recall`` measures the same again."""
+    from visret.index._search_params import RECALL_TARGET
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(40, 64))
+    X = (centres[rng.integers(0, 40, 6000)] + 0.6 * rng.normal(size=(6000, 64))).astype(np.float32)
+    extractor = visret.get_extractor("pixels", size=8)  # 64-d: vectors computed elsewhere
+    index = visret.index_from_arrays(X, [f"x/{i}.png" for i in range(len(X))], None, tmp_path / "ix", extractor, factory=factory)
+    search = index.manifest["search"]
+    chosen, recall = search[knob], search["recall_at_10"]
+    assert recall >= RECALL_TARGET and index.recall_at_10() == recall and chosen > 1
+    index.set_search_params(**{knob: chosen // 2})
+    assert index.recall_at_10() < RECALL_TARGET  # one step fewer misses the target: the fewest was chosen
+    shown = cli("info", "--index", tmp_path / "ix", "--recall")
+    assert shown.exit_code == 0 and f'{{"{knob}": {chosen}}}' in shown.output and f"{recall:.4f}" in shown.output
+    given = visret.index_from_arrays(X, [f"x/{i}.png" for i in range(len(X))], None, tmp_path / "given", extractor,
+                                     factory=factory, **{knob: 3})
+    assert given.manifest["search"] == {knob: 3}  # given: kept as given, nothing measured

@@ -194,6 +194,8 @@ def blobs(tmp_path_factory):
 
 @pytest.mark.parametrize("factory", ["Flat", "IVF8,Flat", "HNSW16", "IVF8,PQ16x4", "OPQ8,IVF8,PQ8x4"])
 def test_every_factory_type_round_trips(blobs, tmp_path, factory):
+    from visret.index._search_params import RECALL_TARGET
+
     path = tmp_path / "ix"
     built = build_index(blobs, "pixels", path, params={"size": 8, "mode": "RGB"}, workers=1, factory=factory, nprobe=8)
     queries = built.vectors([1, 140, 377])
@@ -204,7 +206,12 @@ def test_every_factory_type_round_trips(blobs, tmp_path, factory):
         after = index.search(queries, 5)
         np.testing.assert_array_equal(before[1], after[1])
         recall = index.recall_at_10()
-    assert recall > (0.99 if "PQ" not in factory else 0.2)  # 64-bit codes of 192-d noise: far above chance (0.025)
+    if "PQ" in factory:
+        assert recall > 0.2  # 64-bit codes of 192-d noise: far above chance (0.025)
+    elif factory == "HNSW16":
+        assert recall >= RECALL_TARGET  # its beam, not given, was chosen at build for that recall
+    else:
+        assert recall == 1.0  # every list probed: exact
 
 
 def test_recall_is_measured_not_assumed(digits, tmp_path):

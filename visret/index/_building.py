@@ -21,7 +21,7 @@ from visret.features._extractor import DEFAULT_EXTRACTOR, FeatureExtractor
 from visret.features._lookup import resolve_extractor
 from visret.images._folders import ImageRecord
 from visret.images.loaders import find_images
-from visret.index import _vectors as vectors
+from visret.index import _search_params, _vectors as vectors
 from visret.index._changes import MAX_VECTOR_DIM, ProgressCallback, embed_resumably, shard_files
 from visret.index._index import Index, open_at
 from visret.index._reader import default_index_path
@@ -74,7 +74,7 @@ class _Target:
 
 
 def _target(index, extractor: FeatureExtractor, metric: str | None, factory: str, max_memory: int | None,
-            nprobe: int, ef_search: int, rerank: str | None) -> _Target:
+            nprobe: int | None, ef_search: int | None, rerank: str | None) -> _Target:
     parse_rerank(rerank)
     metric = metric or default_metric(extractor)
     distance = get_distance(metric)
@@ -83,7 +83,7 @@ def _target(index, extractor: FeatureExtractor, metric: str | None, factory: str
     distance.check_factory("Flat" if factory == "auto" else factory)
     if max_memory is not None and max_memory <= 0:
         raise VisretError(f"max memory must be positive, got {max_memory}")
-    if nprobe < 1 or ef_search < 1:
+    if any(value is not None and value < 1 for value in (nprobe, ef_search)):
         raise VisretError(f"nprobe and ef_search must be at least 1, got {nprobe} and {ef_search}")
     path = Path(index) if index is not None else default_index_path()
     check_target(path)
@@ -103,20 +103,34 @@ def _commit_build(writer: Writer, target: _Target, parts: Sequence[Part], order:
     vector_dim = target.vector_dim
     chosen = vectors.choose_factory(len(rows), vector_dim, target.max_memory) if target.factory == "auto" else target.factory
     structure, backend = None, None
+    search = {knob: value for knob, value in target.search.items() if value is not None}
     if chosen != "Flat":
         backend, spec = backend_for(chosen)
-        structure = backend.build(spec, vector_dim, target.distance, shard_files(writer.path, shards), ids)
+        files = shard_files(writer.path, shards)
+        structure = backend.build(spec, vector_dim, target.distance, files, ids)
+        search = _tuned_search(structure, files, ids, target)
     added = entries.new_rows([id_of[r[0]] for r in ranked], ranked, [where[r[0]] for r in ranked])
     extractor = target.extractor
     fields = {
         "extractor": extractor.get_config(), "dim": extractor.dim, "vector_dim": vector_dim, "metric": target.metric,
-        "factory": chosen, "search": target.search, "build": build, "created_at": time.time(), "last_id": len(ranked),
+        "factory": chosen, "search": search, "build": build, "created_at": time.time(), "last_id": len(ranked),
     }
     if target.rerank and target.rerank != "none":
         fields["rerank"] = target.rerank
     if backend is not None:
         fields["backend"] = backend.name
     writer.commit(Generation(shards, ids, lambda p: entries.write(p, None, added), fields, structure, extractor.get_state()))
+
+
+def _tuned_search(structure, files: Sequence[Path], ids: np.ndarray, target: _Target) -> dict[str, Any]:
+    """The search parameters given, and those left unset chosen for recall (``visret.index._search_params``)."""
+    given = {knob: value for knob, value in target.search.items() if value is not None}
+    chosen: dict[str, Any] = {}
+    if not set(structure.search_knobs()) <= set(given):
+        shards = [np.load(path, mmap_mode="r", allow_pickle=False) for path in files]  # this build's own
+        chosen = _search_params.choose(structure, shards, ids, target.distance)
+    structure.set_search_params(**{knob: value for knob, value in {**chosen, **given}.items() if knob != "recall_at_10"})
+    return {**chosen, **given}
 
 
 def build_index(
@@ -128,8 +142,8 @@ def build_index(
     params: dict[str, Any] | None = None,
     factory: str = "Flat",
     max_memory: int | None = None,
-    nprobe: int = 16,
-    ef_search: int = 64,
+    nprobe: int | None = None,
+    ef_search: int | None = None,
     rerank: str | None = None,
     progress: ProgressCallback | None = None,
     **embedding: Any,
@@ -201,8 +215,8 @@ def index_from_arrays(
     hashes: Sequence[str] | None = None,
     factory: str = "Flat",
     max_memory: int | None = None,
-    nprobe: int = 16,
-    ef_search: int = 64,
+    nprobe: int | None = None,
+    ef_search: int | None = None,
     shard_size: int = SHARD_SIZE,
     rerank: str | None = None,
     progress: ProgressCallback | None = None,

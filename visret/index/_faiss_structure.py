@@ -43,3 +43,11 @@ class FaissStructure(SearchStructure):
 
     def set_search_params(self, nprobe: int | None = None, ef_search: int | None = None) -> None:
         vectors.set_search_params(self.index, nprobe, ef_search)
+
+    def search_knobs(self) -> dict[str, int]:
+        inner = vectors.inner_index(self.index)
+        if hasattr(inner, "nprobe"):
+            return {"nprobe": int(inner.nlist)}
+        if hasattr(inner, "hnsw"):
+            return {"ef_search": max(1, int(inner.ntotal))}
+        return {}

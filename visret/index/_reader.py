@@ -23,6 +23,7 @@ from visret.embedding._fitting import embed_images
 from visret.index._voting import WEIGHTINGS, encode_labels, vote
 from visret.features._lookup import extractor_from_spec
 from visret.index._rerank import Reranker
+from visret.index import _search_params
 from visret.index._search import ExactSearch, StructureSearch
 from visret.index._store import entries
 from visret.index._store.reader import Store, corrupt, open_store
@@ -308,15 +309,14 @@ class IndexReader:
             results.append(result)
         return results
 
-    def recall_at_10(self, sample: int = 1000, seed: int = 0) -> float:
-        """Recall@10 of this index against exact search over the stored vectors, on a sample of them."""
+    def recall_at_10(self, sample: int = _search_params.SAMPLE, seed: int = 0) -> float:
+        """Recall@10 of this index's search against exact search over the stored vectors, on a seeded
+        sample of them, each query's own entry left out (``visret.index._search_params``)."""
         ids, _ = self.labelled_ids()
-        chosen = np.random.default_rng(seed).choice(ids, min(sample, len(ids)), replace=False)
+        chosen = ids[_search_params.sample_rows(ids, sample, seed)]
         queries = self.vectors(chosen)
-        k = min(10, len(ids))
-        truth = self.exact_search(queries, k)[1]
-        found = self.search(queries, k)[1]
-        return float(np.mean([len(set(t) & set(f)) / k for t, f in zip(truth.tolist(), found.tolist())]))
+        truth = self.exact_search(queries, _search_params.K + 1)[1]
+        return _search_params.recall_at_10(truth, self.search(queries, _search_params.K + 1)[1], chosen)
 
     def info(self) -> dict[str, Any]:
         """The manifest plus where the index is and its size on disk, for ``visret info``."""

@@ -46,6 +46,11 @@ class SearchStructure:
     def set_search_params(self, nprobe: int | None = None, ef_search: int | None = None) -> None:
         """Query-time knobs; structures without them ignore them."""
 
+    def search_knobs(self) -> dict[str, int]:
+        """The query-time knobs this structure has (``nprobe``, ``ef_search``) and the largest value that
+        still changes an answer: what a build tunes for recall (``visret.index._search_params``)."""
+        return {}
+
 
 class IndexBackend:
     """Builds and reads one kind of ``SearchStructure``."""
