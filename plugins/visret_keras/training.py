@@ -103,7 +103,7 @@ def start_from_linear_head(net, train: tuple[np.ndarray, np.ndarray], val: tuple
     training part (C chosen on the validation part, as ``compare`` chooses it): the network starts where the
     frozen pipeline is, where a random head started at a loss of 6.6 against chance's 2.83 and never caught
     up with it. Returns the chosen C and its validation accuracy."""
-    from visret.features._lookup import classifier_classes
+    from visret.features import classifier_classes
 
     (x_train, y_train), (x_val, y_val) = train, val
     f_train, f_val = _frozen_features(net, x_train, batch_size), _frozen_features(net, x_val, batch_size)

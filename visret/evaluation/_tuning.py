@@ -39,8 +39,10 @@ from visret.evaluation._recipe import Recipe
 log = logging.getLogger("visret")
 
 #: Base extractors tried when none are named (``bovw`` learns a codebook: add it by name). The
-#: pretrained network is tried alone and combined with the handcrafted blocks like any other.
-BASES = ("keras/squeezenet", "color-hist", "color-correlogram", "color-moments", "hog", "lbp", "glcm", "gabor", "gist", "shape", "edges", "pixels")
+#: pretrained networks are tried alone and combined with the handcrafted blocks like any other:
+#: SqueezeNet, and EfficientNet-Lite2, whose features an LDA turns into flowers mAP 0.973 against
+#: SqueezeNet's 0.917 (issue #33) for 2.7 times SqueezeNet's extraction time.
+BASES = ("keras/squeezenet", "keras/efficientnet_lite2", "color-hist", "color-correlogram", "color-moments", "hog", "lbp", "glcm", "gabor", "gist", "shape", "edges", "pixels")
 #: Normalisations tried on each base extractor's features (``post`` steps).
 BLOCK_STEPS = {"none": [], "l2": ["l2"], "hellinger": ["l1", "sqrt"], "power:0.3": ["power:0.3", "l2"], "standardize": ["standardize", "l2"]}
 WEIGHTS = (0.25, 0.5, 1.0, 2.0)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from visret.features._extractor import FeatureExtractor
-from visret.index._changes import Changes, add_images, remove_images
 from visret.index._reader import IndexReader, default_index_path, open_reader
+
+if TYPE_CHECKING:
+    from visret.index._changes import Changes
 
 
 class Index(IndexReader):
@@ -19,10 +21,14 @@ class Index(IndexReader):
     # ---- changes: each one a new generation, after which this object follows it -----------------
     def add(self, *inputs: str | Path, **options: Any) -> Changes:
         """Embed and add what is new among folders, image lists and files (``visret.add_images``)."""
+        from visret.index._changes import add_images  # a query never imports what changes an index
+
         return self._follow(add_images(inputs, self.path, **options))
 
     def remove(self, *paths: str | Path) -> Changes:
         """Remove the entries of files, or of every file under folders (``visret.remove_images``)."""
+        from visret.index._changes import remove_images
+
         return self._follow(remove_images(paths, self.path))
 
     def _follow(self, changes: Changes) -> Changes:
