@@ -21,7 +21,7 @@ held-out part, which nothing is fitted, tuned or stopped on.
 - ``frozen``: flowers, the EfficientNet-Lite2 pipelines with the logistic and RBF SVM heads, on ``--splits``.
 - ``tuner``: flowers, ``visret tune`` with labels at its default bases, on ``--splits``: held-out mAP.
 - ``train-default``: ``visret train``'s default pipeline before (SqueezeNet + linear SVM) and after
-  (EfficientNet-Lite2 + RBF SVM) on ``--datasets``: held-out accuracy and seconds of training and testing.
+  (EfficientNet-Lite2 + logistic regression) on ``--datasets``: held-out accuracy and seconds of training and testing.
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def tuner(split: int, root: Path, bases: list[str], workers: int | None) -> dict
 def train_default(name: str, root: Path) -> dict:
     train, test = materialise(name, root)
     row = {}
-    for pipeline in ("keras/squeezenet+linear-svm", "keras/efficientnet_lite2+svm"):
+    for pipeline in ("keras/squeezenet+linear-svm", "keras/efficientnet_lite2+logistic"):
         started = time.perf_counter()
         report = visret.compare_pipelines(train, pipeline, test_data=test).reports[pipeline]
         row[pipeline] = {"accuracy": round(report.test_accuracy, 4), "seconds": round(time.perf_counter() - started, 1)}
