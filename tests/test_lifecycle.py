@@ -240,12 +240,16 @@ def test_auto_factory_follows_size_and_memory():
     assert choose_factory(1_000_000, 128, max_memory=40 * 2**20) == "IVF4096,PQ32"
 
 
-def test_large_vector_files_open_memory_mapped(digits, tmp_path, monkeypatch):
+@pytest.mark.parametrize("factory", ["HNSW16", "IVF8,Flat", "IVF8,PQ16x4"])
+def test_large_vector_files_open_memory_mapped(digits, tmp_path, monkeypatch, factory):
+    """Past MMAP_BYTES the FAISS file is mapped, not read; an IVF's in-file lists then come back as mapped
+    lists of the same file, which the check for lists kept elsewhere accepts (it refused every large IVF)."""
     path = tmp_path / "ix"
-    build_index(digits / "train", "pixels", path, workers=1, factory="HNSW16").close()
+    build_index(digits / "train", "pixels", path, workers=1, factory=factory, nprobe=8).close()
     monkeypatch.setattr(visret.index._reader, "MMAP_BYTES", 1000)
     with open_index(path) as index:
-        assert index.query(sorted((digits / "train" / "2").iterdir())[0], k=1).neighbors[0].distance == 0.0
+        found = index.query(sorted((digits / "train" / "2").iterdir())[0], k=1).neighbors[0]
+        assert found.distance == 0.0 or "PQ" in factory
 
 
 def test_a_reader_during_concurrent_adds_never_errors(digits, tmp_path):

@@ -207,9 +207,15 @@ def check_self_contained(index: faiss.Index, path: Path) -> None:
     """Refuse an IVF index whose inverted lists live elsewhere (``OnDiskInvertedLists`` names a
     file of its own): visret would write to it on removal, and no checksum of the index covers it."""
     inner = inner_index(index)
-    if isinstance(inner, faiss.IndexIVF) and not isinstance(faiss.downcast_InvertedLists(inner.invlists), faiss.ArrayInvertedLists):
+    if isinstance(inner, faiss.IndexIVF) and not _lists_of_this_file(faiss.downcast_InvertedLists(inner.invlists)):
         raise VisretError(f"{path.name} keeps its inverted lists in another file; build or merge it in memory "
                           "(ArrayInvertedLists) so that everything it holds is in the one file")
+
+
+def _lists_of_this_file(lists) -> bool:
+    """In-file inverted lists: read into memory (``ArrayInvertedLists``), or mapped from the same file
+    (``IO_FLAG_MMAP`` maps them as ``OnDiskInvertedLists`` with no file name of their own)."""
+    return isinstance(lists, faiss.ArrayInvertedLists) or (isinstance(lists, faiss.OnDiskInvertedLists) and not lists.filename)
 
 
 def use_threads(n_queries: int) -> None:
