@@ -25,7 +25,15 @@ class FaissStructure(SearchStructure):
         return int(self.index.d)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        inner = vectors.inner_index(self.index)
+        if hasattr(inner, "hnsw") and inner.hnsw.efSearch < k:
+            import faiss
+
+            # A beam narrower than the results asked for returns fewer of them (FAISS pads with -1): 12 of 30
+            # on a small graph with a beam of 8. Widened for this search only (shared state is not touched).
+            return self.index.search(queries, k, params=faiss.SearchParametersHNSW(efSearch=k))
+        return self.index.search(queries, k)
 
     def add(self, shards: Sequence[np.ndarray | Path], ids: np.ndarray) -> None:
         vectors.add(self.index, shards, ids)
