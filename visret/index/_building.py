@@ -93,13 +93,29 @@ def _target(index, extractor: FeatureExtractor, metric: str | None, factory: str
     return target
 
 
-def _commit_build(writer: Writer, target: _Target, parts: Sequence[Part], order: dict[str, int], build: dict[str, Any]) -> None:
-    """Committed parts as the first generation: ids follow ``order`` (the scan or list order)."""
+def _commit_build(writer: Writer, target: _Target, parts: Sequence[Part], order: dict[str, int] | None, build: dict[str, Any]) -> None:
+    """Committed parts as the first generation: ids follow ``order`` (the scan or list order; ``None``: the
+    parts' own). The entries table's rows stream into SQLite: per entry this keeps the part's row and an
+    int64 or two, where dicts of ids and places and a list of table rows cost ~300 bytes an entry (840 in all
+    at 1M; docs/benchmarks.md)."""
+    parts = [part for part in parts if part.rows]
     rows = [row for part in parts for row in part.rows]
-    ranked = sorted(rows, key=lambda row: (order.get(row[0], len(order)), row[0]))
-    id_of = {row[0]: i for i, row in enumerate(ranked, start=1)}
-    shards, where = writer.adopt(parts)
-    ids = np.array([id_of[row[0]] for part in parts for row in part.rows], np.int64)
+    counts = np.array([len(part.rows) for part in parts], np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    ranking = _ranking(rows, order)
+    ids = np.empty(len(rows), np.int64)
+    ids[ranking] = np.arange(1, len(rows) + 1)
+    shards, _ = writer.adopt(parts, places=False)
+    part_of = np.repeat(np.arange(len(parts)), counts)
+
+    now = time.time()
+
+    def table_rows():
+        for begin in range(0, len(ranking), 65536):  # Python ints for a slice at a time
+            chosen = ranking[begin : begin + 65536]
+            for rank, j, number in zip(range(begin + 1, begin + 1 + len(chosen)), chosen.tolist(), part_of[chosen].tolist()):
+                yield (rank, *rows[j], now, shards[number]["name"], j - int(starts[number]))
+
     vector_dim = target.vector_dim
     chosen = vectors.choose_factory(len(rows), vector_dim, target.max_memory) if target.factory == "auto" else target.factory
     structure, backend = None, None
@@ -109,17 +125,28 @@ def _commit_build(writer: Writer, target: _Target, parts: Sequence[Part], order:
         files = shard_files(writer.path, shards)
         structure = backend.build(spec, vector_dim, target.distance, files, ids)
         search = _tuned_search(structure, files, ids, target)
-    added = entries.new_rows([id_of[r[0]] for r in ranked], ranked, [where[r[0]] for r in ranked])
     extractor = target.extractor
     fields = {
         "extractor": extractor.get_config(), "dim": extractor.dim, "vector_dim": vector_dim, "metric": target.metric,
-        "factory": chosen, "search": search, "build": build, "created_at": time.time(), "last_id": len(ranked),
+        "factory": chosen, "search": search, "build": build, "created_at": time.time(), "last_id": len(rows),
     }
     if target.rerank and target.rerank != "none":
         fields["rerank"] = target.rerank
     if backend is not None:
         fields["backend"] = backend.name
-    writer.commit(Generation(shards, ids, lambda p: entries.write(p, None, added), fields, structure, extractor.get_state()))
+    writer.commit(Generation(shards, ids, lambda p: entries.write(p, None, table_rows()), fields, structure, extractor.get_state()))
+
+
+def _ranking(rows: Sequence[tuple], order: dict[str, int] | None) -> np.ndarray:
+    """Positions of ``rows`` in id order: by ``order`` (rows it does not know last, by path), else as they are."""
+    if order is None:
+        return np.arange(len(rows))
+    keys = np.fromiter((order.get(row[0], len(order)) for row in rows), np.int64, len(rows))
+    ranking = np.argsort(keys, kind="stable")
+    unknown = np.flatnonzero(keys[ranking] == len(order))
+    if len(unknown):
+        ranking[unknown] = sorted(ranking[unknown].tolist(), key=lambda j: rows[j][0])
+    return ranking
 
 
 def _tuned_search(structure, files: Sequence[Path], ids: np.ndarray, target: _Target) -> dict[str, Any]:
@@ -260,7 +287,7 @@ def index_from_arrays(
         if done != len(names):
             raise VisretError(f"{done} vectors for {len(names)} paths")
         build = {"source": "arrays", "indexed": done, "skipped": 0, "seconds": round(time.perf_counter() - start, 3)}
-        _commit_build(writer, target, staging.parts(), {name: i for i, name in enumerate(names)}, build)
+        _commit_build(writer, target, staging.parts(), None, build)  # committed in the order of names
         staging.clear()
     return open_at(target.path, extractor)
 

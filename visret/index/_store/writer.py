@@ -131,9 +131,9 @@ class Writer:
         self._shard_number += 1
         return name
 
-    def adopt(self, parts: Sequence[Part]) -> tuple[list[dict[str, Any]], dict[str, tuple[str, int]]]:
+    def adopt(self, parts: Sequence[Part], places: bool = True) -> tuple[list[dict[str, Any]], dict[str, tuple[str, int]]]:
         """Committed parts as new shards (hard links: the staging copy stays until the swap);
-        return their manifest entries and where each path's vector is."""
+        return their manifest entries and (with ``places``) where each path's vector is."""
         shards, where = [], {}
         for part in parts:
             if not part.rows:
@@ -141,7 +141,8 @@ class Writer:
             name = self._new_shard_name()
             link_or_copy(part.vectors, self.path / name)
             shards.append({**_file_entry(self.path, name), "rows": len(part.rows)})
-            where.update({row[0]: (name, i) for i, row in enumerate(part.rows)})
+            if places:
+                where.update({row[0]: (name, i) for i, row in enumerate(part.rows)})
         crashpoints.reached("adopted")
         return shards, where
 
