@@ -88,6 +88,13 @@ def test_a_combination_with_a_network_computes_its_blocks_side_by_side_in_order(
     expected = [normalize(part.extract([as_array(i, part.input_spec) for i in images]), "l2") * weight
                 for part, weight in zip(extractor.extractors, [1, 0.3, 2])]
     np.testing.assert_allclose(features, np.concatenate(expected, axis=1), rtol=1e-5, atol=1e-6)
+    inner = [{"name": "combine", "params": {"parts": parts, "weights": [1, 0.3, 2], "size": 64}} for _ in range(5)]
+    nested = get_extractor("combine", parts=inner, weights=[1] * 5, size=64)  # 5 x 3 blocks, more than the pool's 4 threads
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as runner:  # a combine that waited on its own pool would hang: fail instead
+        got = runner.submit(nested.extract, images).result(timeout=120)
+    np.testing.assert_allclose(got[:, : features.shape[1]], normalize(features, "l2"), rtol=1e-5, atol=1e-6)
 
 
 def test_post_steps_match_their_definitions(textures):

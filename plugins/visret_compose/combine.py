@@ -14,6 +14,7 @@ on flowers an SVM on the four blocks reaches 0.709 held out (mean of three split
 from __future__ import annotations
 
 import functools
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
@@ -159,13 +160,17 @@ class Combine(FeatureExtractor):
 
     def extract(self, images):
         jobs = list(zip(self.extractors, self.block_weights()))
-        if self.parallel or len(jobs) == 1:  # in a worker process of its own core: one block after another
+        nested = threading.current_thread().name.startswith(SIDE_BY_SIDE)  # a combine inside a combine: never wait on our own pool
+        if self.parallel or len(jobs) == 1 or nested:  # in a worker process of its own core: one block after another
             blocks = [self._block(part, weight, images) for part, weight in jobs]
         else:  # a network part waits on its runtime's threads: the other blocks are computed meanwhile
             blocks = list(_side_by_side().map(lambda job: self._block(*job, images), jobs))
         return np.concatenate(blocks, axis=1).astype(np.float32)
 
 
+SIDE_BY_SIDE = "visret-combine"
+
+
 @functools.cache
 def _side_by_side() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(4, thread_name_prefix="visret-combine")
+    return ThreadPoolExecutor(4, thread_name_prefix=SIDE_BY_SIDE)
