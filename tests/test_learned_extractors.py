@@ -92,8 +92,11 @@ def test_a_combination_with_a_network_computes_its_blocks_side_by_side_in_order(
     nested = get_extractor("combine", parts=inner, weights=[1] * 5, size=64)  # 5 x 3 blocks, more than the pool's 4 threads
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(1) as runner:  # a combine that waited on its own pool would hang: fail instead
+    runner = ThreadPoolExecutor(1)  # a combine that waited on its own pool would hang: fail instead
+    try:
         got = runner.submit(nested.extract, images).result(timeout=120)
+    finally:
+        runner.shutdown(wait=False)
     np.testing.assert_allclose(got[:, : features.shape[1]], normalize(features, "l2"), rtol=1e-5, atol=1e-6)
 
 
