@@ -26,7 +26,7 @@ class KerasExtractor(FeatureExtractor):
     graph and refuses to run if that graph's probe features are not the recorded ones.
     """
 
-    parallel: ClassVar[bool] = False  # TensorFlow uses every core itself; decoding overlaps in workers
+    parallel: ClassVar[bool] = False  # the runtime uses every core itself; threads decode the next batches meanwhile
     normalize: bool = False
 
     def build_model(self):
