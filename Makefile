@@ -11,13 +11,17 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# The stamps are rebuilt whenever a pyproject changes.
+# The stamps are rebuilt whenever a pyproject changes. An editable install leaves compiling visret to its first
+# run, which PYTHONDONTWRITEBYTECODE forbids: every command would compile its modules again (~0.1 s), so compile
+# them now, as pip does for a wheel.
 $(VENV)/.setup: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[serve]'
+	$(BIN)/python -m compileall -q visret plugins >/dev/null
 	touch $@
 
 $(VENV)/.setup-dev: pyproject.toml tests/plugin_example/pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev,serve,ray]' -e tests/plugin_example
+	$(BIN)/python -m compileall -q visret plugins >/dev/null
 	touch $(VENV)/.setup $@
 
 # The browser tests drive the system Chromium (Playwright cannot download its own here): install

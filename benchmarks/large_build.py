@@ -8,18 +8,23 @@ with real structure: the pixels of the 20,000 MNIST-test and Animal-MNIST images
 dimension's spread; ``--factory auto`` lets the build choose the index and its ``nprobe``. They are
 written as 100,000-row ``.npy`` files first; then a fresh process builds the index with ``visret.index_from_arrays``,
 reading the files one at a time, through the same commit path as ``visret index`` (parts
-committed to staging, adopted as shards, the FAISS index trained on a seeded sample and filled
-shard by shard). Reported against the baseline of the same run: the building process's peak
+committed to staging, the FAISS index trained on a seeded sample and filled part by part, the parts
+adopted as shards unless the index keeps its vectors as codes alone); paths and labels stream in step
+with the vectors. Reported against the baseline of the same run: the building process's peak
 resident memory (``VmHWM``) minus its memory after imports, as a share of the raw vectors'
-bytes; recall@10 of the built index against exact search over the stored vectors (the query's own entry
-left out), on 1,000 of them, at several ``nprobe`` and at the one the build chose; disk per part and per
-entry; a warm query (one vector, median of 200) and a cold one (a new process opening the index).
+bytes; recall@10 of the built index against exact search over the generated vectors (the query's own
+entry left out), on 1,000 of them, at several ``nprobe`` and at the one the build chose; disk per part
+and per entry; a warm query (one vector, median of 200) and a cold one (a new process opening the
+index); then the seconds of removing a folder of 1,000 entries (with where they go), adding 100
+photos and syncing after 10 deletions and 10 new files.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import gzip
+import pstats
 import json
 import subprocess
 import sys
@@ -66,19 +71,14 @@ def build(folder: Path, n: int, factory: str) -> dict:
     dim = np.load(files[0], mmap_mode="r").shape[1]
     baseline = _status("VmRSS")
     start = time.perf_counter()
-    index = visret.index_from_arrays(
-        (np.load(f, allow_pickle=False) for f in files), [f"synthetic/{i:07d}.png" for i in range(n)],
-        [str(label) for label in labels], folder / "index", EXTRACTORS[dim], factory=factory,
+    index = visret.index_from_arrays(  # paths and labels stream in step with the vectors, as a user's 10M would
+        (np.load(f, allow_pickle=False) for f in files), (path_of(i) for i in range(n)),
+        map(str, labels.tolist()), folder / "index", EXTRACTORS[dim], factory=factory, progress=_Progress(n),
     )
     seconds = time.perf_counter() - start
     peak = _status("VmHWM")
     chosen = dict(index.manifest["search"])
-    recalls = {}
-    if "nprobe" in chosen:
-        for nprobe in sorted({1, 16, 64, 256, chosen["nprobe"]}):
-            index.set_search_params(nprobe=nprobe)
-            recalls[f"recall_at_10_nprobe_{nprobe}"] = round(index.recall_at_10(sample=1000), 4)
-        index.set_search_params(nprobe=chosen["nprobe"])
+    recalls = exact_recalls(index, files, sorted({1, 16, 64, chosen["nprobe"]}) if "nprobe" in chosen else [])
     queries = np.load(files[-1], mmap_mode="r")[:200]
     times = []
     for query in queries:
@@ -89,6 +89,7 @@ def build(folder: Path, n: int, factory: str) -> dict:
     parts = {role: (folder / "index" / entry["name"]).stat().st_size for role, entry in index.manifest["files"].items()}
     parts["shards"] = sum(shard["bytes"] for shard in index.manifest["shards"])
     index.close()
+    changes = timed_changes(folder, n)
     cold = []
     for _ in range(3):
         done = subprocess.run([sys.executable, "-c", COLD, str(folder / "index"), str(folder / "query.npy")], capture_output=True, text=True, check=True)
@@ -101,8 +102,110 @@ def build(folder: Path, n: int, factory: str) -> dict:
         "peak_over_raw": round((peak - baseline) * 2**20 / raw, 3),
         "disk_mib": {role: round(size / 2**20, 1) for role, size in parts.items()},
         "bytes_per_entry": {role: round(size / n, 1) for role, size in parts.items()},
-        "warm_query_ms_median": round(1000 * float(np.median(times)), 2), "cold_query_s": cold, **recalls,
+        "warm_query_ms_median": round(1000 * float(np.median(times)), 2), "cold_query_s": cold, **recalls, **changes,
     }
+
+
+#: What a change of one generation spends its time on, by the function that does it.
+PHASES = {"sha256 of new files": "sha256_file", "xxh3 of new files": "xxh3_file", "FAISS read": "read_index",
+          "FAISS write": "write_index", "fsync": "<built-in method posix.fsync>", "entries table written": "_write",
+          "entries summary (count, classes)": "summary", "shards compacted": "compact"}
+
+
+def _where(profile: cProfile.Profile) -> dict:
+    """Seconds of a profiled change in each of ``PHASES`` (cumulative, so phases may nest)."""
+    stats = pstats.Stats(profile).stats
+    found = {}
+    for phase, function in PHASES.items():
+        seconds = sum(value[3] for key, value in stats.items() if key[2] == function or (key[0] == "~" and key[2] == function))
+        found[phase] = round(seconds, 2)
+    return found
+
+
+def exact_recalls(index, files: list[Path], nprobes: list[int], sample: int = 1000) -> dict:
+    """Recall@10 against exact search over the generated vectors themselves (read a file at a time), the
+    query's own entry left out, at each ``nprobe`` and at the one the build chose: the index's own
+    ``recall_at_10`` can only compare with every list probed once its codes are all it keeps."""
+    import faiss
+    from visret.index._search_params import K, recall_at_10
+
+    sizes = [len(np.load(f, mmap_mode="r")) for f in files]
+    rows = np.sort(np.random.default_rng(0).choice(sum(sizes), sample, replace=False))
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    queries = np.concatenate([np.load(f, mmap_mode="r")[rows[(rows >= a) & (rows < a + n)] - a] for f, a, n in zip(files, starts, sizes)])
+    heap = faiss.ResultHeap(len(queries), K + 1)
+    for file, start in zip(files, starts):
+        distances, found = faiss.knn(queries, np.load(file), K + 1)
+        heap.add_result(distances, found + start + 1)  # ids are rows + 1: the build's order
+    heap.finalize()
+    chosen, out = index.manifest["search"].get("nprobe"), {}
+    for nprobe in nprobes or [None]:
+        if nprobe is not None:
+            index.set_search_params(nprobe=nprobe)
+        name = "recall_at_10" + ("" if nprobe is None else f"_nprobe_{nprobe}")
+        out[name] = round(recall_at_10(heap.I, index.search(queries, K + 1)[1], rows + 1), 4)
+    if chosen is not None:
+        index.set_search_params(nprobe=chosen)
+    return out
+
+
+def path_of(i: int) -> str:
+    """Entry ``i``'s file: folders of 1,000, as a photo archive's are."""
+    return f"/archive/{i // 1000:05d}/{i:07d}.jpg"
+
+
+class _Progress:
+    """A line on stderr every 10 % of the vectors staged: a 10M build runs for many minutes."""
+
+    def __init__(self, n: int):
+        self.n, self.next, self.start = n, 0.1, time.perf_counter()
+
+    def __call__(self, done: int, total: int) -> None:
+        if done >= self.next * self.n:
+            print(f"staged {done:,} of {self.n:,} in {time.perf_counter() - self.start:.0f} s", file=sys.stderr, flush=True)
+            self.next += 0.1
+
+
+def timed_changes(folder: Path, n: int) -> dict:
+    """Seconds each change takes on the built index: removing a folder of 1,000 entries, adding 100
+    new photos, syncing that folder after 10 were deleted and 10 written (the new generation's
+    files are written whole: entries table, FAISS file and ids); then evaluating 100 labelled photos
+    against it to depth 100."""
+    import visret
+    from PIL import Image
+
+    index, photos = folder / "index", folder / "new"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(100):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(photos / f"{i:03d}.png")
+    times = {}
+    profile = cProfile.Profile()
+    start = time.perf_counter()
+    profile.enable()
+    removed = visret.remove_images([str(Path(path_of(n // 2)).parent)], index).removed
+    profile.disable()
+    times["remove_1000_s"] = round(time.perf_counter() - start, 2)
+    times["remove_1000_where_s"] = _where(profile)
+    start = time.perf_counter()
+    added = visret.add_images([photos], index, workers=1).added
+    times["add_100_s"] = round(time.perf_counter() - start, 2)
+    for i in range(10):
+        (photos / f"{i:03d}.png").unlink()
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(photos / f"new-{i:03d}.png")
+    start = time.perf_counter()
+    synced = visret.sync_index(photos, index, workers=1)
+    times["sync_10_10_s"] = round(time.perf_counter() - start, 2)
+    assert (removed, added, synced.added, synced.removed) == (1000, 100, 10, 10), (removed, added, synced)
+    labelled = folder / "labelled"  # 100 photos in 10 of the index's classes, ranked to depth 100
+    for i in range(100):
+        (labelled / str(i % 10)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(labelled / str(i % 10) / f"{i:03d}.png")
+    start = time.perf_counter()
+    report = visret.evaluate_knn(labelled, index, depth=100, workers=1)
+    times["evaluate_100_depth_100_s"] = round(time.perf_counter() - start, 2)
+    assert report.n_queries == 100
+    return times
 
 
 def real_structure(n: int, dim: int, seed: int) -> np.ndarray:

@@ -84,6 +84,20 @@ def test_ids_of_removed_entries_are_never_given_again(digits, tmp_path):
         assert min(entry.id for entry in index if entry.path.startswith(str(digits / "test" / "3"))) > last + 5
 
 
+def test_removing_a_folder_removes_exactly_the_files_under_it(tmp_path):
+    """A folder's entries are found by a range of the path index: case, ``_`` and ``%`` in names are literal
+    (a LIKE pattern matched ``Cats/`` against ``cats/`` and scanned the whole table)."""
+    data = tmp_path / "data"
+    for folder in ("Cats", "cats", "a_b", "aXb", "50%", "500"):
+        write_images(data, folder, 3, seed=len(folder))
+    path = tmp_path / "ix"
+    build_index(data, "color-hist", path, workers=1).close()
+    for folder in ("Cats", "a_b", "50%"):
+        assert remove_images([data / folder], path).removed == 3
+    left = {Path(row[1]).parent.name for row in entries(path)}
+    assert left == {"cats", "aXb", "500"} and len(entries(path)) == 9
+
+
 def test_a_resumed_build_never_adopts_files_deleted_or_changed_since_and_retries_skips(tmp_path, project_env):
     data = tmp_path / "data"
     files = write_images(data, "a", 24, seed=1) + write_images(data, "b", 24, seed=2)
@@ -236,8 +250,11 @@ def test_auto_factory_follows_size_and_memory():
 
     assert choose_factory(10_000, 512) == "Flat"
     assert choose_factory(100_000, 512) == "IVF1024,Flat"
-    assert choose_factory(1_000_000, 128, max_memory=200 * 2**20).startswith("IVF4096,PQ")
+    assert choose_factory(1_000_000, 128, max_memory=200 * 2**20) == "IVF4096,SQ8"  # a byte a dimension fits
     assert choose_factory(1_000_000, 128, max_memory=40 * 2**20) == "IVF4096,PQ32"
+    assert choose_factory(1_000_000, 128) == "IVF4096,Flat"  # 512 MB of raw vectors fit the default budget
+    assert choose_factory(10_000_000, 128) == "IVF16384_HNSW32,SQ8"  # 5.1 GB raw: past the default 4 GiB
+    assert choose_factory(10_000_000, 512) == "IVF16384_HNSW32,PQ128"
 
 
 @pytest.mark.parametrize("factory", ["HNSW16", "IVF8,Flat", "IVF8,PQ16x4"])

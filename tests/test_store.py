@@ -655,3 +655,14 @@ def test_search_knobs_are_bounded_by_the_data(digits, tmp_path):
             held = inner.hnsw.efSearch if knob == "ef_search" else inner.nprobe
             assert held == (len(index) if knob == "ef_search" else 4)
             assert [n.id for n in index.query(query, k=5).neighbors] == expected or knob == "nprobe"
+
+
+def test_ids_are_checked_unique_and_positive_in_one_pass():
+    """A flag per possible id (a sort of 10M ids cost most of a cold query); a spread no index makes is sorted instead."""
+    from visret.index._store.reader import _unique_positive
+
+    ids = np.arange(1, 1001, dtype=np.int64)
+    assert _unique_positive(ids) and _unique_positive(ids[::-1].copy())
+    assert not _unique_positive(np.append(ids, 500))
+    assert not _unique_positive(np.append(ids, 0)) and not _unique_positive(np.append(ids, -3))
+    assert _unique_positive(np.append(ids, 2**60)) and not _unique_positive(np.append(ids, [2**60, 2**60]))

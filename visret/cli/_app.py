@@ -96,9 +96,10 @@ def index_command(
     metric: Annotated[Optional[str], typer.Option(help="Distance: l2, cosine, l1, intersection, chi2 or hamming [default: hamming for perceptual hashes, else l2].")] = None,
     rerank: Annotated[Optional[str], typer.Option(help="Default re-ranking of queries, e.g. alpha-qe:k=10 or dba:k=3+aqe:k=5.")] = None,
     factory: Annotated[str, typer.Option(help="FAISS index-factory string (Flat, IVF1024,Flat, HNSW32, IVF4096,PQ32...) or auto.")] = "Flat",
-    max_memory: Annotated[Optional[str], typer.Option(help="Memory budget for --factory auto (e.g. 2G).")] = None,
+    max_memory: Annotated[Optional[str], typer.Option(help="Memory budget for --factory auto (e.g. 2G; default 4G: past it vectors are coded).")] = None,
     nprobe: Annotated[Optional[int], typer.Option(min=1, help="IVF lists probed per query [default: the fewest whose recall@10 reaches 0.95 on a sample of the collection, measured at build].")] = None,
     ef_search: Annotated[Optional[int], typer.Option(min=1, help="HNSW search beam per query [default: the smallest whose recall@10 reaches 0.95, measured at build].")] = None,
+    keep_vectors: Annotated[Optional[bool], typer.Option("--keep-vectors/--codes-only", help="Keep the exact float32 vectors beside a factory that codes them (SQ8, PQ), or only its codes [default: only the codes; re-ranking, duplicates and evaluation then read decoded vectors].", show_default=False)] = None,
     batch_size: BatchSize = 32,
     workers: Workers = None,
     max_pixels: MaxPixels = None,
@@ -130,7 +131,7 @@ def index_command(
     with ProgressBar("indexing") as bar:
         built = build_index(
             folder or from_list, chosen, index, metric=metric, progress=bar.update, factory=factory, max_memory=memory,
-            nprobe=nprobe, ef_search=ef_search, rerank=rerank, shard_size=shard_size, **embedding,
+            nprobe=nprobe, ef_search=ef_search, rerank=rerank, keep_vectors=keep_vectors, shard_size=shard_size, **embedding,
         )
     seconds = time.perf_counter() - start
     build = built.manifest["build"]
@@ -474,7 +475,7 @@ def info_command(
         "metric": info["metric"],
         "factory": " ".join([info["factory"], *([json.dumps(knobs)] if knobs else [])]),
         "re-ranking": info.get("rerank") or "none",
-        "shards": len(info["shards"]),
+        "shards": "none: vectors kept only as the index's codes" if info.get("stored_as") == "codes" else len(info["shards"]),
         "removed, not yet compacted": info["tombstones"],
         "classes": len(info["classes"]),
         "bytes": info["bytes"],
@@ -484,7 +485,8 @@ def info_command(
     if "recall_at_10" in info["search"]:
         rows["recall@10 at build (sample)"] = f"{info['search']['recall_at_10']:.4f}"
     if "recall_at_10" in info:
-        rows["recall@10 (vs exact, sample)"] = f"{info['recall_at_10']:.4f}"
+        against = "every list probed" if info.get("stored_as") == "codes" else "exact"
+        rows[f"recall@10 (vs {against}, sample)"] = f"{info['recall_at_10']:.4f}"
     for key, value in rows.items():
         table.add_row(key, shown(value))
     out.print(table)

@@ -65,9 +65,9 @@ def export_autofaiss(out: str | Path, index: str | Path | None = None, progress:
     (temporary / "embeddings").mkdir(parents=True)
     (temporary / "metadata").mkdir()
     try:
-        shards, ids, done = current.stored_shards(), current.stored_ids(), 0
-        for number, shard in enumerate(shards):
-            shard_ids = ids[done : done + len(shard)]
+        total, done, files = len(current.stored_ids()), 0, 0
+        for number, (shard_ids, shard) in enumerate(current.stored_blocks()):
+            files += 1
             rows = {row[0]: row for row in current.rows_for("records", shard_ids)}
             ordered = [rows[int(i)] for i in shard_ids]
             np.save(temporary / "embeddings" / f"embeddings_{number:05d}.npy", np.ascontiguousarray(shard, np.float32), allow_pickle=False)
@@ -78,9 +78,9 @@ def export_autofaiss(out: str | Path, index: str | Path | None = None, progress:
             pq.write_table(table, temporary / "metadata" / f"metadata_{number:05d}.parquet")
             done += len(shard)
             if progress is not None:
-                progress(done, len(ids))
+                progress(done, total)
         summary = {
-            "format": FORMAT, "count": len(ids), "dim": current.manifest["vector_dim"], "metric": current.metric,
+            "format": FORMAT, "count": total, "dim": current.manifest["vector_dim"], "metric": current.metric,
             "faiss_metric": _faiss_metric_name(current.distance), "generation": current.manifest["generation"],
             "extractor": current.manifest["extractor"], "index": str(path.absolute()),
         }
@@ -93,7 +93,7 @@ def export_autofaiss(out: str | Path, index: str | Path | None = None, progress:
         raise
     finally:
         current.close()
-    return Export(out, len(ids), len(shards), summary["dim"], summary["metric"], time.perf_counter() - start)
+    return Export(out, total, files, summary["dim"], summary["metric"], time.perf_counter() - start)
 
 
 def _metadata_ids(folder: Path) -> np.ndarray:
@@ -204,6 +204,9 @@ def import_faiss_index(faiss_file: str | Path, index: str | Path | None = None, 
                                   f"(build it with metric_type={_faiss_metric_name(current.distance)!r})")
             if imported.ntotal != len(ids):
                 raise VisretError(f"{faiss_file.name} holds {imported.ntotal} vectors; the index has {len(ids)} entries")
+            if current.as_codes and not FaissStructure(imported).holds_codes:
+                raise VisretError(f"the index keeps its vectors only as codes, so what replaces them must code them too; "
+                                  f"{faiss_file.name} ({type(vectors.inner_index(imported)).__name__}) cannot decode and forget them")
             own = _own_ids(imported)
             if own is None or not np.array_equal(np.sort(own), np.sort(ids)):  # rows of the export: give them ids
                 if own is not None and not np.array_equal(np.sort(own), np.arange(len(ids))):

@@ -33,7 +33,7 @@ from visret.index._store.writer import Generation, Writer
 #: Longest vector an index stores (4 MiB each): a guard against parameters that would exhaust memory.
 MAX_VECTOR_DIM = 2**20
 #: What a new generation takes over from the current one's manifest (with its search structure's fields).
-CARRIED_FIELDS = ("extractor", "dim", "vector_dim", "metric", "search", "build", "rerank", "last_id")
+CARRIED_FIELDS = ("extractor", "dim", "vector_dim", "metric", "search", "build", "rerank", "last_id", "stored_as")
 #: Removed HNSW entries (which FAISS cannot delete) trigger a rebuild past this share of the index.
 TOMBSTONE_REBUILD = 0.25
 
@@ -111,10 +111,17 @@ def _apply(
     in_use = max(current.rows("largest id"))[0]
     last_id = max(in_use, manifest.get("last_id", 0))  # ids of removed entries are never given again
     id_of = {row[0]: last_id + i for i, row in enumerate(new_rows, start=1)}
-    new_shards, where = writer.adopt(parts)
     new_ids = np.array([id_of[row[0]] for part in parts for row in part.rows], np.int64)
     removals = sorted({int(i) for i in removals})
-    shards, kept_ids, moved = writer.compact(manifest["shards"], current.stored_ids(), removals)
+    if current.as_codes:  # the structure's codes are the only copy: no shards to add or compact
+        new_shards, new_vectors = [], [part.vectors for part in parts]
+        where = {row[0]: ("", -1) for part in parts for row in part.rows}
+        stored = current.stored_ids()
+        shards, kept_ids, moved = [], stored[~np.isin(stored, np.array(removals, np.int64))], []
+    else:
+        new_shards, where = writer.adopt(parts)
+        new_vectors = shard_files(path, new_shards)
+        shards, kept_ids, moved = writer.compact(manifest["shards"], current.stored_ids(), removals)
     ids = np.concatenate([kept_ids, new_ids])
     structure, tombstoned, rebuild = None, [], False
     if "vectors" in manifest["files"]:
@@ -128,7 +135,7 @@ def _apply(
             backend, spec = backend_for(manifest["factory"])
             structure = backend.build(spec, manifest["vector_dim"], distance, shard_files(path, shards + new_shards), ids)
         else:
-            structure.add(shard_files(path, new_shards), new_ids)
+            structure.add(new_vectors, new_ids)
     added = entries.new_rows([id_of[r[0]] for r in new_rows], new_rows, [where[r[0]] for r in new_rows])
     base = path / manifest["files"]["entries"]["name"]
 
@@ -138,10 +145,11 @@ def _apply(
     fields = {key: manifest[key] for key in (*CARRIED_FIELDS, "factory", "backend", "imported") if key in manifest}
     fields["last_id"] = last_id + len(new_rows)
     current.close()
+    skipped = len(skipped_paths(parts))
     writer.commit(Generation(shards + new_shards, ids, write_entries, fields, structure, extractor.get_state()))
     if staging is not None:
         staging.clear()
-    return len(skipped_paths(parts))
+    return skipped
 
 
 def _existing_index(index: str | Path | None) -> Path:
@@ -168,13 +176,15 @@ def add_images(
     records = _gather(inputs)
     with Writer(path) as writer:
         current = open_reader(path)
-        known = {row[0] for row in current.rows("hashes")}
-        new, seen, unchanged = [], set(), 0
+        digests = []
         for record in records:
             try:
-                digest = file_sha256(record.path, options.max_bytes)
+                digests.append(file_sha256(record.path, options.max_bytes))
             except ImageReadError:
-                digest = None  # unreadable: let extraction report it
+                digests.append(None)  # unreadable: let extraction report it
+        known = {row[0] for row in current.rows_for("stored hashes", [d for d in digests if d is not None])}
+        new, seen, unchanged = [], set(), 0
+        for record, digest in zip(records, digests):
             if digest is not None and (digest in known or digest in seen):
                 unchanged += 1
                 continue
@@ -197,10 +207,8 @@ def _ids_under(current: IndexReader, targets: Sequence[Path]) -> list[int]:
         absolute = os.path.abspath(target)  # entries store paths the same way (see scan_folder)
         if not utf8_name(absolute):  # never indexed: such names are skipped when indexing
             continue
-        rows = current.rows(
-            "file or folder",
-            (absolute, absolute.rstrip("/").replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"),
-        )
+        folder = absolute.rstrip("/")
+        rows = current.rows("file or folder", (absolute, folder + "/", folder + "0"))
         ids += [row[0] for row in rows]
     return ids
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+import faiss
 import numpy as np
 
 from visret.index import _vectors as vectors
@@ -15,6 +16,20 @@ from visret.index.backends import SearchStructure
 class FaissStructure(SearchStructure):
     def __init__(self, index):
         self.index = index
+        self._direct_map = False
+
+    @property
+    def holds_codes(self) -> bool:
+        """IVF lists of codes smaller than the vectors (SQ, PQ): they decode and forget removed ids."""
+        inner = vectors.inner_index(self.index)
+        return isinstance(inner, faiss.IndexIVF) and vectors.supports_removal(self.index) and inner.code_size < 4 * inner.d
+
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        if not self._direct_map:  # id -> place in the lists, built on first use (a second a 10M)
+            faiss.extract_index_ivf(self.index).set_direct_map_type(faiss.DirectMap.Hashtable)
+            self._direct_map = True
+        return self.index.reconstruct_batch(ids) if len(ids) else np.zeros((0, self.d), np.float32)
 
     @property
     def ntotal(self) -> int:
@@ -28,8 +43,6 @@ class FaissStructure(SearchStructure):
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         inner = vectors.inner_index(self.index)
         if hasattr(inner, "hnsw") and inner.hnsw.efSearch < k:
-            import faiss
-
             # A beam narrower than the results asked for returns fewer of them (FAISS pads with -1): 12 of 30
             # on a small graph with a beam of 8. Widened for this search only (shared state is not touched).
             return self.index.search(queries, k, params=faiss.SearchParametersHNSW(efSearch=k))
@@ -45,8 +58,9 @@ class FaissStructure(SearchStructure):
         return True
 
     def write(self, path: Path) -> None:
-        import faiss
-
+        if self._direct_map:  # a map of every id, in memory only: rebuilt by whoever reads the file and needs it
+            faiss.extract_index_ivf(self.index).set_direct_map_type(faiss.DirectMap.NoMap)
+            self._direct_map = False
         faiss.write_index(self.index, str(path))
 
     def set_search_params(self, nprobe: int | None = None, ef_search: int | None = None) -> None:

@@ -26,6 +26,7 @@ from visret.index._rerank import Reranker
 from visret.index import _search_params
 from visret.index._search import ExactSearch, StructureSearch
 from visret.index._store import entries
+from visret.index._store.layout import CODES
 from visret.index._store.reader import Store, corrupt, open_store
 
 DEFAULT_INDEX = Path("indexes") / "default"
@@ -166,8 +167,8 @@ class IndexReader:
                 return
             last = rows[-1][0]
 
-    def rows_for(self, query: str, ids: Sequence[int]) -> list[tuple]:
-        """Rows of a named store query over ids (``visret.index._store.entries.ID_QUERIES``)."""
+    def rows_for(self, query: str, ids: Sequence[int] | Sequence[str]) -> list[tuple]:
+        """Rows of a named store query over ids or texts (``visret.index._store.entries.ID_QUERIES``, ``TEXT_QUERIES``)."""
         self._store.check_entries()
         try:
             return entries.rows_for(self._store.db, query, ids)
@@ -211,12 +212,20 @@ class IndexReader:
         ids = np.array([r[0] for r in rows], dtype=np.int64)
         return ids, np.array([r[1] for r in rows], dtype=str)
 
+    @property
+    def as_codes(self) -> bool:
+        """Whether the vectors are kept only as the structure's codes (no shards): ``vectors`` decodes them."""
+        return self.manifest.get("stored_as") == CODES
+
     def vectors(self, ids: Sequence[int]) -> np.ndarray:
-        """The stored search vectors of the given ids, read from the shards (exact, whatever the index type)."""
+        """The stored search vectors of the given ids: read from the shards (exact, whatever the index
+        type), or decoded from the structure's codes where those are the only copy (``as_codes``)."""
         where = {row[0]: (row[1], row[2]) for row in self.rows_for("places", ids)}
         missing = [int(i) for i in np.asarray(ids).tolist() if int(i) not in where]
         if missing:
             raise VisretError(f"entry {missing[0]} is not in the index at {self.path}")
+        if self.as_codes:
+            return self._searcher.structure.reconstruct(np.asarray(ids, np.int64).reshape(-1))
         self._store.check_shards(sorted({self._shard_of[shard] for shard, _ in where.values()}))
         out = np.empty((len(ids), self.manifest["vector_dim"]), np.float32)
         for i, entry_id in enumerate(np.asarray(ids).tolist()):
@@ -228,10 +237,19 @@ class IndexReader:
         """Every stored row's entry id, in storage order (shard by shard)."""
         return np.asarray(self._store.ids)
 
-    def stored_shards(self) -> list[np.ndarray]:
-        """The shards' search vectors in storage order, checked against their sums first."""
-        self._store.check_shards()
-        return list(self._store.shards)
+    def stored_blocks(self, size: int = 100_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(ids, vectors)`` of every stored row in storage order, a shard (checked against its sum first) or,
+        for vectors kept as codes, ``size`` decoded rows at a time."""
+        ids = self.stored_ids()
+        if self.as_codes:
+            for start in range(0, len(ids), size):
+                yield ids[start : start + size], self.vectors(ids[start : start + size])
+            return
+        start = 0
+        for number, shard in enumerate(self._store.shards):
+            self._store.check_shards([number])
+            yield ids[start : start + len(shard)], shard
+            start += len(shard)
 
     @property
     def extractor_state(self):
@@ -246,7 +264,16 @@ class IndexReader:
         return self._searcher.search(search_vectors, k)
 
     def exact_search(self, search_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Exact nearest entries over the stored vectors, whatever the index type."""
+        """Exact nearest entries over the stored vectors, whatever the index type; over the codes, with every
+        knob at its widest (every list probed), where the codes are all that is kept."""
+        if self.as_codes:
+            structure = self._searcher.structure
+            structure.set_search_params(**structure.search_knobs())
+            try:
+                return self._searcher.search(search_vectors, k)
+            finally:
+                params = self.manifest["search"]
+                structure.set_search_params(params.get("nprobe"), params.get("ef_search"))
         self._store.check_shards()
         return self._exact.search(search_vectors, k)
 
@@ -312,7 +339,7 @@ class IndexReader:
     def recall_at_10(self, sample: int = _search_params.SAMPLE, seed: int = 0) -> float:
         """Recall@10 of this index's search against exact search over the stored vectors, on a seeded
         sample of them, each query's own entry left out (``visret.index._search_params``)."""
-        ids, _ = self.labelled_ids()
+        ids = self.stored_ids()  # the live entries, in storage order as the build sampled them (an array, not 10M rows of SQL)
         chosen = ids[_search_params.sample_rows(ids, sample, seed)]
         queries = self.vectors(chosen)
         truth = self.exact_search(queries, _search_params.K + 1)[1]

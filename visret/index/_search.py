@@ -6,6 +6,7 @@ return ``(distances (n, k) float32, ids (n, k) int64)``, nearest first, padded w
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import faiss
@@ -39,11 +40,12 @@ class _Searcher:
 
 
 class ExactSearch(_Searcher):
-    """Brute force over the shards in place (no second copy of the vectors, in memory or on disk)."""
+    """Brute force over the shards in place (no second copy of the vectors, in memory or on disk); shards
+    given as ``.npy`` files are read one at a time and let go (``vectors.read_shard``)."""
 
-    def __init__(self, shards: Sequence[np.ndarray], ids: np.ndarray, distance: Distance):
+    def __init__(self, shards: Sequence[np.ndarray | Path], ids: np.ndarray, distance: Distance):
         self.shards, self.ids, self.distance = list(shards), ids, distance
-        self.offsets = np.cumsum([0] + [len(s) for s in self.shards])
+        self.offsets = np.cumsum([0] + [vectors.shard_rows(s) for s in self.shards])
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -57,10 +59,10 @@ class ExactSearch(_Searcher):
         merged = faiss.ResultHeap(len(queries), k, keep_max=False) if 2 * k < len(self) else None
         found_d, found_i = [], []
         for shard, start in zip(self.shards, self.offsets[:-1]):
-            depth = min(k, len(shard))
+            depth = min(k, vectors.shard_rows(shard))
             if depth == 0:
                 continue
-            raw, rows = faiss.knn(queries, shard, depth, metric=self.distance.faiss_metric)
+            raw, rows = faiss.knn(queries, vectors.read_shard(shard), depth, metric=self.distance.faiss_metric)
             distances, ids = self.distance.readable(raw), np.ascontiguousarray(self.ids[start + rows], dtype=np.int64)
             if merged is not None:
                 merged.add_result(distances, ids)
@@ -87,7 +89,7 @@ class ExactSearch(_Searcher):
         rows = max(1, RANK_ALL_CELLS // n)
         for start in range(0, len(queries), rows):
             chunk = queries[start : start + rows]
-            parts = [faiss.pairwise_distances(chunk, shard, self.distance.faiss_metric) for shard in self.shards]
+            parts = [faiss.pairwise_distances(chunk, vectors.read_shard(shard), self.distance.faiss_metric) for shard in self.shards]
             raw = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
             distances, order = _sort_rows(self.distance.readable(raw if in_order else raw[:, by_id]))
             out_d[start : start + len(chunk), :n] = distances

@@ -7,16 +7,21 @@ than needed. So a build measures: a seeded sample of stored vectors is searched 
 shards) and through the structure at doubling values, and the smallest value whose recall@10 reaches
 ``RECALL_TARGET`` is kept in the manifest with the recall it gave (``visret info`` shows it,
 ``visret info --recall`` measures it again). Recall leaves the query itself out: every stored vector
-finds itself, which would count a tenth of recall@10 for free.
+finds itself, which would count a tenth of recall@10 for free. Codes cap recall (10M vectors of real
+structure as SQ8 codes reach 0.933 with every list probed), so doubling stops once it gains less than
+``PLATEAU``, rather than probing every list for nothing (knobs below ``K`` are widened to it by the search
+and only judged past it).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from visret.index._search import ExactSearch, StructureSearch
+from visret.index._vectors import shard_rows
 from visret.index.distances import Distance
 
 #: The recall@10 against exact search a build chooses its search parameters for.
@@ -25,6 +30,8 @@ RECALL_TARGET = 0.95
 SAMPLE = 500
 #: Neighbours compared.
 K = 10
+#: Recall a doubling must add (past ``K``) to be worth its cost, when the target is not reached yet.
+PLATEAU = 0.0005
 
 
 def sample_rows(ids: np.ndarray, size: int = SAMPLE, seed: int = 0) -> np.ndarray:
@@ -43,11 +50,11 @@ def recall_at_10(truth: np.ndarray, found: np.ndarray, query_ids: np.ndarray) ->
     return float(np.mean(shares)) if shares else 1.0
 
 
-def choose(structure, shards: Sequence[np.ndarray], ids: np.ndarray, distance: Distance,
+def choose(structure, shards: Sequence[np.ndarray | Path], ids: np.ndarray, distance: Distance,
            target: float = RECALL_TARGET) -> dict[str, float | int]:
-    """The smallest value of each knob the structure has whose recall@10 reaches ``target`` (the
-    largest when none does), and that recall: ``{"nprobe": 32, "recall_at_10": 0.962}``; ``{}`` for
-    a structure without knobs."""
+    """The smallest doubling value of each knob the structure has whose recall@10 reaches ``target`` (or
+    past which doubling gains less than ``PLATEAU``), and that recall: ``{"nprobe": 32, "recall_at_10":
+    0.962}``; ``{}`` for a structure without knobs. Shards given as files are read one at a time."""
     knobs = structure.search_knobs()
     if not knobs:
         return {}
@@ -57,23 +64,29 @@ def choose(structure, shards: Sequence[np.ndarray], ids: np.ndarray, distance: D
     truth = exact.search(queries, K + 1)[1]
     approximate = StructureSearch(structure, distance, np.zeros(0, np.int64))
     chosen: dict[str, float | int] = {}
+
+    def recall(knob: str, value: int) -> float:
+        structure.set_search_params(**{knob: value})
+        return recall_at_10(truth, approximate.search(queries, K + 1)[1], ids[rows])
+
     for knob, largest in knobs.items():
-        value = 1
-        while True:
-            structure.set_search_params(**{knob: value})
-            recall = recall_at_10(truth, approximate.search(queries, K + 1)[1], ids[rows])
-            if recall >= target or value >= largest:
-                chosen.update({knob: value, "recall_at_10": round(recall, 4)})
+        value, reached = 1, recall(knob, 1)
+        while reached < target and value < largest:
+            bigger = min(2 * value, largest)
+            more = recall(knob, bigger)
+            if value > K and more - reached < PLATEAU:  # the codes cap recall: more costs time for nothing
                 break
-            value = min(2 * value, largest)
+            value, reached = bigger, more
+        chosen.update({knob: value, "recall_at_10": round(reached, 4)})
     return chosen
 
 
-def _rows_of(shards: Sequence[np.ndarray], rows: np.ndarray):
+def _rows_of(shards: Sequence[np.ndarray | Path], rows: np.ndarray):
     """The vectors at ``rows`` (positions over all shards, sorted), one shard at a time."""
     start = 0
     for shard in shards:
-        inside = rows[(rows >= start) & (rows < start + len(shard))] - start
+        size = shard_rows(shard)
+        inside = rows[(rows >= start) & (rows < start + size)] - start
         if len(inside):
-            yield np.asarray(shard[inside])
-        start += len(shard)
+            yield np.asarray((np.load(shard, mmap_mode="r", allow_pickle=False) if isinstance(shard, Path) else shard)[inside])
+        start += size

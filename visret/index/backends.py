@@ -51,6 +51,15 @@ class SearchStructure:
         still changes an answer: what a build tunes for recall (``visret.index._search_params``)."""
         return {}
 
+    #: Whether it keeps every vector as a code smaller than its float32 form, decodes codes back
+    #: (``reconstruct``) and forgets removed ids: an index can then keep its vectors only here, as
+    #: codes, with no shards beside them (``keep_vectors``).
+    holds_codes: bool = False
+
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        """The vectors of these ids decoded from its codes, ``(len(ids), d)`` float32 (``holds_codes`` only)."""
+        raise NotImplementedError
+
 
 class IndexBackend:
     """Builds and reads one kind of ``SearchStructure``."""

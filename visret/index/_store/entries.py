@@ -38,8 +38,8 @@ QUERIES = {
     "ids and labels": "SELECT id, COALESCE(label, '') FROM entries ORDER BY id",
     "labelled files": "SELECT id, path, label FROM entries WHERE label IS NOT NULL ORDER BY id",
     "live files by path": "SELECT id, path, sha256 FROM entries WHERE id NOT IN (SELECT id FROM tombstones) ORDER BY path",
-    "hashes": "SELECT sha256 FROM entries",
-    "file or folder": "SELECT id FROM entries WHERE path = ? OR path LIKE ? ESCAPE '\\'",
+    # a folder's entries are the paths from "folder/" up to "folder0" ('0' follows '/'): a range the path index answers
+    "file or folder": "SELECT id FROM entries WHERE path = ? OR (path >= ? AND path < ?)",
     "largest id": "SELECT COALESCE(MAX(id), 0) FROM entries UNION ALL SELECT COALESCE(MAX(id), 0) FROM tombstones",
     "tombstones": "SELECT id FROM tombstones",
 }
@@ -49,6 +49,10 @@ ID_QUERIES = {
     "places": "SELECT id, shard, row FROM entries WHERE id IN ({})",
     "hashes": "SELECT id, path, sha256 FROM entries WHERE id IN ({})",
     "records": "SELECT id, path, label, sha256 FROM entries WHERE id IN ({})",
+}
+#: Queries over given texts, by name, likewise.
+TEXT_QUERIES = {
+    "stored hashes": "SELECT DISTINCT sha256 FROM entries WHERE sha256 IN ({})",
 }
 
 
@@ -123,11 +127,15 @@ def rows(db: sqlite3.Connection, name: str, params: Sequence = ()) -> list[tuple
     return db.execute(QUERIES[name], params).fetchall()
 
 
-def rows_for(db: sqlite3.Connection, name: str, ids: Iterable[int]) -> list[tuple]:
-    """Rows of the query called ``name`` in ``ID_QUERIES`` for the given ids, in chunks SQLite accepts."""
-    wanted = sorted({int(i) for i in ids if i >= 0})
+def rows_for(db: sqlite3.Connection, name: str, keys: Iterable[int] | Iterable[str]) -> list[tuple]:
+    """Rows of the query called ``name`` in ``ID_QUERIES`` for the given ids (in ``TEXT_QUERIES`` for
+    the given texts), in chunks SQLite accepts: one lookup in an index each, whatever the table's size."""
+    if name in TEXT_QUERIES:
+        sql, wanted = TEXT_QUERIES[name], sorted({str(key) for key in keys})
+    else:
+        sql, wanted = ID_QUERIES[name], sorted({int(i) for i in keys if i >= 0})
     found: list[tuple] = []
     for start in range(0, len(wanted), CHUNK):
         chunk = wanted[start : start + CHUNK]
-        found += db.execute(ID_QUERIES[name].format(",".join("?" * len(chunk))), chunk).fetchall()
+        found += db.execute(sql.format(",".join("?" * len(chunk))), chunk).fetchall()
     return found

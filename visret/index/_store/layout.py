@@ -7,7 +7,8 @@ An index is a directory::
     ids-<generation>.npy            the entry id of every stored vector, shard after shard (int64)
     vectors-<generation>.faiss      the FAISS index, for approximate factories only (Flat searches the shards)
     extractor-<generation>.npz      the extractor's state: what it learned, a CNN's network exported to ONNX
-    shards/emb-<generation>-<n>.npy the search vectors, float32 (rows, vector_dim), immutable
+    shards/emb-<generation>-<n>.npy the search vectors, float32 (rows, vector_dim), immutable; none when the
+                                    manifest's ``stored_as`` is ``codes``: the FAISS index's codes are the only copy
     .staging/                       an interrupted run's committed parts (see ``staging``)
     .lock                           the writer lock
 
@@ -73,7 +74,10 @@ _TOP = {
 }
 # imported: where an attached FAISS index came from; backend: what reads the vectors file (FAISS if absent);
 # last_id: the largest id ever given, so that no id is given twice (a cache keyed by id stays right)
-_OPTIONAL = {"rerank": (str, type(None)), "imported": dict, "backend": str, "last_id": int}
+# stored_as: "codes" when the vectors file's codes are the only copy of the vectors (no shards)
+_OPTIONAL = {"rerank": (str, type(None)), "imported": dict, "backend": str, "last_id": int, "stored_as": str}
+#: ``stored_as`` of an index whose vectors live only as its structure's codes.
+CODES = "codes"
 _FILE = {"name": _STR, "bytes": _INT, "sha256": _STR}
 _SHARD = {**_FILE, "rows": _INT}
 #: xxh3: the file's ``files.xxh3_file``, checked when a reader first reads it; words: the hand-written
@@ -122,7 +126,12 @@ def check_manifest(manifest: Any) -> dict[str, Any]:
         if not _name(shard["name"]).startswith(f"{SHARDS}/"):
             raise ValueError(f"shard {shard['name']!r} is not in {SHARDS}/")
         rows += shard["rows"]
-    if rows != manifest["count"]:
+    if manifest.get("stored_as", CODES) != CODES:
+        raise ValueError(f"vectors stored as {manifest['stored_as']!r}")
+    if "stored_as" in manifest:
+        if manifest["shards"] or "vectors" not in manifest["files"]:
+            raise ValueError("vectors kept as codes need a vectors file and no shards")
+    elif rows != manifest["count"]:
         raise ValueError("shards do not hold the manifest's count of vectors")
     if not all(isinstance(c, str) for c in manifest["classes"]):
         raise ValueError("classes are not names")

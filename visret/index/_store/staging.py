@@ -29,17 +29,36 @@ from visret.index._store.layout import STAGING
 
 @dataclass
 class Part:
-    """One committed part: ``rows`` are ``(path, label, sha256)`` of its vectors, in order;
-    ``stamps`` each row's file ``[size, mtime_ns]`` when embedded (None for a URI)."""
+    """One committed part: ``size`` vectors in ``vectors``, described row for row by the JSON file ``meta``.
+
+    Its rows are read from ``meta`` when asked for, not kept: ten million staged rows held at once
+    cost ~275 bytes an entry (docs/benchmarks.md), more than the index they become."""
 
     vectors: Path
-    rows: list[Row]
+    meta: Path
+    size: int
     skipped: list[tuple[str, str]]
-    stamps: list[list[int] | None]
+
+    @property
+    def rows(self) -> list[Row]:
+        """``(path, label, sha256)`` of its vectors, in order."""
+        return _read_meta(self.meta)[0]
 
     def is_current(self) -> bool:
         """Whether every local file of the part is still the one its vector was computed from."""
-        return all(stamp is None or file_stamp(row[0]) == stamp for row, stamp in zip(self.rows, self.stamps))
+        rows, stamps, _ = _read_meta(self.meta)
+        return all(stamp is None or file_stamp(row[0]) == stamp for row, stamp in zip(rows, stamps))
+
+
+def _read_meta(meta: Path) -> tuple[list[Row], list[list[int] | None], list[tuple[str, str]]]:
+    """A part's rows, stamps and skipped files; ``ValueError`` (and JSON's, OS and type errors) when damaged."""
+    data = json.loads(meta.read_text())
+    rows = [(str(p), None if label is None else str(label), str(h)) for p, label, h in data["rows"]]
+    skipped = [(str(p), str(reason)) for p, reason in data["skipped"]]
+    stamps = [None if stamp is None else [int(stamp[0]), int(stamp[1])] for stamp in data["stamps"]]
+    if len(stamps) != len(rows):
+        raise ValueError("a stamp for each row")
+    return rows, stamps, skipped
 
 
 def file_stamp(path: str) -> list[int] | None:
@@ -57,8 +76,10 @@ def file_stamp(path: str) -> list[int] | None:
 
 def skipped_paths(parts: Sequence[Part]) -> set[str]:
     """Files skipped by some part and embedded by none (a retried skip may have succeeded)."""
-    embedded = {row[0] for part in parts for row in part.rows}
-    return {path for part in parts for path, _ in part.skipped} - embedded
+    skipped = {path for part in parts for path, _ in part.skipped}
+    if not skipped:
+        return skipped
+    return skipped - {row[0] for part in parts for row in part.rows if row[0] in skipped}
 
 
 def _npy_shape(path: Path) -> tuple[tuple[int, ...], np.dtype] | None:
@@ -109,19 +130,14 @@ class Staging:
 
     def _valid(self, meta: Path) -> Part | None:
         try:
-            data = json.loads(meta.read_text())
-            rows = [(str(p), None if label is None else str(label), str(h)) for p, label, h in data["rows"]]
-            skipped = [(str(p), str(reason)) for p, reason in data["skipped"]]
-            stamps = [None if stamp is None else [int(stamp[0]), int(stamp[1])] for stamp in data["stamps"]]
+            rows, _, skipped = _read_meta(meta)
         except (OSError, ValueError, KeyError, TypeError, IndexError):
-            return None
-        if len(stamps) != len(rows):
             return None
         vectors = meta.with_suffix(".npy")
         header = _npy_shape(vectors)
         if header is None or header[0] != (len(rows), self.vector_dim) or header[1] != np.dtype("<f4"):
             return None
-        return Part(vectors, rows, skipped, stamps)
+        return Part(vectors, meta, len(rows), skipped)
 
     def parts(self, current_only: bool = False) -> list[Part]:
         """The committed parts, in order; damaged ones (and with ``current_only``, those with a
@@ -140,11 +156,12 @@ class Staging:
         """Files embedded by a part that is still current; skipped files are not done: they are retried."""
         return {row[0] for part in self.parts(current_only=True) for row in part.rows}
 
-    def commit(self, vectors: np.ndarray, rows: Sequence[Row], skipped: Sequence[tuple[str, str]]) -> None:
+    def commit(self, vectors: np.ndarray, rows: Sequence[Row], skipped: Sequence[tuple[str, str]], stamped: bool = True) -> None:
+        """Save a part; ``stamped=False`` for rows that name no file to check again (vectors handed over)."""
         numbers = [int(p.stem.split("-")[1]) for p in self.folder.glob("part-*.*") if p.stem.split("-")[1].isdigit()]
         name = f"part-{max(numbers, default=-1) + 1:06d}"
         save_npy(self.folder / f"{name}.npy", np.ascontiguousarray(vectors, dtype="<f4").reshape(len(rows), self.vector_dim))
-        meta = {"rows": [list(r) for r in rows], "skipped": [list(s) for s in skipped], "stamps": [file_stamp(r[0]) for r in rows]}
+        meta = {"rows": [list(r) for r in rows], "skipped": [list(s) for s in skipped], "stamps": [file_stamp(r[0]) if stamped else None for r in rows]}
         with atomic_path(self.folder / f"{name}.json") as temporary:
             temporary.write_text(json.dumps(meta))
         crashpoints.reached("part-committed")

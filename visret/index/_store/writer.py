@@ -136,11 +136,11 @@ class Writer:
         return their manifest entries and (with ``places``) where each path's vector is."""
         shards, where = [], {}
         for part in parts:
-            if not part.rows:
+            if not part.size:
                 continue
             name = self._new_shard_name()
             link_or_copy(part.vectors, self.path / name)
-            shards.append({**_file_entry(self.path, name), "rows": len(part.rows)})
+            shards.append({**_file_entry(self.path, name), "rows": part.size})
             if places:
                 where.update({row[0]: (name, i) for i, row in enumerate(part.rows)})
         crashpoints.reached("adopted")
