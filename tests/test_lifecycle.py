@@ -211,7 +211,8 @@ def test_every_factory_type_round_trips(blobs, tmp_path, factory):
     from visret.index._search_params import RECALL_TARGET
 
     path = tmp_path / "ix"
-    built = build_index(blobs, "pixels", path, params={"size": 8, "mode": "RGB"}, workers=1, factory=factory, nprobe=8)
+    built = build_index(blobs, "pixels", path, params={"size": 8, "mode": "RGB"}, workers=1, factory=factory, nprobe=8,
+                        keep_vectors=True)  # recall below is against the exact vectors (codes alone: tests/test_codes_only.py)
     queries = built.vectors([1, 140, 377])
     before = built.search(queries, 5)
     built.close()
