@@ -666,3 +666,23 @@ def test_ids_are_checked_unique_and_positive_in_one_pass():
     assert not _unique_positive(np.append(ids, 500))
     assert not _unique_positive(np.append(ids, 0)) and not _unique_positive(np.append(ids, -3))
     assert _unique_positive(np.append(ids, 2**60)) and not _unique_positive(np.append(ids, [2**60, 2**60]))
+
+
+def test_class_sizes_live_in_the_manifest_and_follow_every_change(index_path, digits):
+    """Entries per class are counted once per write (a held-out evaluation and the web page read them without
+    scanning 10M rows); they agree with the table after a removal and an addition, and forged sizes are refused."""
+    def both(path):
+        with open_index(path) as index:
+            return index.label_counts(), dict(index.rows("label counts"))
+
+    kept, counted = both(index_path)
+    assert kept == counted and sum(kept.values()) == 50 and manifest_of(index_path)["class_sizes"] == list(kept.values())
+    visret.remove_images([digits / "test" / "3"], index_path)
+    kept, counted = both(index_path)
+    assert kept == counted and "3" not in kept
+    add_images([digits / "train"], index_path, workers=1)
+    kept, counted = both(index_path)
+    assert kept == counted and kept["3"] == 15 and kept["5"] == 20
+    resign(index_path, lambda m: m["class_sizes"].__setitem__(0, 10**6))
+    with pytest.raises(VisretError, match="corrupt"):
+        open_index(index_path)

@@ -3,6 +3,7 @@ and what ``import-index`` attaches."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -17,6 +18,7 @@ class FaissStructure(SearchStructure):
     def __init__(self, index):
         self.index = index
         self._direct_map = False
+        self._mapping = threading.Lock()  # a server's threads may ask for vectors at once
 
     @property
     def holds_codes(self) -> bool:
@@ -26,9 +28,10 @@ class FaissStructure(SearchStructure):
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
         ids = np.ascontiguousarray(ids, dtype=np.int64)
-        if not self._direct_map:  # id -> place in the lists, built on first use (a second a 10M)
-            faiss.extract_index_ivf(self.index).set_direct_map_type(faiss.DirectMap.Hashtable)
-            self._direct_map = True
+        with self._mapping:
+            if not self._direct_map:  # id -> place in the lists, built on first use
+                faiss.extract_index_ivf(self.index).set_direct_map_type(faiss.DirectMap.Hashtable)
+                self._direct_map = True
         return self.index.reconstruct_batch(ids) if len(ids) else np.zeros((0, self.d), np.float32)
 
     @property

@@ -193,7 +193,9 @@ class IndexReader:
         return [Entry(*row) for row in rows]
 
     def label_counts(self) -> dict[str, int]:
-        """Entries per class, classes sorted."""
+        """Entries per class, classes sorted: from the manifest (indexes written before it kept them: the table)."""
+        if "class_sizes" in self.manifest:
+            return dict(zip(self.manifest["classes"], self.manifest["class_sizes"]))
         return dict(self.rows("label counts"))
 
     def similar_by_id(self, entry_id: int, k: int = 5, weights: str = "uniform", rerank: str | None = None) -> QueryResult:

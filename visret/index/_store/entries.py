@@ -98,13 +98,13 @@ def _write(path, base, added, removed, tombstoned, moved, clear_tombstones) -> N
         db.close()
 
 
-def summary(path: Path) -> tuple[int, list[str], int]:
-    """``(entries, sorted class names, tombstones)`` of an entries file."""
+def summary(path: Path) -> tuple[int, dict[str, int], int]:
+    """``(entries, entries per class with classes sorted, tombstones)`` of an entries file."""
     with sqlite3.connect(path) as db:
         count = db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
-        labels = sorted(row[0] for row in db.execute("SELECT DISTINCT label FROM entries WHERE label IS NOT NULL"))
+        sizes = dict(db.execute(QUERIES["label counts"]).fetchall())
         tombstones = db.execute("SELECT COUNT(*) FROM tombstones").fetchone()[0]
-    return count, labels, tombstones
+    return count, sizes, tombstones
 
 
 def _utf8(data: bytes) -> str:

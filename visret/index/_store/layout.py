@@ -75,7 +75,8 @@ _TOP = {
 # imported: where an attached FAISS index came from; backend: what reads the vectors file (FAISS if absent);
 # last_id: the largest id ever given, so that no id is given twice (a cache keyed by id stays right)
 # stored_as: "codes" when the vectors file's codes are the only copy of the vectors (no shards)
-_OPTIONAL = {"rerank": (str, type(None)), "imported": dict, "backend": str, "last_id": int, "stored_as": str}
+# class_sizes: entries per class, in the order of classes (read without scanning the entries table)
+_OPTIONAL = {"rerank": (str, type(None)), "imported": dict, "backend": str, "last_id": int, "stored_as": str, "class_sizes": list}
 #: ``stored_as`` of an index whose vectors live only as its structure's codes.
 CODES = "codes"
 _FILE = {"name": _STR, "bytes": _INT, "sha256": _STR}
@@ -135,6 +136,10 @@ def check_manifest(manifest: Any) -> dict[str, Any]:
         raise ValueError("shards do not hold the manifest's count of vectors")
     if not all(isinstance(c, str) for c in manifest["classes"]):
         raise ValueError("classes are not names")
+    sizes = manifest.get("class_sizes", [1] * len(manifest["classes"]))
+    if (len(sizes) != len(manifest["classes"]) or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in sizes)
+            or sum(sizes) > manifest["count"]):
+        raise ValueError("class sizes do not fit the classes and the count")
     if min(manifest["dim"], manifest["vector_dim"]) < 1 or manifest["count"] < 0 or manifest["tombstones"] < 0:
         raise ValueError("dimensions or counts out of range")
     return manifest

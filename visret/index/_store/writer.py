@@ -191,7 +191,7 @@ class Writer:
         place("ids", lambda p: _save_ids(p, generation.ids))
         if generation.state:
             place("extractor", lambda p: _save_state(p, generation.state))
-        count, classes, tombstones = entries.summary(self.path / files["entries"]["name"])
+        count, class_sizes, tombstones = entries.summary(self.path / files["entries"]["name"])
         if count != len(generation.ids):
             raise RuntimeError(f"entries ({count}) and stored vectors ({len(generation.ids)}) disagree")
         now = time.time()
@@ -200,7 +200,8 @@ class Writer:
             "visret_version": __version__,
             "generation": self.generation,
             "count": count,
-            "classes": classes,
+            "classes": list(class_sizes),
+            "class_sizes": list(class_sizes.values()),
             "tombstones": tombstones,
             "created_at": (self.previous or {}).get("created_at", now),
             "updated_at": now,
