@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections import Counter
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -129,14 +130,22 @@ def _commit_build(writer: Writer, target: _Target, parts: Sequence[Part], order:
     as_codes = _as_codes(structure, target.keep_vectors, chosen)
     shards = [] if as_codes else writer.adopt(parts, places=False)[0]
     now = time.time()
+    sizes: Counter[str] = Counter()  # entries per class, counted as the rows stream
 
     def table_rows():
         start = 0
         for number, part in enumerate(parts):
             shard = "" if as_codes else shards[number]["name"]
-            for place, (row, entry_id) in enumerate(zip(part.rows, ids[start : start + part.size].tolist())):
+            rows = part.rows
+            sizes.update(row[1] for row in rows if row[1] is not None)
+            for place, (row, entry_id) in enumerate(zip(rows, ids[start : start + part.size].tolist())):
                 yield (entry_id, *row, now, shard, -1 if as_codes else place)
             start += part.size
+
+    def write_entries(path: Path) -> None:
+        sizes.clear()
+        entries.write(path, None, table_rows())
+        generation.summary = (len(ids), dict(sorted(sizes.items())))
 
     extractor = target.extractor
     fields = {
@@ -149,7 +158,8 @@ def _commit_build(writer: Writer, target: _Target, parts: Sequence[Part], order:
         fields["rerank"] = target.rerank
     if backend is not None:
         fields["backend"] = backend.name
-    writer.commit(Generation(shards, ids, lambda p: entries.write(p, None, table_rows()), fields, structure, extractor.get_state()))
+    generation = Generation(shards, ids, write_entries, fields, structure, extractor.get_state())
+    writer.commit(generation)
 
 
 def _as_codes(structure, keep_vectors: bool | None, factory: str) -> bool:

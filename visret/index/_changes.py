@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -144,12 +145,23 @@ def _apply(
 
     fields = {key: manifest[key] for key in (*CARRIED_FIELDS, "factory", "backend", "imported") if key in manifest}
     fields["last_id"] = last_id + len(new_rows)
+    summary = _summary_after(current, removals, new_rows)
     current.close()
     skipped = len(skipped_paths(parts))
-    writer.commit(Generation(shards + new_shards, ids, write_entries, fields, structure, extractor.get_state()))
+    writer.commit(Generation(shards + new_shards, ids, write_entries, fields, structure, extractor.get_state(), summary))
     if staging is not None:
         staging.clear()
     return skipped
+
+
+def _summary_after(current: IndexReader, removals: Sequence[int], added: Sequence[tuple]) -> tuple[int, dict[str, int]]:
+    """Entries and entries per class once ``removals`` are deleted and ``added`` rows inserted, from the
+    current counts and the labels of just those rows: no count over the whole table."""
+    removed = [row[2] for row in current.rows_for("labels", removals)]
+    sizes = Counter(current.label_counts())
+    sizes.subtract(label for label in removed if label is not None)
+    sizes.update(row[1] for row in added if row[1] is not None)
+    return current.manifest["count"] - len(removed) + len(added), {label: n for label, n in sorted(sizes.items()) if n > 0}
 
 
 def _existing_index(index: str | Path | None) -> Path:

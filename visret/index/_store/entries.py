@@ -98,13 +98,17 @@ def _write(path, base, added, removed, tombstoned, moved, clear_tombstones) -> N
         db.close()
 
 
+def tombstone_count(path: Path) -> int:
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT COUNT(*) FROM tombstones").fetchone()[0]
+
+
 def summary(path: Path) -> tuple[int, dict[str, int], int]:
     """``(entries, entries per class with classes sorted, tombstones)`` of an entries file."""
     with sqlite3.connect(path) as db:
         count = db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
         sizes = dict(db.execute(QUERIES["label counts"]).fetchall())
-        tombstones = db.execute("SELECT COUNT(*) FROM tombstones").fetchone()[0]
-    return count, sizes, tombstones
+    return count, sizes, tombstone_count(path)
 
 
 def _utf8(data: bytes) -> str:

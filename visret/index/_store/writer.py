@@ -83,6 +83,10 @@ class Generation:
     fields: dict[str, Any]
     structure: Any = None  # a visret.index.backends.SearchStructure, or None for a Flat index
     state: dict[str, np.ndarray] = field(default_factory=dict)
+    #: ``(entries, entries per class)`` when the writer knows them (from the rows it wrote or changed; may be
+    #: set by ``write_entries``, which runs first): otherwise counted over the new table, which costs
+    #: seconds at 10M entries whatever the change
+    summary: tuple[int, dict[str, int]] | None = None
 
 
 class Writer:
@@ -191,7 +195,10 @@ class Writer:
         place("ids", lambda p: _save_ids(p, generation.ids))
         if generation.state:
             place("extractor", lambda p: _save_state(p, generation.state))
-        count, class_sizes, tombstones = entries.summary(self.path / files["entries"]["name"])
+        if generation.summary is None:
+            count, class_sizes, tombstones = entries.summary(self.path / files["entries"]["name"])
+        else:
+            (count, class_sizes), tombstones = generation.summary, entries.tombstone_count(self.path / files["entries"]["name"])
         if count != len(generation.ids):
             raise RuntimeError(f"entries ({count}) and stored vectors ({len(generation.ids)}) disagree")
         now = time.time()
