@@ -87,3 +87,20 @@ def test_codes_only_is_refused_for_a_structure_that_needs_the_vectors_before_any
     with pytest.raises(VisretError, match="does not keep vectors as codes"):
         visret.build_index(digits / "train", "hog", tmp_path / "ix", params=HOG, workers=1, factory=factory, keep_vectors=False)
     assert not (tmp_path / "ix" / "manifest.json").exists()
+
+
+def test_a_manifest_that_claims_codes_over_a_structure_without_them_is_corrupt(digits, tmp_path):
+    """Data, never trust: an IVF-Flat index whose manifest says its codes are the only copy (shards dropped,
+    checksum redone) is refused on opening, not a traceback when vectors are first asked for."""
+    import json
+
+    from visret.index._store.layout import MANIFEST, checksum
+
+    path = tmp_path / "ix"
+    visret.build_index(digits / "train", "hog", path, params=HOG, workers=1, factory="IVF4,Flat", nprobe=4).close()
+    manifest = json.loads((path / MANIFEST).read_text())
+    manifest.update(stored_as="codes", shards=[])
+    manifest["checksum"] = checksum(manifest)
+    (path / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(VisretError, match="corrupt: .*cannot decode the vectors"):
+        visret.open_index(path)

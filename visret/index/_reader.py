@@ -108,6 +108,8 @@ class IndexReader:
             raise corrupt(self.path, f"cannot read {file.name}") from None
         if structure.d != self.manifest["vector_dim"] or structure.ntotal != len(self) + self.tombstones:
             raise corrupt(self.path, f"{file.name} does not match the manifest")
+        if self.as_codes and not structure.holds_codes:  # else nothing could give back the vectors it names
+            raise corrupt(self.path, f"{file.name} cannot decode the vectors the manifest keeps only as its codes")
         dead = np.array([row[0] for row in self.rows("tombstones")], np.int64)
         return StructureSearch(structure, self.distance, dead)
 
