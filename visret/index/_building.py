@@ -143,7 +143,6 @@ def _commit_build(writer: Writer, target: _Target, parts: Sequence[Part], order:
             start += part.size
 
     def write_entries(path: Path) -> None:
-        sizes.clear()
         entries.write(path, None, table_rows())
         generation.summary = (len(ids), dict(sorted(sizes.items())))
 

@@ -245,9 +245,9 @@ class IndexReader:
         """``(ids, vectors)`` of every stored row in storage order, a shard (checked against its sum first) or,
         for vectors kept as codes, ``size`` decoded rows at a time."""
         ids = self.stored_ids()
-        if self.as_codes:
+        if self.as_codes:  # every stored id is in the structure: decoded without looking each up in the table
             for start in range(0, len(ids), size):
-                yield ids[start : start + size], self.vectors(ids[start : start + size])
+                yield ids[start : start + size], self._searcher.structure.reconstruct(ids[start : start + size])
             return
         start = 0
         for number, shard in enumerate(self._store.shards):

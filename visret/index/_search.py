@@ -58,8 +58,8 @@ class ExactSearch(_Searcher):
         # most of the collection: sort every shard's list at once.
         merged = faiss.ResultHeap(len(queries), k, keep_max=False) if 2 * k < len(self) else None
         found_d, found_i = [], []
-        for shard, start in zip(self.shards, self.offsets[:-1]):
-            depth = min(k, vectors.shard_rows(shard))
+        for shard, start, end in zip(self.shards, self.offsets[:-1], self.offsets[1:]):
+            depth = min(k, int(end - start))
             if depth == 0:
                 continue
             raw, rows = faiss.knn(queries, vectors.read_shard(shard), depth, metric=self.distance.faiss_metric)

@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from visret.index._search import ExactSearch, StructureSearch
-from visret.index._vectors import shard_rows
+from visret.index._vectors import rows_at
 from visret.index.distances import Distance
 
 #: The recall@10 against exact search a build chooses its search parameters for.
@@ -60,7 +60,7 @@ def choose(structure, shards: Sequence[np.ndarray | Path], ids: np.ndarray, dist
         return {}
     exact = ExactSearch(shards, ids, distance)
     rows = sample_rows(ids)
-    queries = np.concatenate([np.asarray(s) for s in _rows_of(shards, rows)]).astype(np.float32)
+    queries = rows_at(shards, rows)
     truth = exact.search(queries, K + 1)[1]
     approximate = StructureSearch(structure, distance, np.zeros(0, np.int64))
     chosen: dict[str, float | int] = {}
@@ -80,13 +80,3 @@ def choose(structure, shards: Sequence[np.ndarray | Path], ids: np.ndarray, dist
         chosen.update({knob: value, "recall_at_10": round(reached, 4)})
     return chosen
 
-
-def _rows_of(shards: Sequence[np.ndarray | Path], rows: np.ndarray):
-    """The vectors at ``rows`` (positions over all shards, sorted), one shard at a time."""
-    start = 0
-    for shard in shards:
-        size = shard_rows(shard)
-        inside = rows[(rows >= start) & (rows < start + size)] - start
-        if len(inside):
-            yield np.asarray((np.load(shard, mmap_mode="r", allow_pickle=False) if isinstance(shard, Path) else shard)[inside])
-        start += size

@@ -129,12 +129,22 @@ def read_shard(shard: np.ndarray | Path) -> np.ndarray:
 
 def training_sample(shards: Sequence[np.ndarray | Path], seed: int = 0, size: int = TRAIN_SAMPLE) -> np.ndarray:
     """A seeded sample of rows drawn across all shards, reading one shard at a time."""
-    rows = [shard_rows(s) for s in shards]
-    total = sum(rows)
-    chosen = np.sort(np.random.default_rng(seed).choice(total, min(size, total), replace=False))
-    bounds = np.cumsum([0] + rows)
-    which = np.searchsorted(bounds, chosen, side="right") - 1
-    return np.concatenate([read_shard(shards[s])[chosen[which == s] - bounds[s]] for s in np.unique(which)]).astype(np.float32)
+    total = sum(shard_rows(s) for s in shards)
+    return rows_at(shards, np.sort(np.random.default_rng(seed).choice(total, min(size, total), replace=False)))
+
+
+def rows_at(shards: Sequence[np.ndarray | Path], positions: np.ndarray) -> np.ndarray:
+    """The float32 vectors at sorted ``positions`` over all shards, a shard at a time (a file mapped for
+    just those rows)."""
+    found, start = [], 0
+    for shard in shards:
+        size = shard_rows(shard)
+        inside = positions[(positions >= start) & (positions < start + size)] - start
+        if len(inside):
+            array = np.load(shard, mmap_mode="r", allow_pickle=False) if isinstance(shard, Path) else shard
+            found.append(np.asarray(array[inside], np.float32))
+        start += size
+    return np.concatenate(found) if found else np.zeros((0, 0), np.float32)
 
 
 def fill(index: faiss.Index, shards: Sequence[np.ndarray | Path], ids: np.ndarray, seed: int = 0) -> None:
